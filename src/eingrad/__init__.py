@@ -1,0 +1,54 @@
+"""eingrad: tensor calculus in index notation.
+
+Write tensor programs the way the CS189 gradients guide writes them
+(``Y_nh = X_nd W_dh + b_h``), evaluate them, and print them as index
+notation or LaTeX.  See LANGUAGE.md for the language.
+"""
+
+from __future__ import annotations
+
+from . import expr
+from .api import canonical, equivalent, evaluate, parse
+from .errors import (
+    EingradError,
+    IndexRuleError,
+    InputError,
+    InputTypeError,
+    MissingInputError,
+    ParseError,
+    ProgramError,
+    RankError,
+    ReservedNameError,
+    SizeError,
+    SurprisingSumWarning,
+    UnknownFunctionError,
+    UnknownInputError,
+)
+from .functions import FUNCTIONS
+from .program import Program, Statement
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "parse",
+    "evaluate",
+    "equivalent",
+    "canonical",
+    "Program",
+    "Statement",
+    "expr",
+    "FUNCTIONS",
+    "EingradError",
+    "ParseError",
+    "UnknownFunctionError",
+    "ReservedNameError",
+    "IndexRuleError",
+    "ProgramError",
+    "SizeError",
+    "InputError",
+    "MissingInputError",
+    "UnknownInputError",
+    "RankError",
+    "InputTypeError",
+    "SurprisingSumWarning",
+]

@@ -1,0 +1,234 @@
+"""A canonical form under renaming of summed indices and reordering of operands.
+
+Two expressions are *equivalent* here when they differ only in the names of
+summed indices, the order of commutative operands, and where sums sit in a
+product (``A_ij Σ_k(B_jk C_k)`` ≡ ``Σ_k(A_ij B_jk C_k)``).  The canonical form:
+
+1. pulls sums out of products and merges nested sums (prenex form);
+2. sorts the operands of ``+`` and products by a key that ignores the names of
+   summed indices;
+3. renames summed indices ``%0, %1, ...`` by first appearance.
+
+Operands whose keys tie are tried in every order (up to a budget) and the
+smallest printed result wins, so symmetric cases such as ``A_ij A_jk`` still
+reach one form.  The renamed indices cannot be written by users, so a
+canonical expression is for comparison, not for printing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import lru_cache
+
+from .expr import (
+    Add,
+    Call,
+    Const,
+    Delta,
+    Expr,
+    LogSumExp,
+    Mul,
+    Pow,
+    Sum,
+    Tensor,
+    add,
+    mul,
+    rename_indices,
+    sum_,
+)
+
+__all__ = ["canonical", "canonical_statement", "equivalent"]
+
+_PERMUTATION_BUDGET = 720
+
+
+def _prenex(e: Expr, taken: set[str]) -> Expr:
+    """Pull sums out of products (renaming bound indices apart) and merge nested sums."""
+    if isinstance(e, (Tensor, Delta, Const)):
+        return e
+    if isinstance(e, Mul):
+        bound: list[str] = []
+        factors: list[Expr] = []
+        for factor in (_prenex(f, taken) for f in e.factors):
+            while isinstance(factor, Sum):
+                mapping = {}
+                for i in factor.indices:
+                    if i in taken or i in bound:
+                        mapping[i] = _fresh(taken | set(bound) | set(factor.body.free) | {i})
+                body = rename_indices(factor.body, mapping)
+                bound += [mapping.get(i, i) for i in factor.indices]
+                factor = body
+            factors.append(factor)
+        for i in bound:
+            taken.add(i)
+        product = mul(*factors)
+        return sum_(bound, product) if bound else product
+    if isinstance(e, Sum):
+        for i in e.indices:
+            taken.add(i)
+        return sum_(e.indices, _prenex(e.body, taken))
+    if isinstance(e, LogSumExp):
+        for i in e.indices:
+            taken.add(i)
+        return LogSumExp(e.indices, _prenex(e.body, taken))
+    if isinstance(e, Add):
+        return add(*(_prenex(t, taken) for t in e.terms))
+    if isinstance(e, Pow):
+        return Pow(_prenex(e.base, taken), e.exponent)
+    if isinstance(e, Call):
+        return Call(e.fn, _prenex(e.arg, taken))
+    raise TypeError(type(e).__name__)
+
+
+def _fresh(taken: set[str]) -> str:
+    k = 0
+    while f"~{k}" in taken:
+        k += 1
+    return f"~{k}"
+
+
+def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
+    """A sort key that ignores the names of bound indices (but not their pattern in one tensor)."""
+    if isinstance(e, (Tensor, Delta)):
+        local: dict[str, str] = {}
+        parts = []
+        for i in e.indices:
+            if i in bound:
+                local.setdefault(i, f"*{len(local)}")
+                parts.append(local[i])
+            else:
+                parts.append(i)
+        head = e.name if isinstance(e, Tensor) else "δ"
+        return f"{head}({','.join(parts)})"
+    if isinstance(e, Const):
+        return f"#{e.value}"
+    if isinstance(e, (Sum, LogSumExp)):
+        tag = "S" if isinstance(e, Sum) else "L"
+        return f"{tag}{len(e.indices)}[{_anonymous_key(e.body, bound | set(e.indices))}]"
+    if isinstance(e, (Add, Mul)):
+        keys = sorted(_anonymous_key(c, bound) for c in e.children)
+        return ("+(" if isinstance(e, Add) else "*(") + " ".join(keys) + ")"
+    if isinstance(e, Pow):
+        return f"^{e.exponent}({_anonymous_key(e.base, bound)})"
+    if isinstance(e, Call):
+        return f"{e.fn}({_anonymous_key(e.arg, bound)})"
+    raise TypeError(type(e).__name__)
+
+
+def _orderings(e: Expr, bound: frozenset[str], budget: list[int]) -> list[Expr]:
+    """``e`` with operands sorted by key; one variant per order of tied operands."""
+    if isinstance(e, (Tensor, Delta, Const)):
+        return [e]
+    if isinstance(e, (Sum, LogSumExp)):
+        inner = bound | set(e.indices)
+        return [type(e)(e.indices, b) for b in _orderings(e.body, inner, budget)]
+    if isinstance(e, (Pow, Call)):
+        child = e.base if isinstance(e, Pow) else e.arg
+        variants = _orderings(child, bound, budget)
+        if isinstance(e, Pow):
+            return [Pow(v, e.exponent) for v in variants]
+        return [Call(e.fn, v) for v in variants]
+    keyed = sorted(((_anonymous_key(c, bound), c) for c in e.children), key=lambda kc: kc[0])
+    groups = [list(g) for _, g in itertools.groupby(keyed, key=lambda kc: kc[0])]
+    child_variants = [[_orderings(c, bound, budget) for _, c in g] for g in groups]
+    options_per_group = []
+    for g, variants in zip(groups, child_variants, strict=True):
+        options = []
+        perms = itertools.permutations(range(len(g))) if _afford(len(g), budget) else [range(len(g))]
+        for perm in perms:
+            for combo in itertools.product(*(variants[p] for p in perm)):
+                options.append(combo)
+                if len(options) > _PERMUTATION_BUDGET:
+                    break
+        options_per_group.append(options)
+    out = []
+    cls = Add if isinstance(e, Add) else Mul
+    for choice in itertools.product(*options_per_group):
+        out.append(cls(tuple(c for group in choice for c in group)))
+        if len(out) > _PERMUTATION_BUDGET:
+            break
+    return out
+
+
+def _afford(n: int, budget: list[int]) -> bool:
+    cost = math.factorial(n)
+    if cost <= budget[0]:
+        budget[0] //= cost
+        return True
+    return False
+
+
+def _rename_by_first_appearance(e: Expr) -> Expr:
+    order: dict[str, str] = {}
+
+    def visit(node: Expr, bound: frozenset[str]) -> None:
+        if isinstance(node, (Tensor, Delta)):
+            for i in node.indices:
+                if i in bound and i not in order:
+                    order[i] = f"%{len(order)}"
+            return
+        if isinstance(node, (Sum, LogSumExp)):
+            bound = bound | set(node.indices)
+        for child in node.children:
+            visit(child, bound)
+
+    visit(e, frozenset())
+    renamed = rename_indices(e, order)
+    return _sort_binders(renamed)
+
+
+def _sort_binders(e: Expr) -> Expr:
+    if isinstance(e, (Sum, LogSumExp)):
+        return type(e)(tuple(sorted(e.indices)), _sort_binders(e.body))
+    if not e.children:
+        return e
+    kids = tuple(_sort_binders(c) for c in e.children)
+    if isinstance(e, Add):
+        return Add(kids)
+    if isinstance(e, Mul):
+        return Mul(kids)
+    if isinstance(e, Pow):
+        return Pow(kids[0], e.exponent)
+    if isinstance(e, Call):
+        return Call(e.fn, kids[0])
+    raise TypeError(type(e).__name__)
+
+
+@lru_cache(maxsize=4096)
+def canonical(e: Expr) -> Expr:
+    """The canonical representative of ``e``'s class (free index names are kept)."""
+    prenex = _prenex(e, set(e.free))
+    candidates = _orderings(prenex, frozenset(), [_PERMUTATION_BUDGET])
+    best = None
+    best_key = None
+    for candidate in candidates:
+        renamed = _rename_by_first_appearance(candidate)
+        key = repr(renamed)
+        if best_key is None or key < best_key:
+            best, best_key = renamed, key
+    assert best is not None
+    return best
+
+
+def equivalent(a: Expr, b: Expr) -> bool:
+    """True when ``a`` and ``b`` differ only in summed-index names, operand order, sum placement."""
+    return a.free == b.free and canonical(a) == canonical(b)
+
+
+def canonical_statement(stmt) -> tuple[str, Expr]:
+    """A statement's target and expression with target indices renamed by position."""
+    mapping = {i: f"${k}" for k, i in enumerate(stmt.indices)}
+    taken = set(mapping.values())
+    # Rename bound indices out of the way first so that free renaming cannot capture.
+    expr = canonical(stmt.expr)
+    assert not (taken & {i for n in _walk_indices(expr) for i in n})
+    return stmt.target, canonical(rename_indices(expr, mapping))
+
+
+def _walk_indices(e: Expr):
+    from .expr import walk
+
+    for node in walk(e):
+        if isinstance(node, (Tensor, Delta)):
+            yield node.indices

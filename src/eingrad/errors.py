@@ -1,0 +1,190 @@
+"""Error hierarchy, source spans and caret excerpts.
+
+Every error a user can trigger is an :class:`EingradError`.  Errors that come
+from a place in the program text carry a :class:`Span`, and their ``str``
+shows the message, the source line with a caret under the offending text, and
+a hint where there is an obvious fix::
+
+    SizeError: index 'j' has size 3 in X_ij (axis 1) but size 4 in w_j (axis 0)
+      line 1: z_i = X_ij w_j
+                    ^^^^ ^^^
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+__all__ = [
+    "Span",
+    "EingradError",
+    "ParseError",
+    "UnknownFunctionError",
+    "ReservedNameError",
+    "IndexRuleError",
+    "ProgramError",
+    "SizeError",
+    "InputError",
+    "MissingInputError",
+    "UnknownInputError",
+    "RankError",
+    "InputTypeError",
+    "SurprisingSumWarning",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A half-open range ``[start, end)`` of character offsets into a source text."""
+
+    start: int
+    end: int
+
+    def join(self, other: Span | None) -> Span:
+        if other is None:
+            return self
+        return Span(min(self.start, other.start), max(self.end, other.end))
+
+
+def line_and_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of ``offset`` in ``text``."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, column
+
+
+def caret_excerpt(text: str, spans: list[Span]) -> str:
+    """The source line(s) holding ``spans``, each followed by carets under them."""
+    by_line: dict[int, list[Span]] = {}
+    for span in spans:
+        line, _ = line_and_column(text, span.start)
+        by_line.setdefault(line, []).append(span)
+    lines = text.split("\n")
+    out = []
+    for line_no in sorted(by_line):
+        source = lines[line_no - 1]
+        prefix = f"  line {line_no}: "
+        line_start = sum(len(s) + 1 for s in lines[: line_no - 1])
+        marks = [" "] * (len(source) + 1)
+        for span in by_line[line_no]:
+            start = span.start - line_start
+            end = min(max(span.end - line_start, start + 1), len(source) + 1)
+            for k in range(start, end):
+                marks[k] = "^"
+        out.append(prefix + source.rstrip())
+        out.append(" " * len(prefix) + "".join(marks).rstrip())
+    return "\n".join(out)
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` that points at the caller's own code."""
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+class EingradError(Exception):
+    """Base class of every error eingrad raises for bad input.
+
+    Attributes: ``message`` (one sentence), ``source`` (the program text, if
+    known), ``spans`` (where in it), ``hint`` (a suggested fix, or None),
+    ``line`` and ``column`` (1-based, of the first span).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        spans: list[Span] | tuple[Span, ...] | Span | None = None,
+        hint: str | None = None,
+    ) -> None:
+        if isinstance(spans, Span):
+            spans = [spans]
+        self.message = message
+        self.source = source
+        self.spans = [s for s in (spans or []) if s is not None]
+        self.hint = hint
+        super().__init__(message)
+
+    @property
+    def line(self) -> int | None:
+        if self.source is None or not self.spans:
+            return None
+        return line_and_column(self.source, self.spans[0].start)[0]
+
+    @property
+    def column(self) -> int | None:
+        if self.source is None or not self.spans:
+            return None
+        return line_and_column(self.source, self.spans[0].start)[1]
+
+    def with_source(self, source: str) -> EingradError:
+        """Attach the program text (used at the API boundary); returns self."""
+        if self.source is None:
+            self.source = source
+        return self
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.source is not None and self.spans:
+            parts.append(caret_excerpt(self.source, self.spans))
+        if self.hint:
+            parts.append(f"  hint: {self.hint}")
+        return "\n".join(parts)
+
+
+class ParseError(EingradError, ValueError):
+    """The program text is not well-formed."""
+
+
+class UnknownFunctionError(ParseError):
+    """A call to a function eingrad does not know."""
+
+
+class ReservedNameError(ParseError):
+    """A reserved word (``sum``, ``delta``, ``exp``, ...) used as a tensor or index."""
+
+
+class IndexRuleError(EingradError, ValueError):
+    """A statement breaks the summation rule (target indices, binders)."""
+
+
+class ProgramError(EingradError, ValueError):
+    """The statements do not form a valid program (reassignment, rank clash, ...)."""
+
+
+class SizeError(EingradError, ValueError):
+    """The same index has different sizes, or a size cannot be determined."""
+
+
+class InputError(EingradError, ValueError):
+    """The arrays passed to a program do not fit it."""
+
+
+class MissingInputError(InputError, KeyError):
+    """An input of the program was not passed."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return EingradError.__str__(self)
+
+
+class UnknownInputError(InputError, TypeError):
+    """An array was passed under a name the program does not use."""
+
+
+class RankError(InputError):
+    """An array has a different number of axes than its tensor has indices."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An array is not numeric."""
+
+
+class SurprisingSumWarning(UserWarning):
+    """Legal but surprising input, such as ``L = log(p_i)`` (= log of the sum)."""

@@ -1,0 +1,202 @@
+"""The reference interpreter: evaluates programs on numpy arrays.
+
+Correct first, reasonably fast second: it is the oracle every compiled backend
+is checked against.  Contractions (a sum over a product) go to
+``opt_einsum.contract``, which picks a contraction order for the actual sizes,
+so a chain of three matrices never becomes a 4-index intermediate.  Deltas are
+materialised here (the compiler never does that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import opt_einsum
+
+from .errors import InputTypeError
+from .expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Sum, Tensor
+from .functions import FUNCTIONS
+from .program import Program
+from .sizes import infer_shapes
+
+__all__ = ["evaluate_program", "as_input_array"]
+
+Labelled = tuple[np.ndarray, tuple[str, ...]]
+
+
+def as_input_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a numeric numpy array; integers and booleans become float64."""
+    try:
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 - any conversion failure is the user's input
+        array = None
+    if array is None or array.dtype.kind not in "biufc":
+        kind = type(value).__name__ if array is None else f"an array of dtype {array.dtype}"
+        raise InputTypeError(
+            f"input {name!r} must be numeric, got {kind}",
+            hint="pass a numpy array of floats (or a Python number for a scalar)",
+        )
+    if array.dtype.kind in "biu":
+        array = array.astype(np.float64)
+    return array
+
+
+class _Interpreter:
+    def __init__(self, env: dict[str, np.ndarray], sizes: dict[str, int], dtype: np.dtype) -> None:
+        self.env = env
+        self.sizes = sizes
+        self.dtype = dtype
+
+    def eval(self, e: Expr) -> Labelled:
+        method = getattr(self, "eval_" + type(e).__name__)
+        return method(e)
+
+    def eval_Tensor(self, e: Tensor) -> Labelled:
+        array = self.env[e.name]
+        labels = tuple(dict.fromkeys(e.indices))
+        if len(labels) != len(e.indices):  # A_ii: read the diagonal
+            array = _einsum(e.indices, [array], labels)
+        return array, labels
+
+    def eval_Delta(self, e: Delta) -> Labelled:
+        labels = tuple(dict.fromkeys(e.indices))
+        n = self.sizes[labels[0]]
+        array = np.zeros((n,) * len(labels), dtype=self.dtype)
+        diagonal = np.arange(n)
+        array[(diagonal,) * len(labels)] = 1
+        return array, labels
+
+    def eval_Const(self, e: Const) -> Labelled:
+        return np.asarray(float(e.value), dtype=self.dtype), ()
+
+    def eval_Add(self, e: Add) -> Labelled:
+        parts = [self.eval(t) for t in e.terms]
+        labels = tuple(dict.fromkeys(label for _, ls in parts for label in ls))
+        total = None
+        for array, ls in parts:
+            aligned = _align(array, ls, labels)
+            total = aligned if total is None else total + aligned
+        assert total is not None
+        return np.broadcast_to(total, tuple(self.sizes[i] for i in labels)), labels
+
+    def eval_Mul(self, e: Mul) -> Labelled:
+        return self.contract(e.factors, tuple(sorted(e.free, key=_first_seen(e))))
+
+    def eval_Sum(self, e: Sum) -> Labelled:
+        out = tuple(sorted(e.free, key=_first_seen(e)))
+        if isinstance(e.body, Mul):
+            return self.contract(e.body.factors, out)
+        return self.contract((e.body,), out)
+
+    def contract(self, factors: tuple[Expr, ...], out: tuple[str, ...]) -> Labelled:
+        parts = [self.eval(f) for f in factors]
+        arrays = [a for a, _ in parts]
+        labels = [ls for _, ls in parts]
+        return _einsum_many(labels, arrays, out), out
+
+    def eval_Pow(self, e: Pow) -> Labelled:
+        base, labels = self.eval(e.base)
+        exponent = e.exponent
+        with np.errstate(all="ignore"):
+            if exponent.denominator == 1:
+                k = int(exponent)
+                if k < 0:
+                    result = np.reciprocal(base ** (-k) if k != -1 else base)
+                else:
+                    result = base**k
+            else:
+                result = np.power(base, float(exponent))
+        return np.asarray(result, dtype=np.result_type(base, self.dtype)), labels
+
+    def eval_Call(self, e: Call) -> Labelled:
+        arg, labels = self.eval(e.arg)
+        with np.errstate(all="ignore"):
+            return np.asarray(FUNCTIONS[e.fn].numpy(arg)), labels
+
+    def eval_LogSumExp(self, e: LogSumExp) -> Labelled:
+        body, labels = self.eval(e.body)
+        axes = tuple(k for k, label in enumerate(labels) if label in e.indices)
+        kept = tuple(label for label in labels if label not in e.indices)
+        with np.errstate(all="ignore"):
+            shift = np.max(body, axis=axes, keepdims=True)
+            shift = np.where(np.isfinite(shift), shift, 0)
+            total = np.sum(np.exp(body - shift), axis=axes, keepdims=True)
+            result = np.log(total) + shift
+        return np.squeeze(result, axis=axes), kept
+
+
+def _first_seen(e: Expr):
+    order: dict[str, int] = {}
+    from .expr import walk
+
+    for node in walk(e):
+        if isinstance(node, (Tensor, Delta)):
+            for i in node.indices:
+                order.setdefault(i, len(order))
+    return lambda i: order.get(i, len(order))
+
+
+def _align(array: np.ndarray, labels: tuple[str, ...], target: tuple[str, ...]) -> np.ndarray:
+    """Transpose ``array`` to ``target``'s order, with size-1 axes for missing labels."""
+    order = [labels.index(t) for t in target if t in labels]
+    array = np.transpose(array, order) if order != list(range(len(order))) else array
+    shape = []
+    it = iter(array.shape)
+    for t in target:
+        shape.append(next(it) if t in labels else 1)
+    return array.reshape(shape)
+
+
+def _symbols(labels_list) -> dict[str, str]:
+    table: dict[str, str] = {}
+    for labels in labels_list:
+        for label in labels:
+            if label not in table:
+                table[label] = opt_einsum.get_symbol(len(table))
+    return table
+
+
+def _einsum(spec: tuple[str, ...], arrays: list[np.ndarray], out: tuple[str, ...]) -> np.ndarray:
+    table = _symbols([spec, out])
+    subscripts = "".join(table[s] for s in spec) + "->" + "".join(table[s] for s in out)
+    return np.einsum(subscripts, *arrays)
+
+
+def _einsum_many(labels: list[tuple[str, ...]], arrays: list[np.ndarray], out: tuple[str, ...]) -> np.ndarray:
+    if len(arrays) == 1 and labels[0] == out:
+        return arrays[0]
+    table = _symbols(labels + [out])
+    subscripts = ",".join("".join(table[s] for s in ls) for ls in labels)
+    subscripts += "->" + "".join(table[s] for s in out)
+    return np.asarray(opt_einsum.contract(subscripts, *arrays, optimize="auto"))
+
+
+def evaluate_program(
+    program: Program,
+    arrays: Mapping[str, Any],
+    declared: Mapping[str, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Run ``program`` on ``arrays``; returns every target's value, in program order."""
+    inputs = {}
+    for name, value in arrays.items():
+        try:
+            inputs[name] = as_input_array(name, value)
+        except InputTypeError as err:
+            if name in program.inputs:
+                err.spans = [program.first_use(name).span]
+            raise
+    info = infer_shapes(program, {k: v.shape for k, v in inputs.items()}, declared)
+    floats = [a.dtype for a in inputs.values()] or [np.dtype(np.float64)]
+    dtype = np.result_type(*floats)
+    env: dict[str, np.ndarray] = dict(inputs)
+    results: dict[str, np.ndarray] = {}
+    for stmt, sizes in zip(program.statements, info.sizes, strict=True):
+        array, labels = _Interpreter(env, sizes, dtype).eval(stmt.expr)
+        value = _align(np.asarray(array), labels, stmt.indices)
+        value = np.broadcast_to(value, tuple(sizes[i] for i in stmt.indices))
+        value = np.array(value, dtype=np.result_type(value.dtype, dtype), copy=True)
+        env[stmt.target] = value
+        results[stmt.target] = value
+    return results

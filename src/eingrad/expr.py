@@ -1,0 +1,466 @@
+"""Immutable expression nodes in explicit index notation.
+
+After parsing, every sum is explicit: a product never sums by itself; a
+repeated index in a :class:`Mul` means an elementwise product, and only
+:class:`Sum` (and :class:`LogSumExp`) bind indices.  Nodes are frozen, slotted
+and hashable; the hash and the free-index set are computed once.
+
+Class constructors build exactly what they are given.  The lower-case smart
+constructors (:func:`add`, :func:`mul`, :func:`power`, :func:`sum_`, ...)
+apply only the cheap laws that are always valid and never drop an index:
+flattening, dropping zero terms and unit factors, folding constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from .errors import Span
+
+__all__ = [
+    "Expr",
+    "Tensor",
+    "Delta",
+    "Const",
+    "Add",
+    "Mul",
+    "Pow",
+    "Call",
+    "Sum",
+    "LogSumExp",
+    "tensor",
+    "delta",
+    "const",
+    "add",
+    "mul",
+    "neg",
+    "power",
+    "call",
+    "sum_",
+    "logsumexp",
+    "ZERO",
+    "ONE",
+    "walk",
+    "tensor_refs",
+    "rename_indices",
+]
+
+
+def _finish(node: Expr, free: Iterable[str], key: tuple) -> None:
+    object.__setattr__(node, "_free", frozenset(free))
+    object.__setattr__(node, "_hash", hash((type(node).__name__,) + key))
+
+
+class Expr:
+    """Base class of all nodes."""
+
+    __slots__ = ()
+
+    @property
+    def free(self) -> frozenset[str]:
+        """Indices this expression leaves free (not bound by a sum)."""
+        return self._free  # type: ignore[attr-defined]
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        """The same node over new children (rebuilt with the smart constructor)."""
+        return self
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
+    def __str__(self) -> str:
+        from .printing.text import format_expr
+
+        return format_expr(self)
+
+    def latex(self) -> str:
+        from .printing.latex import latex_expr
+
+        return latex_expr(self)
+
+    def _repr_latex_(self) -> str:
+        return f"${self.latex()}$"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Tensor(Expr):
+    """``name_{indices}``: an input or an earlier target; ``A_ii`` reads a diagonal."""
+
+    name: str
+    indices: tuple[str, ...] = ()
+    span: Span | None = field(default=None, compare=False)
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, self.indices, (self.name, self.indices))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Tensor)
+            and self._hash == other._hash
+            and self.name == other.name
+            and self.indices == other.indices
+        )
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, {self.indices!r})"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Delta(Expr):
+    """Kronecker delta: 1 where all its indices are equal, else 0."""
+
+    indices: tuple[str, ...]
+    span: Span | None = field(default=None, compare=False)
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, self.indices, (self.indices,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Delta) and self.indices == other.indices
+
+    def __repr__(self) -> str:
+        return f"Delta({self.indices!r})"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Const(Expr):
+    """An exact rational constant."""
+
+    value: Fraction
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, Fraction):
+            object.__setattr__(self, "value", Fraction(self.value))
+        _finish(self, (), (self.value,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Const) and self.value == other.value
+
+    def __repr__(self) -> str:
+        return f"Const(Fraction({self.value.numerator}, {self.value.denominator}))"
+
+
+class _Nary(Expr):
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(self) is type(other)
+            and self._hash == other._hash  # type: ignore[attr-defined]
+            and self.children == other.children  # type: ignore[attr-defined]
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Add(_Nary):
+    """Sum of terms; a term lacking a free index is broadcast along it."""
+
+    terms: tuple[Expr, ...]
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, frozenset().union(*(t.free for t in self.terms)), self.terms)
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return self.terms
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return add(*children)
+
+    def __repr__(self) -> str:
+        return f"Add({self.terms!r})"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Mul(_Nary):
+    """Elementwise product of factors (shared indices are *not* summed)."""
+
+    factors: tuple[Expr, ...]
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, frozenset().union(*(f.free for f in self.factors)), self.factors)
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return self.factors
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return mul(*children)
+
+    def __repr__(self) -> str:
+        return f"Mul({self.factors!r})"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Pow(Expr):
+    """``base ^ exponent`` with a constant exponent (``x^-1`` is division)."""
+
+    base: Expr
+    exponent: Fraction
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.exponent, Fraction):
+            object.__setattr__(self, "exponent", Fraction(self.exponent))
+        _finish(self, self.base.free, (self.base, self.exponent))
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.base,)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return power(children[0], self.exponent)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pow) and self.exponent == other.exponent and self.base == other.base
+
+    def __repr__(self) -> str:
+        e = self.exponent
+        return f"Pow({self.base!r}, Fraction({e.numerator}, {e.denominator}))"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Call(Expr):
+    """An elementwise function applied to every element of its argument."""
+
+    fn: str
+    arg: Expr
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, self.arg.free, (self.fn, self.arg))
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return call(self.fn, children[0])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Call) and self.fn == other.fn and self.arg == other.arg
+
+    def __repr__(self) -> str:
+        return f"Call({self.fn!r}, {self.arg!r})"
+
+
+class _Binder(Expr):
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(self) is type(other)
+            and self.indices == other.indices  # type: ignore[attr-defined]
+            and self.body == other.body  # type: ignore[attr-defined]
+        )
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.body,)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Sum(_Binder):
+    """``Σ_{indices} body``: binds ``indices``."""
+
+    indices: tuple[str, ...]
+    body: Expr
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, self.body.free - set(self.indices), (self.indices, self.body))
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return sum_(self.indices, children[0])
+
+    def __repr__(self) -> str:
+        return f"Sum({self.indices!r}, {self.body!r})"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class LogSumExp(_Binder):
+    """``log Σ_{indices} exp(body)``: binds ``indices``; evaluated stably."""
+
+    indices: tuple[str, ...]
+    body: Expr
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, self.body.free - set(self.indices), (self.indices, self.body))
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return logsumexp(self.indices, children[0])
+
+    def __repr__(self) -> str:
+        return f"LogSumExp({self.indices!r}, {self.body!r})"
+
+
+# Defining __eq__ resets __hash__ to None; every node hashes by its cached value.
+for _cls in (Tensor, Delta, Const, Add, Mul, Pow, Call, Sum, LogSumExp):
+    _cls.__hash__ = Expr.__hash__  # type: ignore[method-assign]
+
+# ---------------------------------------------------------------- smart constructors
+
+ZERO = Const(Fraction(0))
+ONE = Const(Fraction(1))
+
+
+def const(value: int | float | Fraction | str) -> Const:
+    return Const(Fraction(value))
+
+
+def tensor(name: str, indices: Iterable[str] = ()) -> Tensor:
+    return Tensor(name, tuple(indices))
+
+
+def delta(indices: Iterable[str]) -> Delta:
+    return Delta(tuple(indices))
+
+
+def add(*terms: Expr) -> Expr:
+    """Flatten nested sums of terms, fold constants, drop zero terms."""
+    flat: list[Expr] = []
+    total = Fraction(0)
+    for term in terms:
+        parts = term.terms if isinstance(term, Add) else (term,)
+        for part in parts:
+            if isinstance(part, Const):
+                total += part.value
+            else:
+                flat.append(part)
+    if total != 0:
+        flat.append(Const(total))
+    if not flat:
+        return ZERO
+    if len(flat) == 1:
+        return flat[0]
+    return Add(tuple(flat))
+
+
+def mul(*factors: Expr) -> Expr:
+    """Flatten nested products, fold constant factors into one leading constant, drop 1s."""
+    flat: list[Expr] = []
+    coefficient = Fraction(1)
+    for factor in factors:
+        parts = factor.factors if isinstance(factor, Mul) else (factor,)
+        for part in parts:
+            if isinstance(part, Const):
+                coefficient *= part.value
+            else:
+                flat.append(part)
+    if not flat:
+        return Const(coefficient)
+    if coefficient != 1:
+        flat.insert(0, Const(coefficient))
+    if len(flat) == 1:
+        return flat[0]
+    return Mul(tuple(flat))
+
+
+def neg(e: Expr) -> Expr:
+    return mul(Const(Fraction(-1)), e)
+
+
+def power(base: Expr, exponent: int | Fraction) -> Expr:
+    """``base^exponent``; folds ``x^1``, constant bases and integer powers of powers."""
+    exponent = Fraction(exponent)
+    if exponent == 1:
+        return base
+    if exponent == 0 and not base.free:
+        return ONE
+    if isinstance(base, Const) and exponent.denominator == 1:
+        if base.value != 0 or exponent > 0:
+            return Const(base.value ** int(exponent))
+    if isinstance(base, Pow) and exponent.denominator == 1:
+        return power(base.base, base.exponent * exponent)
+    return Pow(base, exponent)
+
+
+def call(fn: str, arg: Expr) -> Expr:
+    return Call(fn, arg)
+
+
+def sum_(indices: Iterable[str], body: Expr) -> Expr:
+    """``Σ_{indices} body``; merges directly nested sums, sorts the bound indices."""
+    bound = list(dict.fromkeys(indices))
+    if not bound:
+        return body
+    if isinstance(body, Sum):
+        bound += [i for i in body.indices if i not in bound]
+        body = body.body
+    return Sum(tuple(sorted(bound)), body)
+
+
+def logsumexp(indices: Iterable[str], body: Expr) -> Expr:
+    bound = tuple(sorted(dict.fromkeys(indices)))
+    if not bound:
+        return body
+    return LogSumExp(bound, body)
+
+
+# ---------------------------------------------------------------- traversal helpers
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """Every node of ``e``, parents before children."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(node.children))
+
+
+def tensor_refs(e: Expr) -> Iterator[Tensor]:
+    for node in walk(e):
+        if isinstance(node, Tensor):
+            yield node
+
+
+def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
+    """Rename indices (free or bound) by ``mapping``; keeps the tree's shape.
+
+    The caller guarantees that no renamed index is captured by a binder.
+    """
+    if not mapping:
+        return e
+    if isinstance(e, Tensor):
+        return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span)
+    if isinstance(e, Delta):
+        return Delta(tuple(mapping.get(i, i) for i in e.indices), e.span)
+    if isinstance(e, Const):
+        return e
+    if isinstance(e, Sum):
+        return Sum(tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping))
+    if isinstance(e, LogSumExp):
+        return LogSumExp(
+            tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping)
+        )
+    if isinstance(e, Add):
+        return Add(tuple(rename_indices(t, mapping) for t in e.terms))
+    if isinstance(e, Mul):
+        return Mul(tuple(rename_indices(f, mapping) for f in e.factors))
+    if isinstance(e, Pow):
+        return Pow(rename_indices(e.base, mapping), e.exponent)
+    if isinstance(e, Call):
+        return Call(e.fn, rename_indices(e.arg, mapping))
+    raise TypeError(f"unknown node {type(e).__name__}")

@@ -1,0 +1,165 @@
+"""LaTeX for expressions, statements and programs (same hidden sums as the text)."""
+
+from __future__ import annotations
+
+import unicodedata
+from fractions import Fraction
+
+from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Sum, Tensor
+from ..functions import FUNCTIONS
+from .layout import hidden_sums
+from .text import TextRenderer, _AbsoluteView, format_number, is_negative
+
+ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+_GREEK_CAPITALS = {"Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega"}
+
+
+def latex_symbol(name: str) -> str:
+    """A tensor or index name in LaTeX: Greek letters as macros, long names upright-italic."""
+    pieces = []
+    for ch in name:
+        try:
+            uname = unicodedata.name(ch)
+        except ValueError:
+            uname = ""
+        if uname.startswith("GREEK SMALL LETTER "):
+            word = uname.removeprefix("GREEK SMALL LETTER ").lower()
+            pieces.append("\\" + {"lamda": "lambda"}.get(word, word) + " ")
+        elif uname.startswith("GREEK CAPITAL LETTER "):
+            word = uname.removeprefix("GREEK CAPITAL LETTER ").capitalize()
+            word = {"Lamda": "Lambda"}.get(word, word)
+            pieces.append("\\" + word + " " if word in _GREEK_CAPITALS else "\\mathrm{" + ch + "}")
+        else:
+            pieces.append(ch)
+    text = "".join(pieces).strip()
+    if len(name) > 1 and name.isascii():
+        return "\\mathit{" + name + "}"
+    return text
+
+
+def latex_indices(indices: tuple[str, ...]) -> str:
+    if not indices:
+        return ""
+    sep = "" if all(len(i) == 1 for i in indices) else ","
+    return "_{" + sep.join(latex_symbol(i) for i in indices) + "}"
+
+
+def latex_number(value: Fraction) -> str:
+    text = format_number(abs(value))
+    if "/" in text:
+        text = f"\\frac{{{value.numerator if value > 0 else -value.numerator}}}{{{value.denominator}}}"
+    return ("-" if value < 0 else "") + text
+
+
+class LatexRenderer:
+    def __init__(self, hidden: frozenset) -> None:
+        self.hidden = hidden
+
+    def render(self, e: Expr, path: tuple[int, ...] = (), absolute: bool = False) -> tuple[str, int]:
+        """``e`` as (text, precedence); ``absolute`` drops a leading minus sign."""
+        if absolute:
+            e = _AbsoluteView.of(e)
+        if isinstance(e, Const):
+            return latex_number(e.value), (UNARY if e.value < 0 else ATOM)
+        if isinstance(e, Tensor):
+            return latex_symbol(e.name) + latex_indices(e.indices), ATOM
+        if isinstance(e, Delta):
+            return "\\delta" + latex_indices(e.indices), ATOM
+        if isinstance(e, Add):
+            parts = []
+            for k, term in enumerate(e.terms):
+                if k > 0 and is_negative(term):
+                    text, prec = self.render(term, path + (k,), absolute=True)
+                    parts.append(" - " + (text if prec > ADD else self.parens(text)))
+                else:
+                    text = self.wrap(term, path + (k,), ADD)
+                    parts.append(text if k == 0 else " + " + text)
+            return "".join(parts), ADD
+        if isinstance(e, Mul):
+            return self.render_product(e, path)
+        if isinstance(e, Pow):
+            if e.exponent < 0:
+                return f"\\frac{{1}}{{{self.render_power(e.base, -e.exponent, path)}}}", ATOM
+            return self.render_power(e.base, e.exponent, path), POW
+        if isinstance(e, Call):
+            arg = self.render(e.arg, path + (0,))[0]
+            if e.fn == "sqrt":
+                return f"\\sqrt{{{arg}}}", ATOM
+            return f"{FUNCTIONS[e.fn].latex}\\left({arg}\\right)", ATOM
+        if isinstance(e, Sum):
+            if path in self.hidden:
+                return self.render(e.body, path + (0,))
+            body = self.wrap(e.body, path + (0,), MUL)
+            return f"\\sum_{{{','.join(latex_symbol(i) for i in e.indices)}}} {body}", MUL
+        if isinstance(e, LogSumExp):
+            body = self.render(e.body, path + (0,))[0]
+            idx = ",".join(latex_symbol(i) for i in e.indices)
+            return f"\\operatorname{{logsumexp}}_{{{idx}}}\\left({body}\\right)", ATOM
+        raise TypeError(f"cannot print {type(e).__name__}")
+
+    def wrap(self, e: Expr, path: tuple[int, ...], min_prec: int) -> str:
+        text, prec = self.render(e, path)
+        return text if prec >= min_prec else self.parens(text)
+
+    @staticmethod
+    def parens(text: str) -> str:
+        return f"\\left({text}\\right)"
+
+    def render_power(self, base: Expr, exponent: Fraction, path: tuple[int, ...]) -> str:
+        base_text = self.wrap(base, path + (0,), ATOM)
+        if exponent == 1:
+            return base_text
+        if exponent == Fraction(1, 2):
+            return f"\\sqrt{{{self.render(base, path + (0,))[0]}}}"
+        if isinstance(base, (Tensor, Delta)) and base.indices:
+            base_text = "{" + base_text + "}"
+        return f"{base_text}^{{{latex_number(exponent)}}}"
+
+    def render_product(self, e: Mul, path: tuple[int, ...]) -> tuple[str, int]:
+        numerator: list[str] = []
+        denominators: list[tuple[Pow, tuple[int, ...]]] = []
+        sign = ""
+        for k, factor in enumerate(e.factors):
+            fpath = path + (k,)
+            if isinstance(factor, Pow) and factor.exponent < 0:
+                denominators.append((factor, fpath))
+            elif k == 0 and isinstance(factor, Const) and (factor.value < 0 or factor.value == 1):
+                sign = "-" if factor.value < 0 else ""
+                if abs(factor.value) != 1:
+                    numerator.append(latex_number(-factor.value))
+            elif isinstance(factor, Sum) and fpath in self.hidden:
+                text, prec = self.render(factor, fpath)
+                numerator.append(text if prec >= MUL else f"\\left({text}\\right)")
+            else:
+                numerator.append(self.wrap(factor, fpath, POW if numerator else UNARY))
+        num = " ".join(numerator) or "1"
+        if not denominators:
+            return sign + num, MUL
+        parts = []
+        for factor, fpath in denominators:
+            if -factor.exponent != 1:
+                parts.append(self.render_power(factor.base, -factor.exponent, fpath))
+            elif len(denominators) == 1:
+                parts.append(self.render(factor.base, fpath + (0,))[0])
+            else:
+                parts.append(self.wrap(factor.base, fpath + (0,), POW))
+        return f"{sign}\\frac{{{num}}}{{{' '.join(parts)}}}", (UNARY if sign else ATOM)
+
+
+def _hidden(e: Expr, free: tuple[str, ...]) -> frozenset:
+    return hidden_sums(e, free, lambda expr, hidden: TextRenderer(hidden).render(expr)[0])
+
+
+def latex_expr(e: Expr, free: tuple[str, ...] | None = None) -> str:
+    free = tuple(sorted(e.free)) if free is None else free
+    return LatexRenderer(_hidden(e, free)).render(e)[0]
+
+
+def latex_statement(stmt) -> str:
+    lhs = latex_symbol(stmt.target) + latex_indices(stmt.indices)
+    return f"{lhs} = {latex_expr(stmt.expr, stmt.indices)}"
+
+
+def latex_program(program) -> str:
+    """One statement per line (``\\\\`` separated, ``&=`` aligned for display)."""
+    return " \\\\\n".join(latex_statement(s).replace(" = ", " &= ", 1) for s in program.statements)

@@ -1,0 +1,45 @@
+"""Which sums the printers may leave implicit.
+
+The parser inserts a sum for every index that disappears (LANGUAGE.md §5), so
+a printer may drop a ``Σ`` exactly where parsing the printed text puts it
+back.  Rather than re-derive the summation rule here, we ask the parser: a sum
+is hidden when the text printed with it hidden parses back to the same tree.
+Sums are tried outermost first, so nested sums that the rule would merge stay
+explicit.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+
+from ..errors import EingradError
+from ..expr import Expr, Sum
+
+Path = tuple[int, ...]
+
+
+def sum_paths(e: Expr, path: Path = ()) -> Iterator[Path]:
+    if isinstance(e, Sum):
+        yield path
+    for k, child in enumerate(e.children):
+        yield from sum_paths(child, path + (k,))
+
+
+def hidden_sums(e: Expr, free: tuple[str, ...], render: Callable[[Expr, frozenset], str]) -> frozenset:
+    """The largest set (found greedily, outermost first) of sums that print implicitly."""
+    from ..syntax import parse_expression
+
+    hidden: frozenset[Path] = frozenset()
+    for path in sum_paths(e):
+        trial = hidden | {path}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                same = parse_expression(render(e, trial), free) == e
+            except EingradError:
+                same = False
+        # A hidden sum that makes the re-parse warn (log(p_i)) prints clearer as Σ_i.
+        if same and not caught:
+            hidden = trial
+    return hidden

@@ -1,0 +1,169 @@
+"""Unicode index notation that parses back to the same expression."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Sum, Tensor
+from .layout import hidden_sums
+
+ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+
+
+def format_number(value: Fraction) -> str:
+    """An exact decimal where one exists (0.5, 1e-3 as 0.001), else p/q."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    den = value.denominator
+    while den % 2 == 0:
+        den //= 2
+    while den % 5 == 0:
+        den //= 5
+    if den == 1:
+        from decimal import Decimal, getcontext
+
+        getcontext().prec = 60
+        text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+        return text
+    return f"{value.numerator}/{value.denominator}"
+
+
+def index_suffix(indices: tuple[str, ...]) -> str:
+    if not indices:
+        return ""
+    if all(len(i) == 1 and i.isalpha() for i in indices):
+        return "_" + "".join(indices)
+    return "[" + ", ".join(indices) + "]"
+
+
+def is_negative(e: Expr) -> bool:
+    """True when ``e`` prints with a leading minus sign (a negative constant factor)."""
+    if isinstance(e, Const):
+        return e.value < 0
+    return isinstance(e, Mul) and isinstance(e.factors[0], Const) and e.factors[0].value < 0
+
+
+class _AbsoluteView:
+    """``-e`` for a negative term, built so that child paths stay those of ``e``.
+
+    A product keeps its factor list with the constant made positive, even when
+    it becomes 1, so that the paths of hidden sums inside still line up.
+    """
+
+    @staticmethod
+    def of(e: Expr) -> Expr:
+        if isinstance(e, Const):
+            return Const(abs(e.value))
+        if isinstance(e, Mul):
+            return Mul((Const(-e.factors[0].value),) + e.factors[1:])  # type: ignore[attr-defined]
+        return e
+
+
+class TextRenderer:
+    """Renders a node with a given set of hidden sums; returns (text, precedence)."""
+
+    def __init__(self, hidden: frozenset) -> None:
+        self.hidden = hidden
+
+    def render(self, e: Expr, path: tuple[int, ...] = (), absolute: bool = False) -> tuple[str, int]:
+        """``e`` as (text, precedence); ``absolute`` drops a leading minus sign."""
+        if absolute:
+            e = _AbsoluteView.of(e)
+        if isinstance(e, Const):
+            text = format_number(abs(e.value))
+            if e.value < 0:
+                return "-" + text, UNARY
+            return text, (MUL if "/" in text else ATOM)
+        if isinstance(e, Tensor):
+            return e.name + index_suffix(e.indices), ATOM
+        if isinstance(e, Delta):
+            return "δ" + index_suffix(e.indices), ATOM
+        if isinstance(e, Add):
+            parts = []
+            for k, term in enumerate(e.terms):
+                if k > 0 and is_negative(term):
+                    text, prec = self.render(term, path + (k,), absolute=True)
+                    parts.append(" - " + (text if prec > ADD else self.parens(text)))
+                else:
+                    text = self.wrap(term, path + (k,), ADD)
+                    parts.append(text if k == 0 else " + " + text)
+            return "".join(parts), ADD
+        if isinstance(e, Mul):
+            return self.render_product(e, path), MUL
+        if isinstance(e, Pow):
+            if e.exponent < 0:
+                return "1 / " + self.render_power(e.base, -e.exponent, path), MUL
+            return self.render_power(e.base, e.exponent, path), POW
+        if isinstance(e, Call):
+            return f"{e.fn}({self.render(e.arg, path + (0,))[0]})", ATOM
+        if isinstance(e, Sum):
+            if path in self.hidden:
+                return self.render(e.body, path + (0,))
+            return f"Σ{index_suffix(e.indices)}({self.render(e.body, path + (0,))[0]})", ATOM
+        if isinstance(e, LogSumExp):
+            return f"logsumexp{index_suffix(e.indices)}({self.render(e.body, path + (0,))[0]})", ATOM
+        raise TypeError(f"cannot print {type(e).__name__}")
+
+    def wrap(self, e: Expr, path: tuple[int, ...], min_prec: int) -> str:
+        text, prec = self.render(e, path)
+        return text if prec >= min_prec else self.parens(text)
+
+    @staticmethod
+    def parens(text: str) -> str:
+        return f"({text})"
+
+    def render_power(self, base: Expr, exponent: Fraction, path: tuple[int, ...]) -> str:
+        base_text = self.wrap(base, path + (0,), ATOM)
+        if exponent == 1:
+            return base_text
+        if exponent.denominator == 1 or "/" not in format_number(abs(exponent)):
+            exp_text = ("-" if exponent < 0 else "") + format_number(abs(exponent))
+        else:
+            exp_text = f"({format_number(exponent)})"
+        return f"{base_text}^{exp_text}"
+
+    def render_product(self, e: Mul, path: tuple[int, ...]) -> str:
+        out = ""
+        for k, factor in enumerate(e.factors):
+            fpath = path + (k,)
+            if isinstance(factor, Pow) and factor.exponent < 0:
+                den = self.render_power(factor.base, -factor.exponent, fpath)
+                if isinstance(factor.base, (Mul, Add)) and -factor.exponent == 1:
+                    den = self.wrap(factor.base, fpath + (0,), ATOM)
+                out = (out + "1" if out in ("", "-") else out) + " / " + den
+                continue
+            if k == 0 and isinstance(factor, Const):
+                if abs(factor.value) == 1 and len(e.factors) > 1:
+                    out = "-" if factor.value < 0 else ""
+                    continue
+                out = self.render(factor, fpath)[0]
+                continue
+            if isinstance(factor, Sum) and fpath in self.hidden:
+                # A hidden sum's product joins the surrounding product: A_ij B_jk W_ik.
+                text, prec = self.render(factor, fpath)
+                if prec < MUL or (k > 0 and text.startswith("-")):
+                    text = f"({text})"
+            else:
+                text = self.wrap(factor, fpath, UNARY if k == 0 else POW)
+            if isinstance(factor, Const) and not text.startswith("("):
+                text = f"({text})"
+            out = out + text if out in ("", "-") else out + " " + text
+        return out
+
+
+def format_expr(e: Expr, free: tuple[str, ...] | None = None) -> str:
+    """Index notation for one expression, sums hidden wherever the parser restores them."""
+    free = tuple(sorted(e.free)) if free is None else free
+
+    def render(expr: Expr, hidden: frozenset) -> str:
+        return TextRenderer(hidden).render(expr)[0]
+
+    return render(e, hidden_sums(e, free, render))
+
+
+def format_statement(stmt) -> str:
+    return f"{stmt.target}{index_suffix(stmt.indices)} = {format_expr(stmt.expr, stmt.indices)}"
+
+
+def format_program(program) -> str:
+    return "\n".join(format_statement(s) for s in program.statements)

@@ -1,0 +1,201 @@
+"""Index sizes: inferred from the arrays passed, unified through deltas, or declared.
+
+Within one statement, every occurrence of an index has one size (LANGUAGE.md
+§5 rule 6), and all indices of a delta share one size.  Sizes of a target's
+indices give the shape of the target, which later statements then see.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import MissingInputError, RankError, SizeError, Span, UnknownInputError
+from .expr import Delta, Expr, Tensor, walk
+from .program import Program, Statement
+
+__all__ = ["ShapeInfo", "infer_shapes", "statement_sizes"]
+
+
+def _ref_text(ref: Tensor | Delta, source: str | None) -> str:
+    if source is not None and ref.span is not None:
+        return source[ref.span.start : ref.span.end]
+    from .printing.text import index_suffix
+
+    head = ref.name if isinstance(ref, Tensor) else "δ"
+    return head + index_suffix(ref.indices)
+
+
+@dataclass(frozen=True)
+class ShapeInfo:
+    """Shapes of every tensor (inputs and targets) and index sizes per statement."""
+
+    shapes: dict[str, tuple[int, ...]]
+    sizes: list[dict[str, int]]
+
+
+def statement_sizes(
+    stmt: Statement,
+    shapes: Mapping[str, tuple[int, ...]],
+    declared: Mapping[str, int] | None = None,
+    source: str | None = None,
+) -> dict[str, int]:
+    """The size of every index of ``stmt``, given the shapes of the tensors it reads."""
+    return _statement_sizes(stmt.expr, shapes, declared or {}, source, stmt.indices)
+
+
+def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) -> dict[str, int]:
+    size: dict[str, int] = {}
+    origin: dict[str, tuple[Tensor | Delta | None, int]] = {}
+    deltas: list[Delta] = []
+    for node in walk(expr):
+        if isinstance(node, Delta):
+            deltas.append(node)
+        elif isinstance(node, Tensor):
+            shape = shapes[node.name]
+            for axis, (index, n) in enumerate(zip(node.indices, shape, strict=True)):
+                if index in size and size[index] != n:
+                    first, first_axis = origin[index]
+                    raise SizeError(
+                        f"index {index!r} has size {size[index]} in {_ref_text(first, source)} "
+                        f"(axis {first_axis}) but size {n} in {_ref_text(node, source)} (axis {axis})",
+                        source=source,
+                        spans=[first.span, node.span],
+                        hint="the same index must have the same size everywhere in its statement",
+                    )
+                if index not in size:
+                    size[index] = n
+                    origin[index] = (node, axis)
+    # A declared size constrains the index wherever it occurs in this statement.
+    for index, n in declared.items():
+        if not _occurs(expr, index):
+            continue
+        if index in size and size[index] != int(n):
+            first, axis = origin[index]
+            raise SizeError(
+                f"index {index!r} is declared with size {n} but has size {size[index]} in "
+                f"{_ref_text(first, source)} (axis {axis})",
+                source=source,
+                spans=[first.span],
+                hint="remove the declaration or pass arrays of the declared size",
+            )
+        if index not in size:
+            size[index] = int(n)
+            origin[index] = (None, -1)
+    # Deltas tie their indices to one size; propagate until nothing changes.
+    changed = True
+    while changed:
+        changed = False
+        for d in deltas:
+            known = [(i, size[i]) for i in d.indices if i in size]
+            for (i, n), (j, m) in zip(known, known[1:]):
+                if n != m:
+                    raise SizeError(
+                        f"the indices of {_ref_text(d, source)} have different sizes: "
+                        f"{i!r} has size {n} ({_origin_text(origin[i], source)}) but "
+                        f"{j!r} has size {m} ({_origin_text(origin[j], source)})",
+                        source=source,
+                        spans=[d.span, _origin_span(origin[i]), _origin_span(origin[j])],
+                        hint="all indices of a Kronecker delta must range over one size",
+                    )
+            if known:
+                for i in d.indices:
+                    if i not in size:
+                        size[i] = known[0][1]
+                        origin[i] = origin[known[0][0]]
+                        changed = True
+    for d in deltas:
+        missing = [i for i in d.indices if i not in size]
+        if missing:
+            raise SizeError(
+                f"the size of index {missing[0]!r} cannot be determined: it occurs only in deltas",
+                source=source,
+                spans=[d.span],
+                hint=f"declare it, e.g. eg.evaluate(program, sizes={{{missing[0]!r}: 3}}, ...)",
+            )
+    return size
+
+
+def _origin_text(origin: tuple[Tensor | Delta | None, int], source: str | None) -> str:
+    ref, axis = origin
+    if ref is None:
+        return "declared"
+    return f"from {_ref_text(ref, source)}, axis {axis}"
+
+
+def _origin_span(origin: tuple[Tensor | Delta | None, int]) -> Span | None:
+    return origin[0].span if origin[0] is not None else None
+
+
+def _occurs(expr: Expr, index: str) -> bool:
+    return any(isinstance(n, (Tensor, Delta)) and index in n.indices for n in walk(expr))
+
+
+def check_inputs(program: Program, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Every input passed, nothing unknown passed, each with the right number of axes."""
+    inputs = program.inputs
+    targets = set(program.targets)
+    unknown = [name for name in shapes if name not in inputs]
+    if unknown:
+        name = unknown[0]
+        if name in targets:
+            raise UnknownInputError(
+                f"{name!r} is computed by the program and cannot be passed as an input",
+                source=program.source,
+                spans=[program.statement(name).target_span],
+                hint="remove it from the arrays; the program assigns it",
+            )
+        close = difflib.get_close_matches(name, inputs, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UnknownInputError(
+            f"{name!r} is not an input of the program (its inputs are {', '.join(inputs)})",
+            hint=hint + "pass exactly the program's inputs",
+        )
+    for name in inputs:
+        ref = program.first_use(name)
+        if name not in shapes:
+            raise MissingInputError(
+                f"input {name!r} was not passed",
+                source=program.source,
+                spans=[ref.span],
+                hint=f"pass it: eg.evaluate(program, {name}=...); the program's inputs are "
+                f"{', '.join(inputs)}",
+            )
+        shape = shapes[name]
+        if len(shape) != len(ref.indices):
+            from .printing.text import index_suffix
+
+            written = name + index_suffix(ref.indices)
+            raise RankError(
+                f"{name!r} has {len(ref.indices)} ind{'ex' if len(ref.indices) == 1 else 'ices'} in "
+                f"{written} but the array passed has {len(shape)} ax{'is' if len(shape) == 1 else 'es'} "
+                f"(shape {tuple(shape)})",
+                source=program.source,
+                spans=[ref.span],
+                hint="pass an array with one axis per index"
+                + (", or a number for a scalar" if not ref.indices else ""),
+            )
+
+
+def infer_shapes(
+    program: Program,
+    shapes: Mapping[str, tuple[int, ...]],
+    declared: Mapping[str, int] | None = None,
+) -> ShapeInfo:
+    """Shapes of all targets and the index sizes of every statement."""
+    check_inputs(program, shapes)
+    all_shapes = {k: tuple(int(n) for n in v) for k, v in shapes.items()}
+    per_statement = []
+    for stmt in program.statements:
+        size = _statement_sizes(stmt.expr, all_shapes, declared or {}, program.source, stmt.indices)
+        missing = [i for i in stmt.indices if i not in size]
+        if missing:  # pragma: no cover - every target index occurs on the right
+            raise SizeError(
+                f"the size of index {missing[0]!r} cannot be determined",
+                source=program.source,
+                spans=[stmt.target_span or Span(0, 0)],
+            )
+        all_shapes[stmt.target] = tuple(size[i] for i in stmt.indices)
+        per_statement.append(size)
+    return ShapeInfo(all_shapes, per_statement)

@@ -1,0 +1,707 @@
+"""Recursive-descent parser; applies the summation rule (LANGUAGE.md §5) once.
+
+Parsing runs in two passes.  The first builds a raw syntax tree of what the
+user wrote (``tree.py``), with spans.  The second checks the index rules and
+builds the explicit :mod:`eingrad.expr` tree: every index that is not a target
+index and not bound by ``sum``/``logsumexp`` is summed over the smallest
+subexpression that holds all its occurrences.  In a product, that sum covers
+only the factors connected by the summed indices, so ``C_ik = A_ij B_jk W_ik``
+becomes ``W_ik Σ_j(A_ij B_jk)``.  When that smallest subexpression is a sum of
+terms, each term sums its own occurrences (the Einstein convention): in
+``L = sum_i(softplus(-y_i X_ij w_j)) + 0.5 lam w_j w_j`` the ``j`` of ``X_ij w_j``
+is summed inside the softplus and the ``j`` of ``w_j w_j`` in the last term, and
+``s = x_i + c`` is ``Σ_i x_i + c``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from fractions import Fraction
+
+from .. import expr as E
+from ..errors import (
+    IndexRuleError,
+    ParseError,
+    ReservedNameError,
+    Span,
+    SurprisingSumWarning,
+    UnknownFunctionError,
+    caret_excerpt,
+    user_stacklevel,
+)
+from ..functions import FUNCTIONS
+from ..names import BINDERS, DELTAS, reserved_words
+from ..program import Program, Statement
+from .lexer import Token, tokenize
+from .tree import RAdd, RBinder, RCall, RConst, RDelta, RMul, RPow, RTensor, raw_children
+
+_ATOM_START = {"NAME", "NUMBER"}
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = tokenize(text)
+        self.pos = 0
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.pos]
+
+    def peek(self, k: int = 1) -> Token:
+        return self.tokens[min(self.pos + k, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        tok = self.tokens[self.pos]
+        self.pos += 1
+        return tok
+
+    def at(self, text: str) -> bool:
+        return self.tok.kind == "OP" and self.tok.text == text
+
+    def error(self, message: str, span: Span | None = None, hint: str | None = None, cls=ParseError):
+        return cls(message, source=self.text, spans=span or self.tok.span, hint=hint)
+
+    def describe(self, tok: Token) -> str:
+        if tok.kind == "EOF":
+            return "the end of the program"
+        if tok.kind == "SEP":
+            return "the end of the line" if tok.text == "\n" else "';'"
+        return repr(tok.text)
+
+    def expect(self, text: str, hint: str | None = None) -> Token:
+        if not self.at(text):
+            raise self.error(f"expected {text!r} but found {self.describe(self.tok)}", hint=hint)
+        return self.advance()
+
+    # ---------------------------------------------------------------- statements
+    def parse_program(self) -> list[tuple]:
+        statements = []
+        while self.tok.kind != "EOF":
+            if self.tok.kind == "SEP":
+                self.advance()
+                continue
+            statements.append(self.parse_statement())
+            if self.tok.kind not in ("SEP", "EOF"):
+                raise self.error(
+                    f"unexpected {self.describe(self.tok)} after the end of a statement",
+                    hint="put one statement per line, or separate statements with ';'",
+                )
+        return statements
+
+    def parse_statement(self) -> tuple:
+        start = self.tok.start
+        if self.tok.kind != "NAME":
+            raise self.error(
+                f"a statement starts with the tensor it assigns, found {self.describe(self.tok)}",
+                hint="write statements as target = expression, e.g. y_i = A_ij x_j",
+            )
+        name_tok = self.tok
+        if name_tok.text in reserved_words():
+            raise self.error(
+                f"{name_tok.text!r} is a reserved word and cannot be assigned",
+                name_tok.span,
+                hint="choose another name for the target",
+                cls=ReservedNameError,
+            )
+        target = self.parse_reference()
+        assert isinstance(target, RTensor)
+        if not self.at("="):
+            hint = None
+            if self.tok.kind == "NAME" or self.at("_"):
+                hint = "multi-letter index names need braces or brackets: A_{batch,hid} or A[batch, hid]"
+            raise self.error(
+                f"expected '=' after the target {self.text[target.span.start:target.span.end]!r}, "
+                f"found {self.describe(self.tok)}",
+                hint=hint or "write statements as target = expression",
+            )
+        self.advance()
+        if self.tok.kind in ("SEP", "EOF"):
+            raise self.error("the right-hand side of '=' is empty")
+        rhs = self.parse_expr()
+        return target, rhs, Span(start, self.tokens[self.pos - 1].end)
+
+    # ---------------------------------------------------------------- expressions
+    def parse_expr(self):
+        start = self.tok.start
+        terms = [self.parse_term()]
+        while self.at("+") or self.at("-"):
+            op = self.advance()
+            if self.tok.kind in ("SEP", "EOF") or self.at(")"):
+                raise self.error(f"{op.text!r} needs a term after it")
+            term = self.parse_term()
+            if op.text == "-":
+                term = RMul((RConst(Fraction(-1), op.span), term), op.span.join(_span(term)))
+            terms.append(term)
+        if len(terms) == 1:
+            return terms[0]
+        return RAdd(tuple(terms), Span(start, self.tokens[self.pos - 1].end))
+
+    def parse_term(self):
+        start = self.tok.start
+        factors = [self.parse_unary()]
+        while True:
+            if self.at("*") or self.at("/"):
+                op = self.advance()
+                if self.tok.kind in ("SEP", "EOF") or self.at(")"):
+                    raise self.error(f"{op.text!r} needs a factor after it")
+                factor = self.parse_unary()
+                if op.text == "/":
+                    factor = RPow(factor, Fraction(-1), op.span.join(_span(factor)))
+                factors.append(factor)
+            elif self.tok.kind in _ATOM_START or self.at("("):
+                factors.append(self.parse_unary())  # juxtaposition: A_ij B_jk
+            else:
+                break
+        if len(factors) == 1:
+            return factors[0]
+        return RMul(tuple(factors), Span(start, self.tokens[self.pos - 1].end))
+
+    def parse_unary(self):
+        if self.at("-") or self.at("+"):
+            op = self.advance()
+            operand = self.parse_unary()
+            if op.text == "+":
+                return operand
+            return RMul((RConst(Fraction(-1), op.span), operand), op.span.join(_span(operand)))
+        return self.parse_power()
+
+    def parse_power(self):
+        base = self.parse_atom()
+        while self.at("^") or self.at("**"):
+            op = self.advance()
+            exponent, end = self.parse_exponent(op)
+            base = RPow(base, exponent, Span(_span(base).start, end))
+        return base
+
+    def parse_exponent(self, op: Token) -> tuple[Fraction, int]:
+        sign = 1
+        if self.at("-") or self.at("+"):
+            sign = -1 if self.advance().text == "-" else 1
+        if self.tok.kind == "NUMBER":
+            tok = self.advance()
+            return sign * Fraction(tok.text), tok.end
+        if self.at("("):
+            open_tok = self.advance()
+            inner = self.parse_expr()
+            close = self.expect(")", hint="close the parenthesis of the exponent")
+            value = _constant_value(inner)
+            if value is None:
+                raise self.error(
+                    "an exponent must be a constant number",
+                    Span(open_tok.start, close.end),
+                    hint="powers take constant exponents, e.g. x_i^2 or x_i^(1/3); "
+                    "for x^y write exp(y log(x))",
+                )
+            return sign * value, close.end
+        raise self.error(
+            f"an exponent must be a constant number, found {self.describe(self.tok)}",
+            hint="powers take constant exponents, e.g. x_i^2 or x_i^(-1)",
+        )
+
+    def parse_atom(self):
+        tok = self.tok
+        if tok.kind == "NUMBER":
+            self.advance()
+            return RConst(Fraction(tok.text), tok.span)
+        if self.at("("):
+            self.advance()
+            if self.at(")"):
+                raise self.error("empty parentheses")
+            inner = self.parse_expr()
+            self.expect(")", hint="every '(' needs a matching ')'")
+            return inner
+        if tok.kind == "NAME":
+            word = tok.text
+            if word in BINDERS:
+                return self.parse_binder()
+            if word in DELTAS:
+                return self.parse_delta()
+            if word in FUNCTIONS:
+                return self.parse_call()
+            return self.parse_reference()
+        if tok.kind in ("SEP", "EOF"):
+            raise self.error("the expression ends too early: a term is missing")
+        if self.at(")"):
+            raise self.error("unmatched ')'", hint="remove it, or add the '(' it closes")
+        raise self.error(f"unexpected {self.describe(tok)} where a term should start")
+
+    def parse_reference(self) -> RTensor:
+        name_tok = self.advance()
+        name = name_tok.text
+        if self.at("(") and self.tok.start == name_tok.end:
+            close = difflib.get_close_matches(name, list(FUNCTIONS), n=1)
+            known = ", ".join(FUNCTIONS)
+            hint = f"did you mean {close[0]}(...)? " if close else ""
+            hint += f"known functions: {known}; for a product write '{name} (...)' or '{name}*(...)'"
+            raise self.error(f"unknown function {name!r}", name_tok.span, hint, UnknownFunctionError)
+        indices, spans, end = self.parse_index_list(name_tok, required=False)
+        return RTensor(name, tuple(indices), Span(name_tok.start, end), tuple(spans))
+
+    def parse_index_list(self, owner: Token, required: bool) -> tuple[list[str], list[Span], int]:
+        """Indices after a name: ``_ij``, ``_{ij}``, ``_{i,j}``, ``[b, h]``; none if absent.
+
+        Returns the indices, their spans and the offset where the list ends.
+        """
+        if self.at("_") and self.tok.start == owner.end:
+            under = self.advance()
+            if self.at("{"):
+                self.advance()
+                indices, spans = self.parse_braced(under)
+                return indices, spans, self.advance().end
+            if self.tok.kind == "NAME" and self.tok.start == under.end:
+                word = self.advance()
+                return (*self.split_letters(word), word.end)
+            if self.tok.kind == "NUMBER":
+                raise self.error(
+                    "index names are letters, not numbers",
+                    hint="eingrad indices are symbolic (A_ij); to pick an element, index the array in numpy",
+                )
+            raise self.error(
+                f"expected index names right after '_', found {self.describe(self.tok)}",
+                hint="write A_ij, A_{i,j} or A[i, j]",
+            )
+        if self.at("["):
+            self.advance()
+            indices, spans = self.parse_names_until("]")
+            return indices, spans, self.advance().end
+        if required:
+            raise self.error(
+                f"{owner.text!r} needs indices, e.g. {owner.text}_ij",
+                owner.span,
+                hint=f"write {owner.text}_ij, {owner.text}_{{i,j}} or {owner.text}[i, j]",
+            )
+        return [], [], owner.end
+
+    def split_letters(self, word: Token) -> tuple[list[str], list[Span]]:
+        for k, ch in enumerate(word.text):
+            if not ch.isalpha():
+                raise self.error(
+                    f"after a bare '_' every letter is one index, but {word.text!r} contains {ch!r}",
+                    Span(word.start + k, word.start + k + 1),
+                    hint=f"for multi-character index names use braces or brackets: "
+                    f"_{{{','.join(word.text)}}} or [{word.text}]",
+                )
+        spans = [Span(word.start + k, word.start + k + 1) for k in range(len(word.text))]
+        return list(word.text), spans
+
+    def parse_braced(self, under: Token) -> tuple[list[str], list[Span]]:
+        # Without commas every letter is one index (A_{ij}); with commas, names (A_{i,j}).
+        close = self.pos
+        while self.tokens[close].kind == "NAME" or self.tokens[close].text == ",":
+            close += 1
+        has_comma = any(t.text == "," for t in self.tokens[self.pos : close])
+        if has_comma:
+            return self.parse_names_until("}")
+        indices: list[str] = []
+        spans: list[Span] = []
+        while self.tok.kind == "NAME":
+            more, more_spans = self.split_letters(self.advance())
+            indices += more
+            spans += more_spans
+        if not indices:
+            raise self.error("empty index list '{}'", hint="write A_{ij} or remove the braces")
+        if not self.at("}"):
+            raise self.error(f"expected '}}' to close the index list, found {self.describe(self.tok)}")
+        return indices, spans
+
+    def parse_names_until(self, closer: str) -> tuple[list[str], list[Span]]:
+        indices: list[str] = []
+        spans: list[Span] = []
+        while True:
+            if self.tok.kind != "NAME":
+                raise self.error(
+                    f"expected an index name, found {self.describe(self.tok)}",
+                    hint="index names are letters then letters or digits: A[batch, hid]",
+                )
+            tok = self.advance()
+            self.check_index_name(tok)
+            indices.append(tok.text)
+            spans.append(tok.span)
+            if self.at(","):
+                self.advance()
+                continue
+            if self.at(closer):
+                return indices, spans
+            raise self.error(
+                f"expected ',' or {closer!r} in the index list, found {self.describe(self.tok)}",
+                hint="separate multi-letter index names with commas",
+            )
+
+    def check_index_name(self, tok: Token) -> None:
+        if tok.text in reserved_words():
+            raise self.error(
+                f"{tok.text!r} is a reserved word and cannot be an index name",
+                tok.span,
+                hint="choose another index name",
+                cls=ReservedNameError,
+            )
+
+    def parse_binder(self) -> RBinder:
+        word = self.advance()
+        kind = "logsumexp" if word.text == "logsumexp" else "sum"
+        if not (self.at("_") and self.tok.start == word.end) and not self.at("["):
+            raise self.error(
+                f"{word.text!r} needs the index it binds, e.g. {word.text}_k(x_k)",
+                word.span,
+                hint=f"write {word.text}_k(...) or {word.text}_{{k,l}}(...)",
+                cls=ReservedNameError if not self.at("(") else ParseError,
+            )
+        indices, spans, _ = self.parse_index_list(word, required=True)
+        if len(set(indices)) != len(indices):
+            raise self.error(f"{word.text} binds the same index twice", Span(spans[0].start, spans[-1].end))
+        if not self.at("("):
+            raise self.error(
+                f"expected '(' after {word.text}_{''.join(indices)}, found {self.describe(self.tok)}",
+                hint=f"write {word.text}_{''.join(indices)}(...) with the summand in parentheses",
+            )
+        self.advance()
+        if self.at(")"):
+            raise self.error(f"{word.text}(...) is empty")
+        body = self.parse_expr()
+        close = self.expect(")", hint=f"close the parenthesis of {word.text}")
+        return RBinder(kind, tuple(indices), body, Span(word.start, close.end), tuple(spans))
+
+    def parse_delta(self) -> RDelta:
+        word = self.advance()
+        if not (self.at("_") and self.tok.start == word.end) and not self.at("["):
+            raise self.error(
+                f"{word.text!r} is the Kronecker delta and needs indices, e.g. {word.text}_ij",
+                word.span,
+                hint=f"write {word.text}_ij; a tensor cannot be called {word.text!r}",
+                cls=ReservedNameError,
+            )
+        indices, spans, end = self.parse_index_list(word, required=True)
+        if len(indices) < 2:
+            raise self.error(
+                "a Kronecker delta needs at least two indices",
+                Span(word.start, end),
+                hint=f"write {word.text}_ij",
+            )
+        return RDelta(tuple(indices), Span(word.start, end), tuple(spans))
+
+    def parse_call(self) -> RCall:
+        word = self.advance()
+        if self.at("_") and self.tok.start == word.end:
+            raise self.error(
+                f"the function {word.text!r} takes no indices",
+                hint=f"apply it to an indexed expression: {word.text}(x_i)",
+                cls=ReservedNameError,
+            )
+        if not self.at("("):
+            raise self.error(
+                f"{word.text!r} is a function and cannot be used as a tensor",
+                word.span,
+                hint=f"call it as {word.text}(...), or give the tensor another name",
+                cls=ReservedNameError,
+            )
+        self.advance()
+        if self.at(")"):
+            raise self.error(f"{word.text}() needs an argument")
+        arg = self.parse_expr()
+        if self.at(","):
+            raise self.error(f"{word.text} takes one argument")
+        close = self.expect(")", hint=f"close the parenthesis of {word.text}(")
+        return RCall(word.text, arg, Span(word.start, close.end))
+
+
+def _span(node) -> Span:
+    return node.span
+
+
+def _constant_value(node) -> Fraction | None:
+    """The exact value of a raw tree made only of numbers, or None."""
+    if isinstance(node, RConst):
+        return node.value
+    if isinstance(node, RAdd):
+        values = [_constant_value(t) for t in node.terms]
+        return None if None in values else sum(values, Fraction(0))  # type: ignore[arg-type]
+    if isinstance(node, RMul):
+        out = Fraction(1)
+        for f in node.factors:
+            v = _constant_value(f)
+            if v is None:
+                return None
+            out *= v
+        return out
+    if isinstance(node, RPow):
+        v = _constant_value(node.base)
+        if v is None or node.exponent.denominator != 1 or (v == 0 and node.exponent < 0):
+            return None
+        return v ** int(node.exponent)
+    return None
+
+
+# ---------------------------------------------------------------- the summation rule
+
+
+class _Occurrence:
+    __slots__ = ("index", "path", "span", "binder")
+
+    def __init__(self, index: str, path: tuple[int, ...], span: Span, binder):
+        self.index = index
+        self.path = path
+        self.span = span
+        self.binder = binder
+
+
+def _occurrences(node, path, scope: dict, out: list) -> None:
+    """Every index occurrence with its path and the binder (if any) that binds it."""
+    if isinstance(node, (RTensor, RDelta)):
+        for index, span in zip(node.indices, node.index_spans, strict=True):
+            out.append(_Occurrence(index, path, span, scope.get(index)))
+        return
+    if isinstance(node, RBinder):
+        scope = dict(scope)
+        for index in node.indices:
+            scope[index] = node
+    for k, child in enumerate(raw_children(node)):
+        _occurrences(child, path + (k,), scope, out)
+
+
+def _binders(node, path=(), out=None) -> list:
+    out = [] if out is None else out
+    if isinstance(node, RBinder):
+        out.append((node, path))
+    for k, child in enumerate(raw_children(node)):
+        _binders(child, path + (k,), out)
+    return out
+
+
+def _common_prefix(paths: list[tuple[int, ...]]) -> tuple[int, ...]:
+    first = paths[0]
+    n = len(first)
+    for p in paths[1:]:
+        n = min(n, len(p))
+        for k in range(n):
+            if p[k] != first[k]:
+                n = k
+                break
+    return first[:n]
+
+
+def _node_at(root, path):
+    node = root
+    for k in path:
+        node = raw_children(node)[k]
+    return node
+
+
+def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
+    """Check the index rules of one statement and build its explicit expression."""
+    free = target.indices
+    seen: dict[str, Span] = {}
+    for index, span in zip(target.indices, target.index_spans, strict=True):
+        if index in seen:
+            raise IndexRuleError(
+                f"target index {index!r} is repeated",
+                source=text,
+                spans=[seen[index], span],
+                hint="target indices must be distinct; to take a diagonal write d_i = A_ii",
+            )
+        seen[index] = span
+
+    occurrences: list[_Occurrence] = []
+    _occurrences(rhs, (), {}, occurrences)
+
+    # Binders: their indices occur inside, nowhere else, and are not target indices.
+    binder_list = _binders(rhs)
+    for binder, _ in binder_list:
+        word = "logsumexp" if binder.kind == "logsumexp" else "sum"
+        for index, span in zip(binder.indices, binder.index_spans, strict=True):
+            if index in free:
+                raise IndexRuleError(
+                    f"index {index!r} is bound by {word}_{index}(...) but is also a target index",
+                    source=text,
+                    spans=[span, target.index_spans[free.index(index)]],
+                    hint=f"a bound index disappears; remove {index!r} from the target or from {word}",
+                )
+            inside = [o for o in occurrences if o.index == index and o.binder is binder]
+            if not inside:
+                raise IndexRuleError(
+                    f"{word}_{index}(...) binds {index!r}, but {index!r} does not occur inside it",
+                    source=text,
+                    spans=binder.span,
+                    hint=f"use {index!r} inside the parentheses, or remove it from {word}",
+                )
+
+    for index, span in zip(target.indices, target.index_spans, strict=True):
+        if not any(o.index == index for o in occurrences):
+            unused = sorted({o.index for o in occurrences if o.binder is None and o.index not in free})
+            hint = "every target index must appear on the right-hand side"
+            if unused:
+                hint += f"; did you mean one of the summed indices {', '.join(map(repr, unused))}?"
+            raise IndexRuleError(
+                f"target index {index!r} does not occur on the right-hand side",
+                source=text,
+                spans=span,
+                hint=hint,
+            )
+
+    implicit: dict[str, list[_Occurrence]] = {}
+    for o in occurrences:
+        if o.binder is None and o.index not in free:
+            implicit.setdefault(o.index, []).append(o)
+    sums_at: dict[tuple[int, ...], list[str]] = {}
+
+    def place(index: str, occs: list[_Occurrence]) -> None:
+        lca = _common_prefix([o.path for o in occs])
+        node = _node_at(rhs, lca)
+        if isinstance(node, RAdd):
+            # Einstein convention: each term of a sum sums its own occurrences, so in
+            # sum_i(f(X_ij w_j)) + w_j w_j the two j's are two separate sums.
+            by_term: dict[int, list[_Occurrence]] = {}
+            for o in occs:
+                by_term.setdefault(o.path[len(lca)], []).append(o)
+            for group in by_term.values():
+                place(index, group)
+            return
+        _check_no_shadowing(index, lca, occs[0].span, binder_list, text)
+        sums_at.setdefault(lca, []).append(index)
+        if len(occs) == 1:
+            _warn_if_hidden_inside(rhs, lca, index, occs[0], text)
+
+    for index, occs in implicit.items():
+        place(index, occs)
+
+    for binder, path in binder_list:
+        for other, other_path in binder_list:
+            shared = set(binder.indices) & set(other.indices)
+            if other is not binder and shared and other_path[: len(path)] == path:
+                index = sorted(shared)[0]
+                raise IndexRuleError(
+                    f"index {index!r} is bound twice, one {other.kind} inside the other",
+                    source=text,
+                    spans=[binder.index_spans[binder.indices.index(index)],
+                           other.index_spans[other.indices.index(index)]],
+                    hint="rename the inner index: a bound index is local to its parentheses",
+                )
+    return _build(rhs, (), sums_at)
+
+
+def _check_no_shadowing(index: str, lca: tuple[int, ...], span: Span, binder_list, text: str) -> None:
+    """An implicit sum over ``index`` may not enclose a binder of the same name."""
+    for binder, path in binder_list:
+        if index in binder.indices and path[: len(lca)] == lca:
+            raise IndexRuleError(
+                f"index {index!r} is summed implicitly around {binder.kind}_{index}(...), "
+                f"which binds {index!r} again",
+                source=text,
+                spans=[span, binder.index_spans[binder.indices.index(index)]],
+                hint=f"rename one of them: the {index!r} bound by {binder.kind} is local to its parentheses",
+            )
+
+
+def _warn_if_hidden_inside(rhs, lca, index, occ: _Occurrence, text: str) -> None:
+    """``L = log(p_i)`` sums inside the log: legal, but rarely what was meant."""
+    node = rhs
+    for depth in range(len(lca)):
+        if isinstance(node, (RCall, RPow)) or (isinstance(node, RBinder) and node.kind == "logsumexp"):
+            what = node.fn if isinstance(node, RCall) else ("a power" if isinstance(node, RPow) else node.kind)
+            where = f"{what}(...)" if isinstance(node, (RCall, RBinder)) else what
+            warnings.warn(
+                SurprisingSumWarning(
+                    f"index {index!r} occurs once, inside {where}: it is summed inside, "
+                    f"before {what} is applied\n{caret_excerpt(text, [occ.span])}\n"
+                    f"  hint: to apply {what} to each element and then sum, write sum_{index}(...) "
+                    f"around it, e.g. L = sum_i(log(p_i))"
+                ),
+                stacklevel=user_stacklevel(),
+            )
+            return
+        node = raw_children(node)[lca[depth]]
+
+
+def _build(node, path, sums_at) -> E.Expr:
+    """The explicit expression for ``node``, inserting the implicit sums."""
+    children = [_build(c, path + (k,), sums_at) for k, c in enumerate(raw_children(node))]
+    summed = sums_at.get(path, [])
+    if isinstance(node, RMul):
+        factors: list[E.Expr] = []
+        for child in children:
+            factors.extend(child.factors if isinstance(child, E.Mul) else (child,))
+        if summed:
+            return _sum_connected_factors(factors, summed)
+        return E.mul(*factors)
+    if isinstance(node, RTensor):
+        built: E.Expr = E.Tensor(node.name, node.indices, node.span)
+    elif isinstance(node, RDelta):
+        built = E.Delta(node.indices, node.span)
+    elif isinstance(node, RConst):
+        built = E.Const(node.value)
+    elif isinstance(node, RAdd):
+        built = E.add(*children)
+    elif isinstance(node, RPow):
+        built = E.power(children[0], node.exponent)
+    elif isinstance(node, RCall):
+        built = E.call(node.fn, children[0])
+    elif isinstance(node, RBinder):
+        maker = E.logsumexp if node.kind == "logsumexp" else E.sum_
+        built = maker(node.indices, children[0])
+    else:  # pragma: no cover - the parser builds no other node
+        raise AssertionError(node)
+    return E.sum_(summed, built) if summed else built
+
+
+def _sum_connected_factors(factors: list[E.Expr], summed: list[str]) -> E.Expr:
+    """Wrap each group of factors linked by summed indices in one sum, in place."""
+    group_of = list(range(len(factors)))
+
+    def find(k: int) -> int:
+        while group_of[k] != k:
+            group_of[k] = group_of[group_of[k]]
+            k = group_of[k]
+        return k
+
+    for index in summed:
+        holders = [k for k, f in enumerate(factors) if index in f.free]
+        for k in holders[1:]:
+            group_of[find(k)] = find(holders[0])
+    groups: dict[int, list[int]] = {}
+    indices_of: dict[int, list[str]] = {}
+    for k in range(len(factors)):
+        groups.setdefault(find(k), []).append(k)
+    for index in summed:
+        holders = [k for k, f in enumerate(factors) if index in f.free]
+        indices_of.setdefault(find(holders[0]), []).append(index)
+    if len(groups) == 1 or any(len(g) == len(factors) for g in groups.values()):
+        return E.sum_(summed, E.mul(*factors))
+    out: list[E.Expr] = []
+    for k, factor in enumerate(factors):
+        root = find(k)
+        if root not in indices_of:
+            out.append(factor)
+        elif groups[root][0] == k:
+            out.append(E.sum_(indices_of[root], E.mul(*(factors[m] for m in groups[root]))))
+    return E.mul(*out)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def parse_program(text: str) -> Program:
+    """Parse program text into a :class:`Program` with explicit sums."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse() takes the program text as a str, got {type(text).__name__}")
+    parser = _Parser(text)
+    statements = []
+    for target, rhs, span in parser.parse_program():
+        expr = apply_summation_rule(target, rhs, text)
+        statements.append(Statement(target.name, target.indices, expr, span, target.span))
+    if not statements:
+        raise ParseError("the program is empty", source=text, spans=Span(0, len(text)),
+                         hint="write at least one statement, e.g. y_i = A_ij x_j")
+    return Program(tuple(statements), text)
+
+
+def parse_expression(text: str, free: tuple[str, ...] | list[str] = ()) -> E.Expr:
+    """Parse one right-hand side whose free indices are ``free`` (used by printers and tests)."""
+    parser = _Parser(text)
+    rhs = parser.parse_expr()
+    if parser.tok.kind not in ("SEP", "EOF"):
+        raise parser.error(f"unexpected {parser.describe(parser.tok)} after the expression")
+    span = Span(0, 0)
+    target = RTensor("_", tuple(free), span, tuple(span for _ in free))
+    return apply_summation_rule(target, rhs, text)

@@ -1,0 +1,78 @@
+"""The raw syntax tree: what the user wrote, with spans, before the summation rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from ..errors import Span
+
+
+@dataclass(frozen=True, slots=True)
+class RTensor:
+    name: str
+    indices: tuple[str, ...]
+    span: Span
+    index_spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RDelta:
+    indices: tuple[str, ...]
+    span: Span
+    index_spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RConst:
+    value: Fraction
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RAdd:
+    terms: tuple  # of raw nodes; subtraction is a term times -1
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RMul:
+    factors: tuple  # division is a factor to the power -1
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RPow:
+    base: object
+    exponent: Fraction
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RCall:
+    fn: str
+    arg: object
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RBinder:
+    kind: str  # "sum" or "logsumexp"
+    indices: tuple[str, ...]
+    body: object
+    span: Span
+    index_spans: tuple[Span, ...]
+
+
+def raw_children(node: object) -> tuple:
+    if isinstance(node, RAdd):
+        return node.terms
+    if isinstance(node, RMul):
+        return node.factors
+    if isinstance(node, RPow):
+        return (node.base,)
+    if isinstance(node, RCall):
+        return (node.arg,)
+    if isinstance(node, RBinder):
+        return (node.body,)
+    return ()
