@@ -8,7 +8,8 @@ notation or LaTeX.  See LANGUAGE.md for the language.
 from __future__ import annotations
 
 from . import expr
-from .api import canonical, equivalent, evaluate, parse
+from .api import canonical, diff, equivalent, evaluate, hessian, parse, simplify
+from .diff import Derivative, DiffError
 from .errors import (
     EingradError,
     IndexRuleError,
@@ -23,6 +24,7 @@ from .errors import (
     SurprisingSumWarning,
     UnknownFunctionError,
     UnknownInputError,
+    ZeroDerivativeWarning,
 )
 from .functions import FUNCTIONS
 from .program import Program, Statement
@@ -31,6 +33,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "parse",
+    "diff",
+    "hessian",
+    "simplify",
+    "Derivative",
+    "DiffError",
+    "ZeroDerivativeWarning",
     "evaluate",
     "equivalent",
     "canonical",

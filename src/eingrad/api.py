@@ -8,13 +8,15 @@ from typing import Any
 import numpy as np
 
 from .canonical import canonical, equivalent as _equivalent_expr
+from .diff import Derivative, differentiate
 from .errors import EingradError
 from .evaluate import evaluate_program
 from .expr import Expr
-from .program import Program
+from .program import Program, Statement
+from .simplify import simplify as _simplify_expr
 from .syntax import parse_program
 
-__all__ = ["parse", "evaluate", "equivalent", "canonical"]
+__all__ = ["parse", "evaluate", "equivalent", "canonical", "diff", "hessian", "simplify"]
 
 
 def parse(text: str) -> Program:
@@ -57,15 +59,74 @@ def evaluate(
     >>> out["y"]
     array([1., 2.])
     """
-    program = as_program(obj)
     merged = dict(arrays or {})
     merged.update(named_arrays)
-    try:
+    if isinstance(obj, Derivative):
+        with _user_errors(obj.program):
+            return obj.evaluate(merged, sizes)
+    program = as_program(obj)
+    with _user_errors(program):
         return evaluate_program(program, merged, sizes)
-    except EingradError as err:
-        if program.source is not None:
-            err.with_source(program.source)
-        raise err.with_traceback(None) from None
+
+
+class _user_errors:
+    """Attach the program text to errors and drop eingrad's internal frames."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if isinstance(err, EingradError):
+            if self.program.source is not None:
+                err.with_source(self.program.source)
+            raise err.with_traceback(None) from None
+        return False
+
+
+def diff(
+    obj: Program | str,
+    wrt: str,
+    order: int = 1,
+    output: str | None = None,
+) -> Derivative:
+    """The exact derivative ``∂^order output / ∂wrt^order``, simplified.
+
+    The result's indices are the output's, then one fresh index per axis of
+    ``wrt`` for each order; evaluated, its shape is
+    ``shape(output) + shape(wrt) * order``.
+
+    >>> import eingrad as eg
+    >>> print(eg.diff("f_i = W_ij v_j", "W"))
+    ∂f_i/∂W_kl = δ_ik v_l
+    """
+    program = as_program(obj)
+    with _user_errors(program):
+        return differentiate(program, wrt, order, output)
+
+
+def hessian(obj: Program | str, wrt: str, output: str | None = None) -> Derivative:
+    """The second derivative: ``diff(obj, wrt, order=2)``."""
+    return diff(obj, wrt, 2, output)
+
+
+def simplify(obj: Program | Expr | str):
+    """Simplify an expression, or every statement of a program (deltas eat indices, ...).
+
+    >>> import eingrad as eg
+    >>> print(eg.simplify("v_i = A_ij δ_jk B_ik"))
+    v_i = A_ik B_ik
+    """
+    if isinstance(obj, Expr):
+        return _simplify_expr(obj)
+    program = as_program(obj)
+    statements = [
+        Statement(s.target, s.indices, _simplify_expr(s.expr), s.span, s.target_span)
+        for s in program.statements
+    ]
+    return Program(tuple(statements), None)
 
 
 def equivalent(a: Program | Expr | str, b: Program | Expr | str) -> bool:

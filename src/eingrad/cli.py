@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from .api import evaluate, parse
-from .errors import EingradError
+from .errors import EingradError, SurprisingSumWarning
 
 EPILOG = """examples:
   eingrad demo
@@ -32,6 +33,8 @@ def _read_program(text: str) -> str:
                 return handle.read()
         except OSError as err:
             raise EingradError(f"cannot read program file {text[1:]!r}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise EingradError(f"cannot read program file {text[1:]!r}: it is not UTF-8 text") from None
     return text
 
 
@@ -41,7 +44,8 @@ def _parse_sizes(items: Sequence[str]) -> dict[str, int]:
         name, sep, value = item.partition("=")
         if not sep or not name or not value.isdigit() or int(value) < 1:
             raise EingradError(
-                f"bad --size {item!r}", hint="write sizes as index=positive integer, e.g. --size i=3 j=4"
+                f"--size {item!r} is not of the form index=positive integer",
+                hint="write sizes as index=positive integer, e.g. --size i=3 j=4",
             )
         sizes[name] = int(value)
     return sizes
@@ -67,7 +71,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     program = parse(_read_program(args.program))
     sizes = _parse_sizes(args.size)
     arrays = _random_inputs(program, sizes, args.seed)
-    results = evaluate(program, arrays)
+    # Declared too, so that an index that occurs only in deltas (y_ij = delta_ij) has a size.
+    results = evaluate(program, arrays, sizes=sizes)
     with np.printoptions(precision=4, suppress=True):
         for name, value in arrays.items():
             print(f"{name} {value.shape} =\n{value}")
@@ -150,7 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SurprisingSumWarning)
+            try:
+                return args.func(args)
+            finally:
+                # Shown as "SurprisingSumWarning: ...", not with a file and line inside eingrad.
+                for w in caught:
+                    print(f"{w.category.__name__}: {w.message}", file=sys.stderr)
     except EingradError as err:
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
         return 1

@@ -31,6 +31,7 @@ __all__ = [
     "RankError",
     "InputTypeError",
     "SurprisingSumWarning",
+    "ZeroDerivativeWarning",
 ]
 
 
@@ -184,6 +185,10 @@ class RankError(InputError):
 
 class InputTypeError(InputError, TypeError):
     """An array is not numeric."""
+
+
+class ZeroDerivativeWarning(UserWarning):
+    """A derivative is identically zero (the output does not depend on wrt)."""
 
 
 class SurprisingSumWarning(UserWarning):

@@ -16,7 +16,7 @@ import numpy as np
 import opt_einsum
 
 from .errors import InputTypeError
-from .expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Sum, Tensor
+from .expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
 from .functions import FUNCTIONS
 from .program import Program
 from .sizes import infer_shapes
@@ -71,6 +71,9 @@ class _Interpreter:
     def eval_Const(self, e: Const) -> Labelled:
         return np.asarray(float(e.value), dtype=self.dtype), ()
 
+    def eval_Size(self, e: Size) -> Labelled:
+        return np.asarray(self.sizes[e.index], dtype=self.dtype), ()
+
     def eval_Add(self, e: Add) -> Labelled:
         parts = [self.eval(t) for t in e.terms]
         labels = tuple(dict.fromkeys(label for _, ls in parts for label in ls))
@@ -86,9 +89,12 @@ class _Interpreter:
 
     def eval_Sum(self, e: Sum) -> Labelled:
         out = tuple(sorted(e.free, key=_first_seen(e)))
-        if isinstance(e.body, Mul):
-            return self.contract(e.body.factors, out)
-        return self.contract((e.body,), out)
+        factors = e.body.factors if isinstance(e.body, Mul) else (e.body,)
+        array, labels = self.contract(factors, out)
+        for index in e.indices:  # Σ_i x with x independent of i is |i| x
+            if index not in e.body.free:
+                array = array * np.asarray(self.sizes[index], dtype=self.dtype)
+        return array, labels
 
     def contract(self, factors: tuple[Expr, ...], out: tuple[str, ...]) -> Labelled:
         parts = [self.eval(f) for f in factors]
@@ -173,6 +179,24 @@ def _einsum_many(labels: list[tuple[str, ...]], arrays: list[np.ndarray], out: t
     return np.asarray(opt_einsum.contract(subscripts, *arrays, optimize="auto"))
 
 
+def _is_python_number(value: Any) -> bool:
+    return isinstance(value, (int, float, complex)) and not isinstance(value, np.generic)
+
+
+def evaluate_expression(
+    expr: Expr,
+    env: Mapping[str, np.ndarray],
+    sizes: Mapping[str, int],
+    out_indices: tuple[str, ...],
+    dtype: np.dtype,
+) -> np.ndarray:
+    """Evaluate one expression with known index sizes, laid out along ``out_indices``."""
+    array, labels = _Interpreter(dict(env), dict(sizes), dtype).eval(expr)
+    value = _align(np.asarray(array), labels, out_indices)
+    value = np.broadcast_to(value, tuple(sizes[i] for i in out_indices))
+    return np.array(value, dtype=np.result_type(value.dtype, dtype), copy=True)
+
+
 def evaluate_program(
     program: Program,
     arrays: Mapping[str, Any],
@@ -188,8 +212,15 @@ def evaluate_program(
                 err.spans = [program.first_use(name).span]
             raise
     info = infer_shapes(program, {k: v.shape for k, v in inputs.items()}, declared)
-    floats = [a.dtype for a in inputs.values()] or [np.dtype(np.float64)]
-    dtype = np.result_type(*floats)
+    # Python numbers are weak (as in numpy's NEP 50): they take the arrays' dtype, so
+    # lam=0.1 next to float32 arrays keeps the computation in float32.
+    weak = [name for name, value in arrays.items() if _is_python_number(value)]
+    strong = [a.dtype for name, a in inputs.items() if name not in weak]
+    if strong:
+        dtype = np.result_type(*strong, *(arrays[name] for name in weak))
+        inputs.update((name, inputs[name].astype(dtype)) for name in weak)
+    else:
+        dtype = np.result_type(np.float64, *(a.dtype for a in inputs.values()))
     env: dict[str, np.ndarray] = dict(inputs)
     results: dict[str, np.ndarray] = {}
     for stmt, sizes in zip(program.statements, info.sizes, strict=True):

@@ -30,6 +30,7 @@ __all__ = [
     "Call",
     "Sum",
     "LogSumExp",
+    "Size",
     "tensor",
     "delta",
     "const",
@@ -43,6 +44,8 @@ __all__ = [
     "ZERO",
     "ONE",
     "walk",
+    "all_indices",
+    "rebuild",
     "tensor_refs",
     "rename_indices",
 ]
@@ -315,8 +318,29 @@ class LogSumExp(_Binder):
         return f"LogSumExp({self.indices!r}, {self.body!r})"
 
 
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Size(Expr):
+    """The number of values index ``index`` takes (``Σ_i δ_ii`` simplifies to it).
+
+    It has no free indices: it is a number whose value the index sizes fix.
+    """
+
+    index: str
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, (), (self.index,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Size) and self.index == other.index
+
+    def __repr__(self) -> str:
+        return f"Size({self.index!r})"
+
+
 # Defining __eq__ resets __hash__ to None; every node hashes by its cached value.
-for _cls in (Tensor, Delta, Const, Add, Mul, Pow, Call, Sum, LogSumExp):
+for _cls in (Tensor, Delta, Const, Size, Add, Mul, Pow, Call, Sum, LogSumExp):
     _cls.__hash__ = Expr.__hash__  # type: ignore[method-assign]
 
 # ---------------------------------------------------------------- smart constructors
@@ -338,18 +362,20 @@ def delta(indices: Iterable[str]) -> Delta:
 
 
 def add(*terms: Expr) -> Expr:
-    """Flatten nested sums of terms, fold constants, drop zero terms."""
+    """Flatten nested sums of terms, fold constants (kept where the first one stood), drop zeros."""
     flat: list[Expr] = []
     total = Fraction(0)
+    const_at = None
     for term in terms:
         parts = term.terms if isinstance(term, Add) else (term,)
         for part in parts:
             if isinstance(part, Const):
                 total += part.value
+                const_at = len(flat) if const_at is None else const_at
             else:
                 flat.append(part)
     if total != 0:
-        flat.append(Const(total))
+        flat.insert(const_at, Const(total))
     if not flat:
         return ZERO
     if len(flat) == 1:
@@ -421,6 +447,24 @@ def logsumexp(indices: Iterable[str], body: Expr) -> Expr:
 # ---------------------------------------------------------------- traversal helpers
 
 
+def all_indices(e: Expr) -> set[str]:
+    """Every index name in ``e``: free, bound, and those of sizes."""
+    out: set[str] = set()
+    for node in walk(e):
+        if isinstance(node, (Tensor, Delta, Sum, LogSumExp)):
+            out.update(node.indices)
+        elif isinstance(node, Size):
+            out.add(node.index)
+    return out
+
+
+def rebuild(e: Expr, children: tuple[Expr, ...]) -> Expr:
+    """``e`` over new children, through the smart constructors."""
+    if children == e.children:
+        return e
+    return e.with_children(children)
+
+
 def walk(e: Expr) -> Iterator[Expr]:
     """Every node of ``e``, parents before children."""
     stack = [e]
@@ -449,6 +493,8 @@ def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
         return Delta(tuple(mapping.get(i, i) for i in e.indices), e.span)
     if isinstance(e, Const):
         return e
+    if isinstance(e, Size):
+        return Size(mapping.get(e.index, e.index))
     if isinstance(e, Sum):
         return Sum(tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping))
     if isinstance(e, LogSumExp):

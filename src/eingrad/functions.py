@@ -34,6 +34,11 @@ def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, np.zeros((), dtype=x.dtype))
 
 
+def _step(x: np.ndarray) -> np.ndarray:
+    # Heaviside step with step(0) = 0, so that relu'(0) = 0 (LANGUAGE.md §4).
+    return (x > 0).astype(x.dtype)
+
+
 FUNCTIONS: dict[str, Function] = {}
 
 
@@ -54,6 +59,8 @@ register("softplus", _softplus, r"\operatorname{softplus}", "log(1 + e^x)")
 register("abs", np.abs, r"\operatorname{abs}", "|x|")
 register("sin", np.sin, r"\sin", "sine")
 register("cos", np.cos, r"\cos", "cosine")
+register("step", _step, r"\operatorname{step}", "1 where x > 0, else 0 (the derivative of relu)")
+register("sign", np.sign, r"\operatorname{sign}", "-1, 0 or 1 (the derivative of abs)")
 
 
 def get_function(name: str) -> Function:

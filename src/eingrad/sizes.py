@@ -8,11 +8,12 @@ indices give the shape of the target, which later statements then see.
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import MissingInputError, RankError, SizeError, Span, UnknownInputError
-from .expr import Delta, Expr, Tensor, walk
+from .expr import Delta, Expr, Size, Tensor, walk
 from .program import Program, Statement
 
 __all__ = ["ShapeInfo", "infer_shapes", "statement_sizes"]
@@ -42,7 +43,25 @@ def statement_sizes(
     source: str | None = None,
 ) -> dict[str, int]:
     """The size of every index of ``stmt``, given the shapes of the tensors it reads."""
-    return _statement_sizes(stmt.expr, shapes, declared or {}, source, stmt.indices)
+    return _statement_sizes(stmt.expr, shapes, _declared_sizes(declared), source, stmt.indices)
+
+
+def _declared_sizes(declared: Mapping[str, int] | None) -> dict[str, int]:
+    """``declared`` checked to hold whole, non-negative sizes (bool, 2.5, "3" and None are not)."""
+    if declared is not None and not isinstance(declared, Mapping):
+        raise SizeError(
+            f"sizes must map index names to sizes, got {type(declared).__name__}",
+            hint="write sizes={'i': 3}",
+        )
+    out = {}
+    for index, n in (declared or {}).items():
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise SizeError(
+                f"the declared size of index {index!r} must be a non-negative integer, got {n!r}",
+                hint=f"declare sizes as whole numbers, e.g. sizes={{{index!r}: 3}}",
+            )
+        out[index] = int(n)
+    return out
 
 
 def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) -> dict[str, int]:
@@ -114,6 +133,14 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
                 spans=[d.span],
                 hint=f"declare it, e.g. eg.evaluate(program, sizes={{{missing[0]!r}: 3}}, ...)",
             )
+    for node in walk(expr):
+        if isinstance(node, Size) and node.index not in size:
+            raise SizeError(
+                f"the size of index {node.index!r} in |{node.index}| cannot be determined",
+                source=source,
+                hint=f"use {node.index!r} in a tensor of the same statement, or declare it, "
+                f"e.g. sizes={{{node.index!r}: 3}}",
+            )
     return size
 
 
@@ -129,7 +156,10 @@ def _origin_span(origin: tuple[Tensor | Delta | None, int]) -> Span | None:
 
 
 def _occurs(expr: Expr, index: str) -> bool:
-    return any(isinstance(n, (Tensor, Delta)) and index in n.indices for n in walk(expr))
+    return any(
+        (isinstance(n, (Tensor, Delta)) and index in n.indices) or (isinstance(n, Size) and n.index == index)
+        for n in walk(expr)
+    )
 
 
 def check_inputs(program: Program, shapes: Mapping[str, tuple[int, ...]]) -> None:
@@ -185,10 +215,11 @@ def infer_shapes(
 ) -> ShapeInfo:
     """Shapes of all targets and the index sizes of every statement."""
     check_inputs(program, shapes)
+    declared = _declared_sizes(declared)
     all_shapes = {k: tuple(int(n) for n in v) for k, v in shapes.items()}
     per_statement = []
     for stmt in program.statements:
-        size = _statement_sizes(stmt.expr, all_shapes, declared or {}, program.source, stmt.indices)
+        size = _statement_sizes(stmt.expr, all_shapes, declared, program.source, stmt.indices)
         missing = [i for i in stmt.indices if i not in size]
         if missing:  # pragma: no cover - every target index occurs on the right
             raise SizeError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from fractions import Fraction
 
-from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Sum, Tensor
+from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
 from ..functions import FUNCTIONS
 from .layout import hidden_sums
 from .text import TextRenderer, _AbsoluteView, format_number, is_negative
@@ -65,6 +65,8 @@ class LatexRenderer:
             return latex_symbol(e.name) + latex_indices(e.indices), ATOM
         if isinstance(e, Delta):
             return "\\delta" + latex_indices(e.indices), ATOM
+        if isinstance(e, Size):
+            return f"\\lvert {latex_symbol(e.index)} \\rvert", ATOM
         if isinstance(e, Add):
             parts = []
             for k, term in enumerate(e.terms):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Sum, Tensor
+from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
 from .layout import hidden_sums
 
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
@@ -78,6 +78,8 @@ class TextRenderer:
             return e.name + index_suffix(e.indices), ATOM
         if isinstance(e, Delta):
             return "δ" + index_suffix(e.indices), ATOM
+        if isinstance(e, Size):
+            return f"|{e.index}|", ATOM
         if isinstance(e, Add):
             parts = []
             for k, term in enumerate(e.terms):

@@ -9,7 +9,7 @@ from ..errors import ParseError, Span
 
 # Spellings accepted for operators, mapped to one canonical token text.
 _ALIASES = {"−": "-", "·": "*", "×": "*", "∑": "Σ"}
-_OPERATORS = ["**", "+", "-", "*", "/", "^", "=", "(", ")", "{", "}", "[", "]", ",", "_"]
+_OPERATORS = ["**", "+", "-", "*", "/", "^", "=", "(", ")", "{", "}", "[", "]", ",", "_", "|"]
 _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -48,6 +48,17 @@ def tokenize(text: str) -> list[Token]:
         if ch.isdigit() or (ch == "." and pos + 1 < n and text[pos + 1].isdigit()):
             m = _NUMBER.match(text, pos)
             assert m is not None
+            if m.end() < n and text[m.end()] == ".":
+                # 1.2.3 would otherwise read as the product 1.2 × .3
+                end = m.end()
+                while end < n and (text[end].isdigit() or text[end] == "."):
+                    end += 1
+                raise ParseError(
+                    f"malformed number {text[pos:end]!r}",
+                    source=text,
+                    spans=Span(pos, end),
+                    hint="a number has at most one decimal point, e.g. 0.5 or 1e-3",
+                )
             tokens.append(Token("NUMBER", m.group(0), pos, m.end()))
             pos = m.end()
             continue
@@ -77,7 +88,7 @@ def tokenize(text: str) -> list[Token]:
             hint = None
             if ch == "'":
                 hint = "derivatives are taken with eg.diff(program, 'x'), not written with a prime"
-            elif ch in "<>!&|%@$":
+            elif ch in "<>!&%@$":
                 hint = "the language has + - * / ^ ** only"
             raise ParseError(
                 f"unexpected character {ch!r}", source=text, spans=Span(pos, pos + 1), hint=hint

@@ -34,7 +34,7 @@ from ..functions import FUNCTIONS
 from ..names import BINDERS, DELTAS, reserved_words
 from ..program import Program, Statement
 from .lexer import Token, tokenize
-from .tree import RAdd, RBinder, RCall, RConst, RDelta, RMul, RPow, RTensor, raw_children
+from .tree import RAdd, RBinder, RCall, RConst, RDelta, RMul, RPow, RSize, RTensor, raw_children
 
 _ATOM_START = {"NAME", "NUMBER"}
 
@@ -61,7 +61,9 @@ class _Parser:
     def at(self, text: str) -> bool:
         return self.tok.kind == "OP" and self.tok.text == text
 
-    def error(self, message: str, span: Span | None = None, hint: str | None = None, cls=ParseError):
+    def error(
+        self, message: str, span: Span | list[Span] | None = None, hint: str | None = None, cls=ParseError
+    ):
         return cls(message, source=self.text, spans=span or self.tok.span, hint=hint)
 
     def describe(self, tok: Token) -> str:
@@ -76,6 +78,25 @@ class _Parser:
             raise self.error(f"expected {text!r} but found {self.describe(self.tok)}", hint=hint)
         return self.advance()
 
+    def close_paren(self, open_tok: Token, what: str | None = None) -> Token:
+        """The ')' that matches ``open_tok``; a missing one is reported at the '('."""
+        if self.at(")"):
+            return self.advance()
+        opening = f"the '(' of {what}" if what else "'('"
+        if self.tok.kind in ("SEP", "EOF") or self.at("="):
+            # Newlines inside parentheses are whitespace, so the end of the text (or the
+            # '=' of the next statement) can be lines away: point at the '(' left open.
+            raise self.error(
+                f"{opening} is never closed",
+                open_tok.span,
+                hint="add the ')' that closes it",
+            )
+        raise self.error(
+            f"expected ')' to close {opening}, found {self.describe(self.tok)}",
+            [self.tok.span, open_tok.span],
+            hint="every '(' needs a matching ')'",
+        )
+
     # ---------------------------------------------------------------- statements
     def parse_program(self) -> list[tuple]:
         statements = []
@@ -84,6 +105,13 @@ class _Parser:
                 self.advance()
                 continue
             statements.append(self.parse_statement())
+            if self.at(")"):
+                raise self.error("unmatched ')'", hint="remove it, or add the '(' it closes")
+            if self.at("="):
+                raise self.error(
+                    "a statement has one '=', found a second one",
+                    hint="put one statement per line, or separate statements with ';'",
+                )
             if self.tok.kind not in ("SEP", "EOF"):
                 raise self.error(
                     f"unexpected {self.describe(self.tok)} after the end of a statement",
@@ -110,7 +138,7 @@ class _Parser:
         assert isinstance(target, RTensor)
         if not self.at("="):
             hint = None
-            if self.tok.kind == "NAME" or self.at("_"):
+            if (self.tok.kind == "NAME" or self.at("_")) and self._equals_ahead():
                 hint = "multi-letter index names need braces or brackets: A_{batch,hid} or A[batch, hid]"
             raise self.error(
                 f"expected '=' after the target {self.text[target.span.start:target.span.end]!r}, "
@@ -122,6 +150,15 @@ class _Parser:
             raise self.error("the right-hand side of '=' is empty")
         rhs = self.parse_expr()
         return target, rhs, Span(start, self.tokens[self.pos - 1].end)
+
+    def _equals_ahead(self) -> bool:
+        """Whether an '=' comes later in the current statement."""
+        k = self.pos
+        while self.tokens[k].kind not in ("SEP", "EOF"):
+            if self.tokens[k].text == "=":
+                return True
+            k += 1
+        return False
 
     # ---------------------------------------------------------------- expressions
     def parse_expr(self):
@@ -151,7 +188,7 @@ class _Parser:
                 if op.text == "/":
                     factor = RPow(factor, Fraction(-1), op.span.join(_span(factor)))
                 factors.append(factor)
-            elif self.tok.kind in _ATOM_START or self.at("("):
+            elif self.tok.kind in _ATOM_START or self.at("(") or self.at("|"):
                 factors.append(self.parse_unary())  # juxtaposition: A_ij B_jk
             else:
                 break
@@ -186,7 +223,7 @@ class _Parser:
         if self.at("("):
             open_tok = self.advance()
             inner = self.parse_expr()
-            close = self.expect(")", hint="close the parenthesis of the exponent")
+            close = self.close_paren(open_tok, "the exponent")
             value = _constant_value(inner)
             if value is None:
                 raise self.error(
@@ -206,12 +243,23 @@ class _Parser:
         if tok.kind == "NUMBER":
             self.advance()
             return RConst(Fraction(tok.text), tok.span)
+        if self.at("|"):
+            open_bar = self.advance()
+            if self.tok.kind != "NAME":
+                raise self.error(
+                    f"expected an index name after '|', found {self.describe(self.tok)}",
+                    hint="|i| is the size of index i; there is no absolute-value bar: write abs(x)",
+                )
+            name = self.advance()
+            self.check_index_name(name)
+            close = self.expect("|", hint="|i| is the size of index i; write abs(x) for |x|")
+            return RSize(name.text, Span(open_bar.start, close.end))
         if self.at("("):
-            self.advance()
+            open_tok = self.advance()
             if self.at(")"):
                 raise self.error("empty parentheses")
             inner = self.parse_expr()
-            self.expect(")", hint="every '(' needs a matching ')'")
+            self.close_paren(open_tok)
             return inner
         if tok.kind == "NAME":
             word = tok.text
@@ -238,6 +286,12 @@ class _Parser:
             hint += f"known functions: {known}; for a product write '{name} (...)' or '{name}*(...)'"
             raise self.error(f"unknown function {name!r}", name_tok.span, hint, UnknownFunctionError)
         indices, spans, end = self.parse_index_list(name_tok, required=False)
+        if (self.at("_") or self.at("[")) and self.tok.start == end:
+            written = self.text[name_tok.start : end]
+            raise self.error(
+                f"{written!r} is followed by a second index list",
+                hint="write all of a tensor's indices in one list: A_ij, A_{i,j} or A[i, j]",
+            )
         return RTensor(name, tuple(indices), Span(name_tok.start, end), tuple(spans))
 
     def parse_index_list(self, owner: Token, required: bool) -> tuple[list[str], list[Span], int]:
@@ -281,8 +335,8 @@ class _Parser:
                 raise self.error(
                     f"after a bare '_' every letter is one index, but {word.text!r} contains {ch!r}",
                     Span(word.start + k, word.start + k + 1),
-                    hint=f"for multi-character index names use braces or brackets: "
-                    f"_{{{','.join(word.text)}}} or [{word.text}]",
+                    hint=f"for an index named {word.text!r} use brackets or braces with commas: "
+                    f"[{word.text}] or _{{{word.text},...}}; indices are names, not positions",
                 )
         spans = [Span(word.start + k, word.start + k + 1) for k in range(len(word.text))]
         return list(word.text), spans
@@ -301,6 +355,11 @@ class _Parser:
             more, more_spans = self.split_letters(self.advance())
             indices += more
             spans += more_spans
+        if not indices and self.tok.kind == "NUMBER":
+            raise self.error(
+                "index names are letters, not numbers",
+                hint="eingrad indices are symbolic (A_ij); to pick an element, index the array in numpy",
+            )
         if not indices:
             raise self.error("empty index list '{}'", hint="write A_{ij} or remove the braces")
         if not self.at("}"):
@@ -357,11 +416,11 @@ class _Parser:
                 f"expected '(' after {word.text}_{''.join(indices)}, found {self.describe(self.tok)}",
                 hint=f"write {word.text}_{''.join(indices)}(...) with the summand in parentheses",
             )
-        self.advance()
+        open_tok = self.advance()
         if self.at(")"):
             raise self.error(f"{word.text}(...) is empty")
         body = self.parse_expr()
-        close = self.expect(")", hint=f"close the parenthesis of {word.text}")
+        close = self.close_paren(open_tok, f"{word.text}_{''.join(indices)}(...)")
         return RBinder(kind, tuple(indices), body, Span(word.start, close.end), tuple(spans))
 
     def parse_delta(self) -> RDelta:
@@ -376,9 +435,11 @@ class _Parser:
         indices, spans, end = self.parse_index_list(word, required=True)
         if len(indices) < 2:
             raise self.error(
-                "a Kronecker delta needs at least two indices",
+                f"{self.text[word.start : end]!r} has one index, but the Kronecker delta needs at least two",
                 Span(word.start, end),
-                hint=f"write {word.text}_ij",
+                hint=f"write {word.text}_ij for the Kronecker delta; {word.text!r} is reserved, "
+                "so give a vector another name (d_i)",
+                cls=ReservedNameError,
             )
         return RDelta(tuple(indices), Span(word.start, end), tuple(spans))
 
@@ -397,13 +458,13 @@ class _Parser:
                 hint=f"call it as {word.text}(...), or give the tensor another name",
                 cls=ReservedNameError,
             )
-        self.advance()
+        open_tok = self.advance()
         if self.at(")"):
             raise self.error(f"{word.text}() needs an argument")
         arg = self.parse_expr()
         if self.at(","):
             raise self.error(f"{word.text} takes one argument")
-        close = self.expect(")", hint=f"close the parenthesis of {word.text}(")
+        close = self.close_paren(open_tok, f"{word.text}(...)")
         return RCall(word.text, arg, Span(word.start, close.end))
 
 
@@ -508,6 +569,20 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
 
     # Binders: their indices occur inside, nowhere else, and are not target indices.
     binder_list = _binders(rhs)
+    for binder, path in binder_list:
+        for other, other_path in binder_list:
+            shared = set(binder.indices) & set(other.indices)
+            if other is not binder and shared and other_path[: len(path)] == path:
+                index = sorted(shared)[0]
+                raise IndexRuleError(
+                    f"index {index!r} is bound twice, one {other.kind} inside the other",
+                    source=text,
+                    spans=[
+                        binder.index_spans[binder.indices.index(index)],
+                        other.index_spans[other.indices.index(index)],
+                    ],
+                    hint="rename the inner index: a bound index is local to its parentheses",
+                )
     for binder, _ in binder_list:
         word = "logsumexp" if binder.kind == "logsumexp" else "sum"
         for index, span in zip(binder.indices, binder.index_spans, strict=True):
@@ -566,18 +641,6 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
     for index, occs in implicit.items():
         place(index, occs)
 
-    for binder, path in binder_list:
-        for other, other_path in binder_list:
-            shared = set(binder.indices) & set(other.indices)
-            if other is not binder and shared and other_path[: len(path)] == path:
-                index = sorted(shared)[0]
-                raise IndexRuleError(
-                    f"index {index!r} is bound twice, one {other.kind} inside the other",
-                    source=text,
-                    spans=[binder.index_spans[binder.indices.index(index)],
-                           other.index_spans[other.indices.index(index)]],
-                    hint="rename the inner index: a bound index is local to its parentheses",
-                )
     return _build(rhs, (), sums_at)
 
 
@@ -631,6 +694,8 @@ def _build(node, path, sums_at) -> E.Expr:
         built = E.Delta(node.indices, node.span)
     elif isinstance(node, RConst):
         built = E.Const(node.value)
+    elif isinstance(node, RSize):
+        built = E.Size(node.index)
     elif isinstance(node, RAdd):
         built = E.add(*children)
     elif isinstance(node, RPow):

@@ -30,6 +30,12 @@ class RConst:
 
 
 @dataclass(frozen=True, slots=True)
+class RSize:
+    index: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class RAdd:
     terms: tuple  # of raw nodes; subtraction is a term times -1
     span: Span

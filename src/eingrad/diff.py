@@ -1,0 +1,425 @@
+"""Exact symbolic derivatives in index notation (LANGUAGE.md §6).
+
+``∂f_I/∂X_K`` is computed node by node, one rule per node type, with a fresh
+index for every axis of ``X``: a reference to ``X`` itself gives a product of
+Kronecker deltas (``∂X_ab/∂X_kl = δ_ak δ_bl``), and everything else follows
+from the sum, product, power and chain rules.  Through a program, derivatives
+run forward statement by statement: a reference to an earlier target is
+replaced by that target's derivative, with its bound indices renamed apart.
+Each statement's derivative is simplified before later statements use it.
+
+Derivatives of elementwise functions are written against the forward value
+where that is exact and cheaper: ``exp' = exp``, ``tanh' = 1 - tanh²``,
+``σ' = σ(1 - σ)``; ``logsumexp`` gives the softmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from . import expr as E
+from .errors import EingradError, SizeError, ZeroDerivativeWarning
+from .expr import (
+    ONE,
+    ZERO,
+    Add,
+    Call,
+    Const,
+    Delta,
+    Expr,
+    LogSumExp,
+    Mul,
+    Pow,
+    Size,
+    Sum,
+    Tensor,
+    add,
+    call,
+    mul,
+    neg,
+    power,
+    rename_indices,
+    sum_,
+)
+from .names import fresh_index
+from .program import Program, Statement
+from .simplify import simplify
+
+__all__ = ["DERIVATIVES", "Derivative", "DiffError", "diff_expr", "differentiate"]
+
+
+class DiffError(EingradError, ValueError):
+    """A derivative that cannot be taken as asked (unknown wrt, bad order, ...)."""
+
+
+# ---------------------------------------------------------------- elementwise functions
+# f'(u) for each function, given u and the forward value y = f(u).
+
+DERIVATIVES: dict[str, Callable[[Expr, Expr], Expr]] = {
+    "exp": lambda u, y: y,  # exp' = exp
+    "log": lambda u, y: power(u, -1),  # log' = 1/u
+    "sqrt": lambda u, y: mul(Const(Fraction(1, 2)), power(y, -1)),  # sqrt' = 1/(2 sqrt u)
+    "tanh": lambda u, y: add(ONE, neg(power(y, 2))),  # tanh' = 1 - tanh²
+    "sigmoid": lambda u, y: mul(y, add(ONE, neg(y))),  # σ' = σ(1 - σ)
+    "relu": lambda u, y: call("step", u),  # relu' = step, 0 at 0
+    "softplus": lambda u, y: call("sigmoid", u),  # softplus' = σ
+    "abs": lambda u, y: call("sign", u),  # abs' = sign, 0 at 0
+    "sin": lambda u, y: call("cos", u),
+    "cos": lambda u, y: neg(call("sin", u)),
+    "step": lambda u, y: ZERO,  # zero almost everywhere
+    "sign": lambda u, y: ZERO,
+}
+
+
+# ---------------------------------------------------------------- the rules
+
+
+@dataclass
+class _Context:
+    """What the rules need: ``wrt``, the fresh indices for its axes, earlier derivatives."""
+
+    wrt: str
+    wrt_indices: tuple[str, ...]
+    # target -> (its indices, its derivative written with base_indices for wrt's axes)
+    known: dict[str, tuple[tuple[str, ...], Expr]]
+    base_indices: tuple[str, ...]
+    taken: set[str]
+    sources: dict[str, tuple[str, int]] = field(default_factory=dict)
+    statement_sources: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
+    # f(u) -> the target that holds it, so f' reads the forward value (1 - s² for s = tanh(u))
+    forward_values: dict[Expr, Expr] = field(default_factory=dict)
+
+
+def diff_expr(e: Expr, ctx: _Context) -> Expr:
+    """∂e/∂wrt, with ``ctx.wrt_indices`` as the indices of wrt's axes."""
+    return _RULES[type(e)](e, ctx)
+
+
+def _d_tensor(e: Tensor, ctx: _Context) -> Expr:
+    """∂X_ab/∂X_kl = δ_ak δ_bl; ∂T_ab/∂X = ∂T/∂X with T's indices renamed; else 0."""
+    if e.name == ctx.wrt:
+        return mul(*(Delta((a, k)) for a, k in zip(e.indices, ctx.wrt_indices, strict=True)))
+    if e.name in ctx.known:
+        target_indices, derivative = ctx.known[e.name]
+        mapping = dict(zip(ctx.base_indices, ctx.wrt_indices, strict=True))
+        mapping.update(zip(target_indices, e.indices, strict=True))
+        bound = E.all_indices(derivative) - set(target_indices) - set(ctx.base_indices)
+        own = ctx.statement_sources.get(e.name, {})
+        for old in sorted(bound):
+            new = fresh_index(ctx.taken, old[0])
+            ctx.taken.add(new)
+            mapping[old] = new
+            if old in ctx.sources:
+                ctx.sources[new] = ctx.sources[old]
+            elif old in own:
+                ctx.sources[new] = own[old]
+        return rename_indices(derivative, mapping)
+    return ZERO
+
+
+def _d_const(e: Expr, ctx: _Context) -> Expr:
+    """∂c/∂X = 0, ∂δ_ij/∂X = 0, ∂|i|/∂X = 0"""
+    return ZERO
+
+
+def _d_add(e: Add, ctx: _Context) -> Expr:
+    """∂(a + b) = ∂a + ∂b"""
+    return add(*(diff_expr(t, ctx) for t in e.terms))
+
+
+def _d_mul(e: Mul, ctx: _Context) -> Expr:
+    """∂(a b) = ∂a b + a ∂b (elementwise products too)"""
+    terms = []
+    for k, factor in enumerate(e.factors):
+        d = diff_expr(factor, ctx)
+        if d != ZERO:
+            terms.append(mul(*e.factors[:k], d, *e.factors[k + 1 :]))
+    return add(*terms)
+
+
+def _d_pow(e: Pow, ctx: _Context) -> Expr:
+    """∂(u^n) = n u^(n-1) ∂u"""
+    d = diff_expr(e.base, ctx)
+    if d == ZERO:
+        return ZERO
+    return mul(Const(e.exponent), power(e.base, e.exponent - 1), d)
+
+
+def _d_call(e: Call, ctx: _Context) -> Expr:
+    """∂f(u) = f'(u) ∂u, f' from DERIVATIVES (written against the forward value f(u))"""
+    d = diff_expr(e.arg, ctx)
+    if d == ZERO:
+        return ZERO
+    if e.fn not in DERIVATIVES:
+        raise DiffError(
+            f"the function {e.fn!r} has no derivative rule",
+            hint="add one to eingrad.diff.DERIVATIVES",
+        )
+    return mul(DERIVATIVES[e.fn](e.arg, ctx.forward_values.get(e, e)), d)
+
+
+def _d_sum(e: Sum, ctx: _Context) -> Expr:
+    """∂(Σ_i u) = Σ_i ∂u"""
+    return sum_(e.indices, diff_expr(e.body, ctx))
+
+
+def _d_logsumexp(e: LogSumExp, ctx: _Context) -> Expr:
+    """∂ logsumexp_i(u) = Σ_i softmax_i(u) ∂u, softmax_i(u) = exp(u - logsumexp_i(u))"""
+    d = diff_expr(e.body, ctx)
+    if d == ZERO:
+        return ZERO
+    softmax = call("exp", add(e.body, neg(e)))
+    return sum_(e.indices, mul(softmax, d))
+
+
+_RULES: dict[type, Callable] = {
+    Tensor: _d_tensor,
+    Delta: _d_const,
+    Const: _d_const,
+    Size: _d_const,
+    Add: _d_add,
+    Mul: _d_mul,
+    Pow: _d_pow,
+    Call: _d_call,
+    Sum: _d_sum,
+    LogSumExp: _d_logsumexp,
+}
+
+
+# ---------------------------------------------------------------- sizes of indices
+
+
+def statement_index_sources(stmt: Statement) -> dict[str, tuple[str, int]]:
+    """For every index of ``stmt``: a (tensor, axis) whose length is that index's size."""
+    sources: dict[str, tuple[str, int]] = {}
+    deltas = []
+    for node in E.walk(stmt.expr):
+        if isinstance(node, Tensor):
+            for axis, i in enumerate(node.indices):
+                sources.setdefault(i, (node.name, axis))
+        elif isinstance(node, Delta):
+            deltas.append(node)
+    changed = True
+    while changed:
+        changed = False
+        for d in deltas:
+            known = [i for i in d.indices if i in sources]
+            for i in d.indices:
+                if known and i not in sources:
+                    sources[i] = sources[known[0]]
+                    changed = True
+    return sources
+
+
+# ---------------------------------------------------------------- derivatives of programs
+
+
+@dataclass(frozen=True)
+class Derivative:
+    """``∂^order output / ∂wrt^order`` of a program, in index notation.
+
+    ``indices`` are the output's indices, then one index per axis of ``wrt``
+    for each order; as an array its shape is ``shape(output) + shape(wrt) * order``.
+    """
+
+    program: Program
+    output: str
+    wrt: str
+    order: int
+    output_indices: tuple[str, ...]
+    wrt_indices: tuple[tuple[str, ...], ...]
+    expr: Expr
+    sources: dict[str, tuple[str, int]]
+
+    @property
+    def indices(self) -> tuple[str, ...]:
+        return self.output_indices + tuple(i for group in self.wrt_indices for i in group)
+
+    @property
+    def is_zero(self) -> bool:
+        return self.expr == ZERO
+
+    def __str__(self) -> str:
+        from .printing.text import format_expr, index_suffix
+
+        order = "" if self.order == 1 else _superscript(self.order)
+        lhs = f"∂{order}{self.output}{index_suffix(self.output_indices)}/" + "".join(
+            f"∂{self.wrt}{index_suffix(group)}" for group in self.wrt_indices
+        )
+        return f"{lhs} = {format_expr(self.expr, self.indices)}"
+
+    def latex(self) -> str:
+        from .printing.latex import latex_expr, latex_indices, latex_symbol
+
+        order = "" if self.order == 1 else f"^{{{self.order}}}"
+        top = f"\\partial{order} {latex_symbol(self.output)}{latex_indices(self.output_indices)}"
+        bottom = " ".join(
+            f"\\partial {latex_symbol(self.wrt)}{latex_indices(group)}" for group in self.wrt_indices
+        )
+        return f"\\frac{{{top}}}{{{bottom}}} = {latex_expr(self.expr, self.indices)}"
+
+    def _repr_latex_(self) -> str:
+        return f"${self.latex()}$"
+
+    def __repr__(self) -> str:
+        return f"<Derivative {self}>"
+
+    def evaluate(self, arrays, declared=None):
+        """The derivative as an array of shape ``shape(output) + shape(wrt) * order``."""
+        import numpy as np
+
+        from .evaluate import evaluate_expression, evaluate_program
+
+        forward = evaluate_program(self.program, arrays, declared)
+        env = dict(forward)
+        for name in self.program.inputs:
+            env[name] = _as_array(name, arrays[name])
+        shapes = {name: np.shape(value) for name, value in env.items()}
+        sizes: dict[str, int] = {}
+        for node in E.walk(self.expr):
+            if isinstance(node, Tensor):
+                for axis, i in enumerate(node.indices):
+                    sizes.setdefault(i, shapes[node.name][axis])
+        for i, (name, axis) in self.sources.items():
+            sizes.setdefault(i, shapes[name][axis])
+        for i in E.all_indices(self.expr) | set(self.indices):
+            if i not in sizes:
+                if declared and i in declared:
+                    sizes[i] = int(declared[i])
+                else:
+                    raise SizeError(
+                        f"the size of index {i!r} of the derivative cannot be determined",
+                        hint=f"declare it: sizes={{{i!r}: n}}",
+                    )
+        dtype = np.result_type(*[v.dtype for v in env.values()]) if env else np.dtype(float)
+        return evaluate_expression(self.expr, env, sizes, self.indices, dtype)
+
+
+def _as_array(name, value):
+    from .evaluate import as_input_array
+
+    return as_input_array(name, value)
+
+
+def _superscript(n: int) -> str:
+    return str(n).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+def _check_request(program: Program, wrt: str, order: object, output: str | None) -> str:
+    if isinstance(order, bool) or not isinstance(order, int):
+        raise DiffError(f"order must be a positive integer, got {order!r}", hint="use order=1 or order=2")
+    if order < 1:
+        raise DiffError(f"order must be a positive integer, got {order}", hint="use order=1 or order=2")
+    if output is None:
+        output = program.output
+    if output not in program.targets:
+        raise DiffError(
+            f"{output!r} is not a target of the program (its targets are {', '.join(program.targets)})",
+            hint="output names the statement to differentiate; it defaults to the last one",
+        )
+    if not isinstance(wrt, str) or wrt not in program.inputs:
+        if isinstance(wrt, str) and wrt in program.targets:
+            stmt = program.statement(wrt)
+            raise DiffError(
+                f"{wrt!r} is computed by the program, not an input: derivatives are taken "
+                f"with respect to inputs (the inputs are {', '.join(program.inputs)})",
+                source=program.source,
+                spans=stmt.target_span,
+                hint="differentiate with respect to the inputs it is computed from",
+            )
+        raise DiffError(
+            f"{wrt!r} is not an input of the program (its inputs are {', '.join(program.inputs)})",
+            hint="wrt names one of the program's inputs",
+        )
+    return output
+
+
+def _needed(program: Program, output: str) -> list[Statement]:
+    """The statements that ``output`` depends on, in program order."""
+    needed = {output}
+    for stmt in reversed(program.statements):
+        if stmt.target in needed:
+            needed.update(ref.name for ref in E.tensor_refs(stmt.expr))
+    return [s for s in program.statements if s.target in needed]
+
+
+def differentiate(
+    program: Program,
+    wrt: str,
+    order: int = 1,
+    output: str | None = None,
+    trace: list | None = None,
+) -> Derivative:
+    """``∂^order output/∂wrt^order`` through every statement, simplified."""
+    import warnings
+
+    from .errors import user_stacklevel
+
+    output = _check_request(program, wrt, order, output)
+    statements = _needed(program, output)
+    taken: set[str] = set()
+    for stmt in program.statements:
+        taken.update(stmt.indices)
+        taken.update(E.all_indices(stmt.expr))
+    taken.update(program.targets)
+    wrt_rank = program.rank(wrt)
+    statement_sources = {s.target: statement_index_sources(s) for s in statements}
+
+    def fresh_group() -> tuple[str, ...]:
+        group = []
+        for _ in range(wrt_rank):
+            name = fresh_index(taken)
+            taken.add(name)
+            group.append(name)
+        return tuple(group)
+
+    base = fresh_group()
+    sources: dict[str, tuple[str, int]] = {k: (wrt, axis) for axis, k in enumerate(base)}
+    ctx = _Context(wrt, base, {}, base, taken, sources, statement_sources)
+    out_stmt = program.statement(output)
+    current: Expr = ZERO
+    for stmt in statements:
+        if isinstance(stmt.expr, Call):
+            ctx.forward_values[stmt.expr] = Tensor(stmt.target, stmt.indices)
+        raw = diff_expr(stmt.expr, ctx)
+        aliases: dict[str, str] = {}
+        d = simplify(raw, aliases=aliases, trace=trace if stmt is out_stmt else None)
+        _follow_aliases(aliases, sources, statement_sources[stmt.target])
+        taken.update(E.all_indices(d))
+        if d != ZERO:
+            ctx.known[stmt.target] = (stmt.indices, d)
+        if stmt is out_stmt:
+            current = d
+    groups = [base]
+    # Higher orders: differentiate the derivative again; targets it mentions chain as before.
+    for _ in range(order - 1):
+        group = fresh_group()
+        for axis, k in enumerate(group):
+            sources[k] = (wrt, axis)
+        ctx_k = _Context(
+            wrt, group, ctx.known, base, taken, sources, statement_sources, ctx.forward_values
+        )
+        raw = diff_expr(current, ctx_k)
+        aliases = {}
+        current = simplify(raw, aliases=aliases)
+        _follow_aliases(aliases, sources, statement_sources[output])
+        taken.update(E.all_indices(current))
+        groups.append(group)
+    for i, src in statement_sources[output].items():
+        sources.setdefault(i, src)
+    if current == ZERO:
+        what = f"{output!r} does not depend on {wrt!r}" if order == 1 else (
+            f"the order-{order} derivative of {output!r} with respect to {wrt!r} is identically zero"
+        )
+        warnings.warn(ZeroDerivativeWarning(f"{what}: the derivative is zero"), stacklevel=user_stacklevel())
+    return Derivative(program, output, wrt, order, out_stmt.indices, tuple(groups), current, sources)
+
+
+def _follow_aliases(aliases: dict[str, str], sources: dict, own: dict) -> None:
+    for new, old in aliases.items():
+        if old in sources:
+            sources[new] = sources[old]
+        elif old in own:
+            sources[new] = own[old]

@@ -1,0 +1,173 @@
+"""The rewrite engine: apply rules innermost first until none applies.
+
+Each step rewrites one node with the first rule (in catalog order) that
+returns a replacement.  After every step the engine checks that the free
+indices did not change (only rules marked ``drops_indices``, which remove
+zeros, may lose an index, and never gain one), and it stops with an error if
+the step limit is ever hit, so simplification terminates on every input.
+Nodes found irreducible are remembered, so each subtree is checked once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import EingradError
+from ..expr import Delta, Expr, LogSumExp, Size, Sum, Tensor, rename_indices, walk
+from ..names import fresh_index
+
+Rule = Callable[[Expr], Expr | None]
+
+
+class SimplifyError(EingradError, RuntimeError):
+    """The simplifier hit its step limit (a bug: please report the expression)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rewrite: the rule, the node before and after, and the whole expression after."""
+
+    rule: str
+    before: Expr
+    after: Expr
+    whole: Expr
+
+    @property
+    def identity(self) -> str:
+        from .rules import RULES_BY_NAME
+
+        doc = RULES_BY_NAME[self.rule].__doc__ or ""
+        return doc.strip().splitlines()[0]
+
+
+def rename_bound_apart(
+    e: Expr, avoid: set[str] | None = None, aliases: dict[str, str] | None = None
+) -> Expr:
+    """Give every binder its own index names, distinct from each other and from free ones.
+
+    With unique bound names, substituting one index for another (a delta eating
+    an index) can never capture a name.  Each new name is recorded in
+    ``aliases`` (new -> old), so callers that track index sizes can follow it.
+    """
+    taken = set(avoid or ()) | set(e.free)
+    for node in walk(e):
+        if isinstance(node, (Tensor, Delta)):
+            taken.update(node.indices)
+        elif isinstance(node, Size):
+            taken.add(node.index)
+    seen: set[str] = set(e.free)
+
+    def visit(node: Expr) -> Expr:
+        if isinstance(node, (Sum, LogSumExp)):
+            mapping = {}
+            for i in node.indices:
+                if i in seen:
+                    new = fresh_index(taken, i[0] if i[0].isalpha() else "i")
+                    taken.add(new)
+                    mapping[i] = new
+                    if aliases is not None:
+                        aliases[new] = aliases.get(i, i)
+                seen.add(mapping.get(i, i))
+            body = visit(rename_indices(node.body, mapping) if mapping else node.body)
+            indices = tuple(mapping.get(i, i) for i in node.indices)
+            return type(node)(indices, body)
+        if not node.children:
+            return node
+        kids = tuple(visit(c) for c in node.children)
+        return node if kids == node.children else node.with_children(kids)
+
+    return visit(e)
+
+
+def _has_duplicate_binders(e: Expr) -> bool:
+    seen: set[str] = set()
+    for node in walk(e):
+        if isinstance(node, (Sum, LogSumExp)):
+            for i in node.indices:
+                if i in seen:
+                    return True
+                seen.add(i)
+    return False
+
+
+class _Rewriter:
+    def __init__(
+        self, rules: list[Rule], max_steps: int, record: bool, aliases: dict[str, str] | None
+    ) -> None:
+        self.aliases = aliases
+        self.rules = rules
+        self.max_steps = max_steps
+        self.record = record
+        self.normal: set[Expr] = set()
+        self.steps: list[Step] = []
+
+    def step(self, e: Expr) -> tuple[str, Expr, Expr, Expr] | None:
+        """Rewrite the first reducible node (innermost first); None when ``e`` is normal."""
+        if e in self.normal:
+            return None
+        children = e.children
+        for k, child in enumerate(children):
+            found = self.step(child)
+            if found is not None:
+                rule, before, after, new_child = found
+                new_children = children[:k] + (new_child,) + children[k + 1 :]
+                return rule, before, after, e.with_children(new_children)
+        for rule in self.rules:
+            out = rule(e)
+            if out is not None and out != e:
+                _check_free(rule, e, out)
+                return rule.__name__, e, out, out
+        self.normal.add(e)
+        return None
+
+    def run(self, e: Expr) -> Expr:
+        e = rename_bound_apart(e, aliases=self.aliases)
+        for _ in range(self.max_steps):
+            found = self.step(e)
+            if found is None:
+                return e
+            rule, before, after, new = found
+            if _has_duplicate_binders(new):
+                new = rename_bound_apart(new, aliases=self.aliases)
+            if self.record:
+                self.steps.append(Step(rule, before, after, new))
+            e = new
+        raise SimplifyError(
+            f"simplification did not finish within {self.max_steps} steps",
+            hint="this is a bug in eingrad; please report the expression",
+        )
+
+
+def _check_free(rule: Rule, before: Expr, after: Expr) -> None:
+    if after.free == before.free:
+        return
+    if getattr(rule, "drops_indices", False) and after.free <= before.free:
+        return
+    raise AssertionError(
+        f"rule {rule.__name__} changed the free indices {sorted(before.free)} -> {sorted(after.free)}"
+        f" in {before!r}"
+    )
+
+
+def simplify(
+    e: Expr,
+    *,
+    rules: list[Rule] | None = None,
+    max_steps: int = 100_000,
+    trace: list[Step] | None = None,
+    aliases: dict[str, str] | None = None,
+) -> Expr:
+    """Rewrite ``e`` to its simplified form.
+
+    ``trace`` (a list) receives each step; ``aliases`` (a dict) receives every
+    bound index the engine renamed, as new name -> original name.
+    """
+    from .rules import RULES
+
+    rules = list(rules if rules is not None else RULES)
+    rewriter = _Rewriter(rules, max_steps, trace is not None, aliases)
+    out = rewriter.run(e)
+    if trace is not None:
+        trace.extend(rewriter.steps)
+    return out

@@ -1,0 +1,271 @@
+"""The rule catalog, in priority order.
+
+Each rule takes one node and returns its replacement, or ``None`` when it does
+not apply.  The first line of each docstring is the identity it applies (the
+step-by-step explanations print it); the second says why it terminates.
+Bound index names are unique when rules run (the engine sees to it), so a rule
+may substitute one index for another without capture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+
+from ..canonical import canonical
+from ..expr import (
+    ONE,
+    ZERO,
+    Add,
+    Call,
+    Const,
+    Delta,
+    Expr,
+    Mul,
+    Pow,
+    Size,
+    Sum,
+    add,
+    mul,
+    power,
+    rename_indices,
+    sum_,
+)
+
+Rule = Callable[[Expr], Expr | None]
+
+
+def drops_indices(rule: Rule) -> Rule:
+    """Mark a rule that may remove free indices (only by removing zeros or ones)."""
+    rule.drops_indices = True  # type: ignore[attr-defined]
+    return rule
+
+
+def _factors(e: Expr) -> tuple[Expr, ...]:
+    return e.factors if isinstance(e, Mul) else (e,)
+
+
+# ---------------------------------------------------------------- zeros and constants
+
+
+@drops_indices
+def zero_factor(e: Expr) -> Expr | None:
+    """0 · x = 0
+    Removes a product."""
+    if isinstance(e, Mul) and any(isinstance(f, Const) and f.value == 0 for f in e.factors):
+        return ZERO
+    return None
+
+
+@drops_indices
+def sum_of_zero(e: Expr) -> Expr | None:
+    """Σ_i 0 = 0
+    Removes a sum."""
+    if isinstance(e, Sum) and isinstance(e.body, Const) and e.body.value == 0:
+        return ZERO
+    return None
+
+
+@drops_indices
+def power_of_zero(e: Expr) -> Expr | None:
+    """0^n = 0 for n > 0
+    Removes a power."""
+    if isinstance(e, Pow) and isinstance(e.base, Const) and e.base.value == 0 and e.exponent > 0:
+        return ZERO
+    return None
+
+
+_EXACT_AT_ZERO = {
+    "exp": ONE, "tanh": ZERO, "sin": ZERO, "cos": ONE, "relu": ZERO, "sqrt": ZERO,
+    "abs": ZERO, "step": ZERO, "sign": ZERO, "sigmoid": Const(Fraction(1, 2)),
+}
+
+
+def function_of_zero(e: Expr) -> Expr | None:
+    """f(0) = its exact value (exp(0) = 1, tanh(0) = 0, σ(0) = 1/2, ...)
+    Removes a function call."""
+    if isinstance(e, Call) and isinstance(e.arg, Const) and e.arg.value == 0:
+        return _EXACT_AT_ZERO.get(e.fn)
+    return None
+
+
+# ---------------------------------------------------------------- deltas
+
+
+@drops_indices
+def delta_of_one_index(e: Expr) -> Expr | None:
+    """δ_ii = 1, and δ_iij = δ_ij
+    Removes a delta or one of its indices."""
+    if isinstance(e, Delta):
+        distinct = tuple(dict.fromkeys(e.indices))
+        if len(distinct) == 1:
+            return ONE
+        if len(distinct) < len(e.indices):
+            return Delta(distinct)
+    return None
+
+
+def delta_eats_summed_index(e: Expr) -> Expr | None:
+    """Σ_j A_ij δ_jk = A_ik: a delta eats a summed index and donates its other one
+    Removes one bound index."""
+    if not isinstance(e, Sum):
+        return None
+    factors = _factors(e.body)
+    bound = set(e.indices)
+    for d in factors:
+        if not isinstance(d, Delta):
+            continue
+        distinct = list(dict.fromkeys(d.indices))
+        summed = [i for i in distinct if i in bound]
+        kept = [i for i in distinct if i not in bound]
+        if not summed or len(distinct) < 2:
+            continue
+        # Eat a summed index; donate a free one if there is one (Σ_j A_ij δ_jk = A_ik),
+        # else the next summed one (A_ij δ_jk B_ik = A_ik B_ik, as the guide does it).
+        eaten, donor = summed[0], (kept[0] if kept else summed[1])
+        body = rename_indices(mul(*factors), {eaten: donor})
+        return sum_([i for i in e.indices if i != eaten], body)
+    return None
+
+
+def delta_power(e: Expr) -> Expr | None:
+    """δ_ij^n = δ_ij for n > 0
+    Removes a power."""
+    if isinstance(e, Pow) and isinstance(e.base, Delta) and e.exponent > 0:
+        return e.base
+    return None
+
+
+# ---------------------------------------------------------------- sums
+
+
+def sum_over_absent_index(e: Expr) -> Expr | None:
+    """Σ_i x = |i| x when x does not depend on i (so Σ_i δ_ii = |i|)
+    Removes one bound index."""
+    if not isinstance(e, Sum):
+        return None
+    absent = [i for i in e.indices if i not in e.body.free]
+    if not absent:
+        return None
+    kept = [i for i in e.indices if i in e.body.free]
+    return mul(*(Size(i) for i in absent), sum_(kept, e.body))
+
+
+def sum_splits_over_terms(e: Expr) -> Expr | None:
+    """Σ_i (a + b) = Σ_i a + Σ_i b
+    Moves the sum below an addition (a sum never moves up)."""
+    if isinstance(e, Sum) and isinstance(e.body, Add):
+        return add(*(sum_(e.indices, t) for t in e.body.terms))
+    return None
+
+
+def sum_moves_past_factors(e: Expr) -> Expr | None:
+    """Σ_i a b_i = a Σ_i b_i when a does not depend on i
+    Moves a factor out of a sum (factors never move in)."""
+    if not isinstance(e, Sum) or not isinstance(e.body, Mul):
+        return None
+    bound = set(e.indices)
+    outside = [f for f in e.body.factors if not (f.free & bound)]
+    if not outside:
+        return None
+    inside = [f for f in e.body.factors if f.free & bound]
+    return mul(*outside, sum_(e.indices, mul(*inside)))
+
+
+def sum_of_sums_in_product(e: Expr) -> Expr | None:
+    """Σ_i a_i Σ_j b_ij = Σ_{i,j} a_i b_ij (a sum inside a summed product joins it)
+    Removes one sum node."""
+    if not isinstance(e, Sum) or not isinstance(e.body, Mul):
+        return None
+    for k, f in enumerate(e.body.factors):
+        if isinstance(f, Sum):
+            rest = e.body.factors[:k] + e.body.factors[k + 1 :]
+            return sum_(e.indices + f.indices, mul(*rest, f.body))
+    return None
+
+
+def distribute_over_delta_terms(e: Expr) -> Expr | None:
+    """Σ_j a_j (b + δ_jk c) = Σ_j a_j b + Σ_j a_j δ_jk c, so that the delta can eat j
+    Moves a sum of terms holding a delta up to the sum, which then splits."""
+    if not isinstance(e, Sum) or not isinstance(e.body, Mul):
+        return None
+    bound = set(e.indices)
+    for k, f in enumerate(e.body.factors):
+        if isinstance(f, Add) and any(
+            isinstance(g, Delta) and set(g.indices) & bound for t in f.terms for g in _factors(t)
+        ):
+            rest = e.body.factors[:k] + e.body.factors[k + 1 :]
+            return sum_(e.indices, add(*(mul(*rest, t) for t in f.terms)))
+    return None
+
+
+# ---------------------------------------------------------------- like terms and factors
+
+
+def _split_coefficient(term: Expr) -> tuple[Fraction, Expr]:
+    if isinstance(term, Const):
+        return term.value, ONE
+    if isinstance(term, Mul) and isinstance(term.factors[0], Const):
+        return term.factors[0].value, mul(*term.factors[1:])
+    return Fraction(1), term
+
+
+def like_terms_combine(e: Expr) -> Expr | None:
+    """a x + b x = (a + b) x, x alike up to renaming summed indices and operand order
+    Removes at least one term."""
+    if not isinstance(e, Add):
+        return None
+    groups: dict[Expr, list[tuple[Fraction, Expr]]] = {}
+    for term in e.terms:
+        coefficient, rest = _split_coefficient(term)
+        groups.setdefault(canonical(rest), []).append((coefficient, rest))
+    if len(groups) == len(e.terms):
+        return None
+    terms = []
+    for members in groups.values():
+        total = sum((c for c, _ in members), Fraction(0))
+        terms.append(mul(Const(total), members[0][1]))
+    return add(*terms)
+
+
+@drops_indices
+def like_factors_combine(e: Expr) -> Expr | None:
+    """x^a x^b = x^(a+b) (x x = x^2; x/x = 1)
+    Removes at least one factor."""
+    if not isinstance(e, Mul):
+        return None
+    exponents: dict[Expr, Fraction] = {}
+    order: list[Expr] = []
+    for f in e.factors:
+        base, exponent = (f.base, f.exponent) if isinstance(f, Pow) else (f, Fraction(1))
+        if isinstance(base, Const):
+            base, exponent = f, Fraction(1)
+        if base not in exponents:
+            order.append(base)
+            exponents[base] = Fraction(0)
+        exponents[base] += exponent
+    if len(order) == len(e.factors):
+        return None
+    return mul(*(power(b, exponents[b]) if exponents[b] != 0 else ONE for b in order))
+
+
+RULES: list[Rule] = [
+    zero_factor,
+    sum_of_zero,
+    power_of_zero,
+    function_of_zero,
+    delta_of_one_index,
+    delta_power,
+    sum_over_absent_index,
+    sum_splits_over_terms,
+    sum_of_sums_in_product,
+    delta_eats_summed_index,
+    distribute_over_delta_terms,
+    sum_moves_past_factors,
+    like_factors_combine,
+    like_terms_combine,
+]
+
+RULES_BY_NAME = {rule.__name__: rule for rule in RULES}
+
+__all__ = ["RULES", "RULES_BY_NAME"] + [rule.__name__ for rule in RULES]

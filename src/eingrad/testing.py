@@ -1,0 +1,666 @@
+"""Helpers for testing code built on eingrad (and for eingrad's own tests).
+
+:func:`random_program` builds a random *valid* program: every statement
+parses, every target index occurs on the right, sizes agree, and every value
+stays finite on inputs drawn from ``[-1, 1]``.  The program is kept as a small
+tree of what is *written* (the nodes below), and its text is generated from
+that tree.  Each node also records where the parser will put the implicit sums
+(``summed``), so the tree states the program's meaning on its own: a second
+emitter (for example one that writes an ``autograd.numpy`` function as an
+independent oracle) can walk the same tree.
+
+Meaning of the nodes, each evaluated to an array over its free indices:
+
+- ``Ref(name, indices, summed)``: the tensor, with repeated indices read on the
+  diagonal, then summed over ``summed`` (indices that occur only here).
+- ``Num(value)``: a constant.  ``Kron(indices)``: the Kronecker delta.
+- ``Times(factors, divisors, summed)``: the elementwise product of the factors
+  divided by the divisors, summed over ``summed`` (each summed index occurs in
+  at least two of the factors and divisors, and nowhere else).
+- ``Plus(terms)``: the sum of the terms, broadcast over missing indices.
+- ``Neg(operand)``, ``Power(base, exponent)``, ``Apply(fn, arg)``: elementwise.
+- ``Bind("sum" | "logsumexp", indices, body)``: an explicit reduction.
+
+No test framework is imported here; the tests import what they need.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from .errors import SurprisingSumWarning
+from .functions import FUNCTIONS
+from .program import Program
+
+__all__ = [
+    "random_program",
+    "RandomProgram",
+    "RandomStatement",
+    "Interval",
+    "Ref",
+    "Num",
+    "Kron",
+    "Times",
+    "Plus",
+    "Neg",
+    "Power",
+    "Apply",
+    "Bind",
+]
+
+# ---------------------------------------------------------------- value ranges
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """Bounds ``lo <= value <= hi`` that hold for every element, on inputs in [-1, 1]."""
+
+    lo: float
+    hi: float
+
+    @property
+    def magnitude(self) -> float:
+        return max(abs(self.lo), abs(self.hi))
+
+    def __add__(self, other: Interval) -> Interval:
+        return Interval(self.lo + other.lo, self.hi + other.hi)
+
+    def __mul__(self, other: Interval) -> Interval:
+        products = [a * b for a in (self.lo, self.hi) for b in (other.lo, other.hi)]
+        return Interval(min(products), max(products))
+
+    def __neg__(self) -> Interval:
+        return Interval(-self.hi, -self.lo)
+
+    def summed(self, count: int) -> Interval:
+        """Bounds of a sum of ``count`` such values."""
+        return Interval(min(self.lo, count * self.lo), max(self.hi, count * self.hi))
+
+    def power(self, exponent: Fraction) -> Interval:
+        if exponent.denominator == 1 and exponent > 0:
+            k = int(exponent)
+            ends = [self.lo**k, self.hi**k]
+            lo = 0.0 if k % 2 == 0 and self.lo < 0 < self.hi else min(ends)
+            return Interval(lo, max(ends))
+        assert self.lo > 0, "the generator makes bases of such powers positive"
+        ends = [self.lo ** float(exponent), self.hi ** float(exponent)]
+        return Interval(min(ends), max(ends))
+
+
+def _increasing(f: Callable[[float], float]) -> Callable[[Interval], Interval]:
+    return lambda r: Interval(f(r.lo), f(r.hi))
+
+
+def _abs_range(r: Interval) -> Interval:
+    if r.lo >= 0:
+        return r
+    if r.hi <= 0:
+        return -r
+    return Interval(0.0, r.magnitude)
+
+
+def _sigmoid(x: float) -> float:
+    return 0.5 * (1 + math.tanh(0.5 * x))
+
+
+def _softplus(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+#: The range of each elementwise function the generator knows (functions
+#: registered later are not used until they get an entry here).
+FUNCTION_RANGES: dict[str, Callable[[Interval], Interval]] = {
+    "exp": _increasing(math.exp),
+    "log": _increasing(math.log),
+    "sqrt": _increasing(math.sqrt),
+    "tanh": _increasing(math.tanh),
+    "sigmoid": _increasing(_sigmoid),
+    "relu": _increasing(lambda x: max(x, 0.0)),
+    "softplus": _increasing(_softplus),
+    "abs": _abs_range,
+    "sin": lambda r: Interval(-1.0, 1.0),
+    "cos": lambda r: Interval(-1.0, 1.0),
+}
+#: Functions whose argument must be positive.
+POSITIVE_DOMAIN = frozenset({"log", "sqrt"})
+
+# ---------------------------------------------------------------- the written program
+
+ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+
+
+def _wrap(node: Node, min_prec: int) -> str:
+    text, prec = node.render()
+    return text if prec >= min_prec else f"({text})"
+
+
+def index_text(indices: tuple[str, ...], style: str) -> str:
+    """``_ij`` (bare), ``_{ij}`` (braces), ``_{i,j}`` (commas) or ``[i, j]`` (brackets)."""
+    if not indices:
+        return ""
+    if style == "bare":
+        return "_" + "".join(indices)
+    if style == "braces":
+        return "_{" + "".join(indices) + "}"
+    if style == "commas":
+        return "_{" + ",".join(indices) + "}"
+    return "[" + ", ".join(indices) + "]"
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    name: str
+    indices: tuple[str, ...]
+    summed: tuple[str, ...]
+    style: str
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return frozenset(self.indices) - frozenset(self.summed)
+
+    def render(self) -> tuple[str, int]:
+        return self.name + index_text(self.indices, self.style), ATOM
+
+
+@dataclass(frozen=True, slots=True)
+class Num:
+    value: Fraction
+    text: str  # as written: "0.5", "(1/3)", "1e-1"
+    bounds: Interval
+
+    free = frozenset()
+
+    def render(self) -> tuple[str, int]:
+        return self.text, ATOM
+
+
+@dataclass(frozen=True, slots=True)
+class Kron:
+    indices: tuple[str, ...]
+    head: str  # "δ" or "delta"
+    style: str
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return frozenset(self.indices)
+
+    def render(self) -> tuple[str, int]:
+        return self.head + index_text(self.indices, self.style), ATOM
+
+
+@dataclass(frozen=True, slots=True)
+class Times:
+    factors: tuple[Node, ...]
+    divisors: tuple[Node, ...]
+    summed: tuple[str, ...]
+    joiner: str  # " " (juxtaposition) or " * "
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        inner = frozenset().union(*(f.free for f in self.factors + self.divisors))
+        return inner - frozenset(self.summed)
+
+    def render(self) -> tuple[str, int]:
+        # Later factors must not start with a sign: "a -b" would be a subtraction.
+        parts = [_wrap(self.factors[0], UNARY)] + [_wrap(f, POW) for f in self.factors[1:]]
+        text = self.joiner.join(parts)
+        for divisor in self.divisors:
+            text += " / " + _wrap(divisor, POW)
+        return text, MUL
+
+
+@dataclass(frozen=True, slots=True)
+class Plus:
+    terms: tuple[Node, ...]
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return frozenset().union(*(t.free for t in self.terms))
+
+    def render(self) -> tuple[str, int]:
+        text = _wrap(self.terms[0], ADD)
+        for term in self.terms[1:]:
+            if isinstance(term, Neg):
+                text += " - " + _wrap(term.operand, MUL)
+            else:
+                text += " + " + _wrap(term, MUL)
+        return text, ADD
+
+
+@dataclass(frozen=True, slots=True)
+class Neg:
+    operand: Node
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.operand.free
+
+    def render(self) -> tuple[str, int]:
+        return "-" + _wrap(self.operand, POW), UNARY
+
+
+@dataclass(frozen=True, slots=True)
+class Power:
+    base: Node
+    exponent: Fraction
+    text: str  # the exponent as written: "2", "-1", "0.5", "(1/3)"
+    op: str  # "^" or "**"
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.base.free
+
+    def render(self) -> tuple[str, int]:
+        return _wrap(self.base, ATOM) + self.op + self.text, POW
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    fn: str
+    arg: Node
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.arg.free
+
+    def render(self) -> tuple[str, int]:
+        return f"{self.fn}({self.arg.render()[0]})", ATOM
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    kind: str  # "sum" or "logsumexp"
+    indices: tuple[str, ...]
+    body: Node
+    head: str  # "sum", "Σ" or "logsumexp"
+    style: str
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.body.free - frozenset(self.indices)
+
+    def render(self) -> tuple[str, int]:
+        return f"{self.head}{index_text(self.indices, self.style)}({self.body.render()[0]})", ATOM
+
+
+Node = Ref | Num | Kron | Times | Plus | Neg | Power | Apply | Bind
+
+
+@dataclass(frozen=True, slots=True)
+class RandomStatement:
+    target: str
+    indices: tuple[str, ...]
+    rhs: Node
+    style: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.target}{index_text(self.indices, self.style)} = {self.rhs.render()[0]}"
+
+
+@dataclass(frozen=True)
+class RandomProgram:
+    """A generated program: its written form, the shapes of its inputs, its index sizes.
+
+    Index names have one size across the whole program, so ``index_sizes``
+    also gives the shape of every target.
+    """
+
+    statements: tuple[RandomStatement, ...]
+    input_shapes: dict[str, tuple[int, ...]]
+    index_sizes: dict[str, int]
+    separator: str = "\n"
+
+    @property
+    def text(self) -> str:
+        return self.separator.join(s.text for s in self.statements)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def parse(self) -> Program:
+        """The parsed program (the warning for a sum hidden inside a function is expected here)."""
+        from .api import parse
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SurprisingSumWarning)
+            return parse(self.text)
+
+    def random_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Arrays (0-d for scalars) with elements drawn uniformly from [-1, 1]."""
+        return {name: rng.uniform(-1.0, 1.0, size=shape) for name, shape in self.input_shapes.items()}
+
+
+# ---------------------------------------------------------------- the generator
+
+_INPUT_NAMES = ("A", "B", "C", "W", "X", "x", "y", "b", "u", "v", "W1", "s0", "σ", "θ", "lam")
+_TARGET_NAMES = ("Y", "Z", "H", "L", "f", "g", "h1", "out", "dLdY")
+_INDEX_NAMES = tuple("ijklmnpqrstuvabcdeg") + ("α", "β", "γ", "batch", "hid", "k2")
+_CONSTANTS = (("2", 2), ("3", 3), ("0.5", Fraction(1, 2)), (".25", Fraction(1, 4)),
+              ("1.5", Fraction(3, 2)), ("(1/3)", Fraction(1, 3)), ("1e-1", Fraction(1, 10)))
+_EXPONENTS = (("2", 2), ("3", 3), ("-1", -1), ("-2", -2), ("0.5", Fraction(1, 2)),
+              ("-0.5", Fraction(-1, 2)), ("(1/3)", Fraction(1, 3)), ("(-2/3)", Fraction(-2, 3)),
+              ("1.5", Fraction(3, 2)))
+_LIMIT = 100.0  # larger values get squashed by tanh/sin/sigmoid
+_EPS = 0.05  # the least value of anything passed to log, sqrt, a division or a fractional power
+_INPUT_RANGE = Interval(-1.0, 1.0)
+
+
+class _Builder:
+    """Builds one program; ``used`` holds the index names taken in the current scope."""
+
+    def __init__(self, rng: np.random.Generator, max_depth: int) -> None:
+        self.rng = rng
+        self.max_depth = max_depth
+        order = [_INDEX_NAMES[k] for k in rng.permutation(len(_INDEX_NAMES))]
+        cycle = itertools.cycle(int(s) for s in rng.permutation([1, 2, 3, 4]))
+        self.size = {name: next(cycle) for name in order}
+        self.names = [_INPUT_NAMES[k] for k in rng.permutation(len(_INPUT_NAMES))]
+        self.shapes: dict[str, tuple[int, ...]] = {}  # inputs and targets
+        self.ranges: dict[str, Interval] = {}
+        self.inputs: dict[str, tuple[int, ...]] = {}
+        self.used: set[str] = set()
+
+    # ---- small random choices
+    def chance(self, p: float) -> bool:
+        return bool(self.rng.random() < p)
+
+    def pick(self, options):
+        return options[int(self.rng.integers(len(options)))]
+
+    def fresh(self, size: int | None = None) -> str | None:
+        """An index name not used in this scope (of the given size), marked used; None if none left."""
+        for name in self.size:
+            if name not in self.used and (size is None or self.size[name] == size):
+                self.used.add(name)
+                return name
+        return None
+
+    def count(self, indices) -> int:
+        return math.prod(self.size[i] for i in indices)
+
+    def index_style(self, indices: tuple[str, ...]) -> str:
+        if all(len(i) == 1 for i in indices):
+            return self.pick(("bare", "bare", "bare", "braces", "commas", "brackets"))
+        # After a bare "_" or inside braces without commas every letter is an index.
+        return "commas" if len(indices) > 1 and self.chance(0.5) else "brackets"
+
+    # ---- programs and statements
+    def program(self, n_statements: int) -> RandomProgram:
+        targets = [_TARGET_NAMES[k] for k in self.rng.permutation(len(_TARGET_NAMES))]
+        statements = tuple(self.statement(targets[k]) for k in range(n_statements))
+        return RandomProgram(statements, dict(self.inputs), dict(self.size), self.pick(("\n", "; ")))
+
+    def statement(self, target: str) -> RandomStatement:
+        self.used = set()
+        indices = tuple(self.fresh() for _ in range(int(self.rng.integers(0, 4))))
+        rhs = self.expr(frozenset(indices), int(self.rng.integers(0, self.max_depth + 1)))
+        assert rhs.free == frozenset(indices)
+        self.shapes[target] = tuple(self.size[i] for i in indices)
+        self.ranges[target] = rhs.bounds
+        return RandomStatement(target, indices, rhs, self.index_style(indices))  # type: ignore[arg-type]
+
+    # ---- expressions: each returns a node whose free indices are exactly ``free``
+    def expr(self, free: frozenset[str], depth: int) -> Node:
+        kinds: list[tuple[str, float]] = [("product", 3.0), ("ref", 2.0)]
+        if not free:
+            kinds.append(("constant", 0.5))
+        if depth > 0:
+            kinds += [("plus", 2.0), ("call", 2.0), ("binder", 1.0), ("logsumexp", 0.5),
+                      ("power", 1.0), ("neg", 0.5)]
+        names, weights = zip(*kinds, strict=True)
+        probabilities = np.array(weights) / sum(weights)
+        kind = names[int(self.rng.choice(len(names), p=probabilities))]
+        node = getattr(self, "make_" + kind)(free, depth)
+        return self.tame(node, _LIMIT)
+
+    def make_constant(self, free: frozenset[str], depth: int) -> Node:
+        text, value = self.pick(_CONSTANTS)
+        return Num(Fraction(value), text, Interval(float(value), float(value)))
+
+    def make_ref(self, free: frozenset[str], depth: int) -> Node:
+        return self.ref(free) or self.make_product(free, depth)
+
+    def make_product(self, free: frozenset[str], depth: int) -> Node:
+        rng = self.rng
+        n = int(rng.integers(1, 4))
+        summed = [k for k in (self.fresh() for _ in range(int(rng.integers(0, 3)) if n > 1 else 0)) if k]
+        kron = self.kronecker(free, summed) if self.chance(0.15) else None
+        # Where each index goes: free ones to one factor (two: an elementwise product),
+        # summed ones to two factors (one, when the delta holds the other occurrence).
+        slots = len(free) + 2 * len(summed)
+        n = max(n, math.ceil(slots / 3))
+        homes: list[set[str]] = [set() for _ in range(n)]
+        for index in sorted(free) + summed:
+            if index in free:
+                copies = 2 if n > 1 and self.chance(0.25) else 1
+            else:
+                copies = 1 if kron is not None and index in kron.indices else 2
+            least = sorted(range(n), key=lambda k: (len(homes[k]), rng.random()))
+            for k in least[:copies]:
+                homes[k].add(index)
+        factors: list[Node] = []
+        for home in homes:
+            if depth > 0 and self.chance(0.3):
+                factors.append(self.expr(frozenset(home), depth - 1))
+            else:
+                factors.append(self.ref(frozenset(home)) or self.make_product(frozenset(home), 0))
+        if kron is not None:
+            factors.insert(int(rng.integers(len(factors) + 1)), kron)
+        if self.chance(0.2):
+            factors.insert(0, self.make_constant(frozenset(), 0))
+        divisors: tuple[Node, ...] = ()
+        if depth > 0 and self.chance(0.15):
+            part = frozenset(i for i in free if self.chance(0.5))
+            divisors = (self.positive(self.expr(part, depth - 1)),)
+        if len(factors) == 1 and not divisors:
+            assert not summed
+            return factors[0]
+        bounds = Interval(1.0, 1.0)
+        for f in factors:
+            bounds = bounds * f.bounds
+        for d in divisors:
+            bounds = bounds * Interval(1 / d.bounds.hi, 1 / d.bounds.lo)
+        joiner = " * " if self.chance(0.2) else " "
+        return Times(tuple(factors), divisors, tuple(summed), joiner, bounds.summed(self.count(summed)))
+
+    def kronecker(self, free: frozenset[str], summed: list[str]) -> Kron | None:
+        """δ linking an index of the product to a new summed one (which joins ``summed``)."""
+        anchors = sorted(free) + summed
+        anchor = self.pick(anchors) if anchors else self.fresh()
+        if anchor is None:
+            return None
+        if not anchors:
+            summed.append(anchor)
+        others = [self.fresh(self.size[anchor]) for _ in range(2 if self.chance(0.2) else 1)]
+        if None in others:
+            return None
+        summed += others  # type: ignore[arg-type]
+        indices = [anchor] + others
+        order = self.rng.permutation(len(indices))
+        indices = tuple(indices[k] for k in order)  # type: ignore[misc]
+        return Kron(indices, self.pick(("δ", "delta")), self.index_style(indices), Interval(0.0, 1.0))
+
+    def ref(self, free: frozenset[str]) -> Ref | None:
+        """A tensor reference with exactly ``free`` free: an earlier tensor, or a new input."""
+        existing = [name for name in self.shapes if len(free) <= len(self.shapes[name]) <= len(free) + 2]
+        existing = [existing[k] for k in self.rng.permutation(len(existing))]
+        if self.chance(0.4):
+            existing.append("")  # try a new input before the rest
+            existing = existing[-1:] + existing[:-1]
+        for name in existing + [""]:
+            ref = self.fit(name, free) if name else self.new_input(free)
+            if ref is not None:
+                return ref
+        return None
+
+    def new_input(self, free: frozenset[str]) -> Ref | None:
+        if len(free) > 3:
+            return None
+        extra = int(self.rng.integers(0, 4 - len(free))) if self.chance(0.3) else 0
+        sizes = [self.size[i] for i in free] + [int(self.rng.integers(1, 5)) for _ in range(extra)]
+        name = next((n for n in self.names if n not in self.shapes), f"T{len(self.shapes)}")
+        order = self.rng.permutation(len(sizes))
+        self.shapes[name] = tuple(sizes[k] for k in order)
+        self.ranges[name] = _INPUT_RANGE
+        ref = self.fit(name, free)
+        if ref is None:  # no index left for the extra axes
+            del self.shapes[name]
+            return None
+        self.inputs[name] = self.shapes[name]
+        return ref
+
+    def fit(self, name: str, free: frozenset[str]) -> Ref | None:
+        """Index ``name`` so that exactly ``free`` stays free; other axes repeat a free index
+        (a diagonal) or get an index that occurs only here (summed right away)."""
+        shape = self.shapes[name]
+        letters = sorted(free)
+        for perm in itertools.permutations(range(len(shape))):
+            if any(shape[axis] != self.size[i] for axis, i in zip(perm, letters, strict=False)):
+                continue
+            indices: list[str | None] = [None] * len(shape)
+            for axis, i in zip(perm, letters, strict=False):
+                indices[axis] = i
+            taken = set(self.used)
+            for axis in perm[len(letters):]:
+                same_size = [i for i in letters if self.size[i] == shape[axis]]
+                if same_size and self.chance(0.5):
+                    indices[axis] = self.pick(same_size)
+                else:
+                    indices[axis] = self.fresh(shape[axis])
+                    if indices[axis] is None:
+                        break
+            else:
+                done = tuple(indices)  # type: ignore[arg-type]
+                summed = tuple(dict.fromkeys(i for i in done if i not in free))
+                bounds = self.ranges[name].summed(self.count(summed))
+                return Ref(name, done, summed, self.index_style(done), bounds)
+            self.used = taken
+        return None
+
+    def make_plus(self, free: frozenset[str], depth: int) -> Node:
+        """Terms over subsets of ``free`` (broadcast); each term has its own summed indices."""
+        n = int(self.rng.integers(2, 4))
+        subsets: list[set[str]] = [set() for _ in range(n)]
+        for index in free:
+            for k in range(n):
+                if self.chance(0.6):
+                    subsets[k].add(index)
+            subsets[int(self.rng.integers(n))].add(index)
+        outer = set(self.used)
+        after = set(outer)
+        terms: list[Node] = []
+        for k, subset in enumerate(subsets):
+            # Einstein convention: a summed index may be reused in another term.
+            self.used = set(outer)
+            term = self.expr(frozenset(subset), depth - 1)
+            if k > 0 and self.chance(0.3):
+                term = Neg(term, -term.bounds)
+            terms.append(term)
+            after |= self.used
+        self.used = after
+        bounds = terms[0].bounds
+        for term in terms[1:]:
+            bounds = bounds + term.bounds
+        return Plus(tuple(terms), bounds)
+
+    def make_neg(self, free: frozenset[str], depth: int) -> Node:
+        operand = self.expr(free, depth - 1)
+        return Neg(operand, -operand.bounds)
+
+    def make_call(self, free: frozenset[str], depth: int) -> Node:
+        fn = self.pick(sorted(set(FUNCTION_RANGES) & set(FUNCTIONS)))
+        arg = self.expr(free, depth - 1)
+        if fn in POSITIVE_DOMAIN:
+            arg = self.positive(arg)
+        elif fn == "exp":
+            arg = self.tame(arg, 4.0)
+        return Apply(fn, arg, FUNCTION_RANGES[fn](arg.bounds))
+
+    def make_power(self, free: frozenset[str], depth: int) -> Node:
+        text, exponent = self.pick(_EXPONENTS)
+        exponent = Fraction(exponent)
+        base = self.expr(free, depth - 1)
+        if exponent < 0 or exponent.denominator != 1:
+            base = self.positive(base)
+        else:
+            base = self.tame(base, 3.0)
+        return Power(base, exponent, text, "**" if self.chance(0.2) else "^", base.bounds.power(exponent))
+
+    def make_binder(self, free: frozenset[str], depth: int, kind: str = "sum") -> Node:
+        bound = tuple(k for k in (self.fresh() for _ in range(2 if self.chance(0.2) else 1)) if k)
+        if not bound:
+            return self.make_product(free, depth)
+        body = self.expr(free | frozenset(bound), depth - 1)
+        n = self.count(bound)
+        if kind == "sum":
+            head, bounds = self.pick(("sum", "Σ")), body.bounds.summed(n)
+        else:
+            head = "logsumexp"
+            bounds = Interval(body.bounds.lo + math.log(n), body.bounds.hi + math.log(n))
+        return Bind(kind, bound, body, head, self.index_style(bound), bounds)
+
+    def make_logsumexp(self, free: frozenset[str], depth: int) -> Node:
+        return self.make_binder(free, depth, "logsumexp")
+
+    # ---- keeping values in range
+    def tame(self, node: Node, limit: float) -> Node:
+        """``node``, or a bounded function of it when its values could exceed ``limit``."""
+        if node.bounds.magnitude <= limit:
+            return node
+        fn = self.pick(("tanh", "sin", "sigmoid"))
+        return Apply(fn, node, FUNCTION_RANGES[fn](node.bounds))
+
+    def positive(self, node: Node) -> Node:
+        """``node`` made at least ``_EPS``: fit for log, sqrt, division and fractional powers."""
+        if node.bounds.lo >= _EPS and node.bounds.hi <= _LIMIT and self.chance(0.7):
+            return node
+        way = self.pick(("exp", "square", "softplus", "abs"))
+        if way in ("exp", "softplus"):
+            arg = self.tame(node, 2.0)
+            return Apply(way, arg, FUNCTION_RANGES[way](arg.bounds))
+        base = self.tame(node, 3.0)
+        if way == "square":
+            inner: Node = Power(base, Fraction(2), "2", "^", base.bounds.power(Fraction(2)))
+        else:
+            inner = Apply("abs", base, _abs_range(base.bounds))
+        one = self.make_constant(frozenset(), 0)
+        return Plus((inner, one), inner.bounds + one.bounds)
+
+
+def random_program(
+    rng: np.random.Generator,
+    *,
+    max_statements: int = 4,
+    max_depth: int = 3,
+) -> RandomProgram:
+    """A random valid program of 1 to ``max_statements`` statements.
+
+    Right-hand sides mix products of tensor references (of rank 0 to 3, with
+    diagonals and implicit sums), broadcasting sums of terms, elementwise
+    functions (arguments kept inside their domains), powers with constant
+    exponents, constants, Kronecker deltas, ``sum_k(...)`` and
+    ``logsumexp_k(...)``.  Later statements read earlier targets.  Values stay
+    finite on the inputs that :meth:`RandomProgram.random_inputs` draws.
+
+    >>> import numpy as np
+    >>> rp = random_program(np.random.default_rng(0))
+    >>> out = rp.parse()  # a valid program
+    """
+    builder = _Builder(rng, max_depth)
+    return builder.program(int(rng.integers(1, max_statements + 1)))
