@@ -17,7 +17,7 @@ LAYERS = [
     {"simplify", "diff", "explain"},
     {"reverse"},
     {"backends", "codegen"},
-    {"api", "testing"},
+    {"api", "gradcheck", "testing"},
     {"cli", "__init__", "__main__"},
 ]
 

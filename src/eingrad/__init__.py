@@ -8,7 +8,7 @@ notation or LaTeX.  See LANGUAGE.md for the language.
 from __future__ import annotations
 
 from . import expr
-from .api import canonical, diff, equivalent, evaluate, hessian, parse, simplify
+from .api import canonical, diff, equivalent, evaluate, explain, hessian, parse, simplify
 from .diff import Derivative, DiffError
 from .errors import (
     EingradError,
@@ -36,6 +36,7 @@ __all__ = [
     "diff",
     "hessian",
     "simplify",
+    "explain",
     "Derivative",
     "DiffError",
     "ZeroDerivativeWarning",

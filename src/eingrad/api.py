@@ -11,12 +11,13 @@ from .canonical import canonical, equivalent as _equivalent_expr
 from .diff import Derivative, differentiate
 from .errors import EingradError
 from .evaluate import evaluate_program
+from .explain import Explanation, explain_derivative
 from .expr import Expr
 from .program import Program, Statement
 from .simplify import simplify as _simplify_expr
 from .syntax import parse_program
 
-__all__ = ["parse", "evaluate", "equivalent", "canonical", "diff", "hessian", "simplify"]
+__all__ = ["parse", "evaluate", "equivalent", "canonical", "diff", "hessian", "simplify", "explain"]
 
 
 def parse(text: str) -> Program:
@@ -105,6 +106,19 @@ def diff(
     program = as_program(obj)
     with _user_errors(program):
         return differentiate(program, wrt, order, output)
+
+
+def explain(obj: Program | str, wrt: str, output: str | None = None) -> Explanation:
+    """The derivation of ``∂output/∂wrt`` step by step, as text (``str``) and LaTeX (``.latex()``).
+
+    >>> import eingrad as eg
+    >>> steps = eg.explain("Y_nh = X_nd W_dh + b_h; L = G_nh Y_nh", "b")
+    >>> print(steps.derivative)
+    ∂L/∂b_i = G_ni
+    """
+    program = as_program(obj)
+    with _user_errors(program):
+        return explain_derivative(program, wrt, output)
 
 
 def hessian(obj: Program | str, wrt: str, output: str | None = None) -> Derivative:

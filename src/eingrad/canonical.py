@@ -55,7 +55,8 @@ def _prenex(e: Expr, taken: set[str]) -> Expr:
                 mapping = {}
                 for i in factor.indices:
                     if i in taken or i in bound:
-                        mapping[i] = _fresh(taken | set(bound) | set(factor.body.free) | {i})
+                        avoid = taken | set(bound) | set(factor.body.free) | set(mapping.values())
+                        mapping[i] = _fresh(avoid | {i})
                 body = rename_indices(factor.body, mapping)
                 bound += [mapping.get(i, i) for i in factor.indices]
                 factor = body
@@ -160,39 +161,44 @@ def _afford(n: int, budget: list[int]) -> bool:
 
 
 def _rename_by_first_appearance(e: Expr) -> Expr:
-    order: dict[str, str] = {}
+    """Rename bound indices ``%0, %1, ...`` by first appearance; sort each binder's list.
 
-    def visit(node: Expr, bound: frozenset[str]) -> None:
+    Every binder gets names of its own: the summation rule makes sibling sums
+    that bind one name (``Σ_j(A_ij) + Σ_j(B_ij)``), and they must reach the same
+    form as sums that bind two different names.
+    """
+    count = itertools.count()
+
+    def rename(node: Expr, scope: dict[str, dict[str, str]]) -> Expr:
         if isinstance(node, (Tensor, Delta)):
+            new = []
             for i in node.indices:
-                if i in bound and i not in order:
-                    order[i] = f"%{len(order)}"
-            return
+                if i in scope:
+                    own = scope[i]
+                    if i not in own:
+                        own[i] = f"%{next(count)}"
+                    i = own[i]
+                new.append(i)
+            if isinstance(node, Tensor):
+                return Tensor(node.name, tuple(new), node.span)
+            return Delta(tuple(new), node.span)
         if isinstance(node, (Sum, LogSumExp)):
-            bound = bound | set(node.indices)
-        for child in node.children:
-            visit(child, bound)
+            own: dict[str, str] = {}
+            body = rename(node.body, {**scope, **{i: own for i in node.indices}})
+            names = [own[i] if i in own else f"%{next(count)}" for i in node.indices]
+            return type(node)(tuple(sorted(names)), body)
+        kids = tuple(rename(c, scope) for c in node.children)
+        if isinstance(node, Add):
+            return Add(kids)
+        if isinstance(node, Mul):
+            return Mul(kids)
+        if isinstance(node, Pow):
+            return Pow(kids[0], node.exponent)
+        if isinstance(node, Call):
+            return Call(node.fn, kids[0])
+        return node
 
-    visit(e, frozenset())
-    renamed = rename_indices(e, order)
-    return _sort_binders(renamed)
-
-
-def _sort_binders(e: Expr) -> Expr:
-    if isinstance(e, (Sum, LogSumExp)):
-        return type(e)(tuple(sorted(e.indices)), _sort_binders(e.body))
-    if not e.children:
-        return e
-    kids = tuple(_sort_binders(c) for c in e.children)
-    if isinstance(e, Add):
-        return Add(kids)
-    if isinstance(e, Mul):
-        return Mul(kids)
-    if isinstance(e, Pow):
-        return Pow(kids[0], e.exponent)
-    if isinstance(e, Call):
-        return Call(e.fn, kids[0])
-    raise TypeError(type(e).__name__)
+    return rename(e, {})
 
 
 @lru_cache(maxsize=4096)

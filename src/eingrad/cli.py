@@ -115,7 +115,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for line in more:
         p = parse(line)
         print(f"  {str(p):52s} -> {p.statements[0].expr.__class__.__name__} at the root")
+    _demo_derivatives()
     return 0
+
+
+def _demo_derivatives() -> None:
+    """The guide's derivatives: the bias gradient step by step, then the table of results."""
+    from .api import diff, explain, hessian
+    from .gradcheck import check_grad
+
+    print("\nThe gradient of the bias, derived the way the guide does it (G is the upstream ∇_Y L):")
+    bias = "Y_nh = X_nd W_dh + b_h; L = G_nh Y_nh"
+    print(explain(bias, "b"))
+    print("\nDerivatives from the guide, exact and simplified:")
+    rows = [
+        ("f_i = W_ij v_j", "W", 1),
+        ("Y_ik = X_ij W_jk", "X", 1),
+        ("Y_ik = X_ij W_jk", "W", 1),
+        ("A_ij = U_ik σ_k V_kj", "σ", 1),
+        ("s = x_i A_ij x_j", "x", 1),
+        ("s = x_i A_ij x_j", "x", 2),
+        ("L = sum_i(softplus(-y_i X_ij w_j)) + 0.5 lam w_j w_j", "w", 1),
+        ("L = sum_i(softplus(-y_i X_ij w_j)) + 0.5 lam w_j w_j", "w", 2),
+    ]
+    for text, wrt, order in rows:
+        d = diff(text, wrt) if order == 1 else hessian(text, wrt)
+        error = check_grad(text, wrt, order=order, rng=np.random.default_rng(1))
+        print(f"  {text:52s} {str(d):60s} finite differences agree to {error:.0e}")
 
 
 def build_parser() -> argparse.ArgumentParser:

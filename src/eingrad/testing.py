@@ -485,12 +485,10 @@ class _Builder:
         anchor = self.pick(anchors) if anchors else self.fresh()
         if anchor is None:
             return None
-        if not anchors:
-            summed.append(anchor)
         others = [self.fresh(self.size[anchor]) for _ in range(2 if self.chance(0.2) else 1)]
         if None in others:
-            return None
-        summed += others  # type: ignore[arg-type]
+            return None  # the names taken stay unused: harmless
+        summed += ([] if anchors else [anchor]) + others  # type: ignore[operator]
         indices = [anchor] + others
         order = self.rng.permutation(len(indices))
         indices = tuple(indices[k] for k in order)  # type: ignore[misc]

@@ -31,7 +31,11 @@ def latex_symbol(name: str) -> str:
             pieces.append("\\" + word + " " if word in _GREEK_CAPITALS else "\\mathrm{" + ch + "}")
         else:
             pieces.append(ch)
-    text = "".join(pieces).strip()
+    text = "".join(pieces).strip().replace("∂", "\\partial ")
+    if "∂" in name:  # a derivative placeholder in a derivation, e.g. ∂L/∂Y_nh
+        import re
+
+        return re.sub(r"_(\w+)", r"_{\1}", text)
     if len(name) > 1 and name.isascii():
         return "\\mathit{" + name + "}"
     return text
@@ -152,9 +156,10 @@ def _hidden(e: Expr, free: tuple[str, ...]) -> frozenset:
     return hidden_sums(e, free, lambda expr, hidden: TextRenderer(hidden).render(expr)[0])
 
 
-def latex_expr(e: Expr, free: tuple[str, ...] | None = None) -> str:
+def latex_expr(e: Expr, free: tuple[str, ...] | None = None, explicit_sums: bool = False) -> str:
     free = tuple(sorted(e.free)) if free is None else free
-    return LatexRenderer(_hidden(e, free)).render(e)[0]
+    hidden = frozenset() if explicit_sums else _hidden(e, free)
+    return LatexRenderer(hidden).render(e)[0]
 
 
 def latex_statement(stmt) -> str:

@@ -153,14 +153,17 @@ class TextRenderer:
         return out
 
 
-def format_expr(e: Expr, free: tuple[str, ...] | None = None) -> str:
-    """Index notation for one expression, sums hidden wherever the parser restores them."""
+def format_expr(e: Expr, free: tuple[str, ...] | None = None, explicit_sums: bool = False) -> str:
+    """Index notation for one expression, sums hidden wherever the parser restores them.
+
+    With ``explicit_sums`` every sum is written out (Σ_j), as derivations do.
+    """
     free = tuple(sorted(e.free)) if free is None else free
 
     def render(expr: Expr, hidden: frozenset) -> str:
         return TextRenderer(hidden).render(expr)[0]
 
-    return render(e, hidden_sums(e, free, render))
+    return render(e, frozenset() if explicit_sums else hidden_sums(e, free, render))
 
 
 def format_statement(stmt) -> str:

@@ -123,8 +123,11 @@ def delta_eats_summed_index(e: Expr) -> Expr | None:
         # Eat a summed index; donate a free one if there is one (Σ_j A_ij δ_jk = A_ik),
         # else the next summed one (A_ij δ_jk B_ik = A_ik B_ik, as the guide does it).
         eaten, donor = summed[0], (kept[0] if kept else summed[1])
-        body = rename_indices(mul(*factors), {eaten: donor})
-        return sum_([i for i in e.indices if i != eaten], body)
+        rest = [rename_indices(f, {eaten: donor}) for f in factors if f is not d]
+        remaining = tuple(i for i in distinct if i != eaten)
+        if len(remaining) > 1:  # δ_jkl eats j: δ_kl stays; δ_jk eats j: nothing stays
+            rest.append(Delta(remaining))
+        return sum_([i for i in e.indices if i != eaten], mul(*rest))
     return None
 
 
