@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import eingrad as eg
+from corpus import CORPUS
 from eingrad.expr import (
     Add,
     Call,
@@ -43,6 +46,10 @@ EQUIVALENT = [
     ("y_i = A_ij sum_k(B_jk c_k)", "y_i = sum_k(A_ij B_jk c_k)"),
     ("y_i = A_ij sum_k(B_jk c_k)", "y_i = sum_{j,k}(c_k B_jk A_ij)"),
     ("s = sum_i(x_i) sum_j(y_j)", "s = x_i y_j"),
+    # δ is symmetric
+    ("f_ijk = v_k δ_ij", "f_ijk = δ_ji v_k"),
+    ("v_i = A_ij δ_jk B_ik", "v_i = B_il δ_lm A_im"),
+    ("y_i = δ_ijk A_jk", "y_i = δ_kij A_kj"),
     # the summation rule: each term of a + sums its own occurrences
     ("s = x_i x_i + y_j", "s = y_k + x_j x_j"),
     # free indices renamed at the program level
@@ -108,7 +115,8 @@ def all_indices(e: Expr) -> set[str]:
 
 
 class Scrambler:
-    """Shuffles the operands of every + and product and renames every bound index.
+    """Shuffles the operands of every + and product and the indices of every δ,
+    and renames every bound index.
 
     Nodes are rebuilt with the class constructors, so the result keeps the shape
     of the tree (a constant factor may end up anywhere in a product).
@@ -130,8 +138,10 @@ class Scrambler:
         return tuple(out[k] for k in self.rng.permutation(len(out)))
 
     def __call__(self, e: Expr) -> Expr:
-        if isinstance(e, (Tensor, Delta, Const)):
+        if isinstance(e, (Tensor, Const)):
             return e
+        if isinstance(e, Delta):
+            return Delta(tuple(e.indices[k] for k in self.rng.permutation(len(e.indices))))
         if isinstance(e, Add):
             return Add(self.shuffled(e.terms))
         if isinstance(e, Mul):
@@ -182,3 +192,12 @@ def test_scrambled_programs_reach_the_same_canonical_form(seed):
     for name, value in expected.items():
         scale = max(1.0, float(np.max(np.abs(value), initial=0.0)))
         np.testing.assert_allclose(got[name], value, rtol=1e-9, atol=1e-12 * scale, equal_nan=True)
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=lambda entry: entry.name)
+def test_scrambled_corpus_programs_stay_equivalent(entry):
+    rng = np.random.default_rng(0)
+    with pytest.warns(eg.SurprisingSumWarning) if entry.warns else contextlib.nullcontext():
+        program = eg.parse(entry.text)
+    scrambled = Program(tuple(scramble_statement(s, rng, rename_free=True) for s in program))
+    assert eg.equivalent(program, scrambled)

@@ -8,7 +8,8 @@ notation or LaTeX.  See LANGUAGE.md for the language.
 from __future__ import annotations
 
 from . import expr
-from .api import canonical, diff, equivalent, evaluate, explain, hessian, parse, simplify
+from .api import canonical, diff, equivalent, evaluate, explain, grad, hessian, parse, simplify
+from .reverse import GradError
 from .diff import Derivative, DiffError
 from .errors import (
     EingradError,
@@ -37,6 +38,8 @@ __all__ = [
     "hessian",
     "simplify",
     "explain",
+    "grad",
+    "GradError",
     "Derivative",
     "DiffError",
     "ZeroDerivativeWarning",

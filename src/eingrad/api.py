@@ -14,10 +14,11 @@ from .evaluate import evaluate_program
 from .explain import Explanation, explain_derivative
 from .expr import Expr
 from .program import Program, Statement
+from .reverse import gradient_program
 from .simplify import simplify as _simplify_expr
 from .syntax import parse_program
 
-__all__ = ["parse", "evaluate", "equivalent", "canonical", "diff", "hessian", "simplify", "explain"]
+__all__ = ["parse", "evaluate", "equivalent", "canonical", "diff", "hessian", "simplify", "explain", "grad"]
 
 
 def parse(text: str) -> Program:
@@ -119,6 +120,32 @@ def explain(obj: Program | str, wrt: str, output: str | None = None) -> Explanat
     program = as_program(obj)
     with _user_errors(program):
         return explain_derivative(program, wrt, output)
+
+
+def grad(
+    obj: Program | str,
+    wrt: list[str] | tuple[str, ...],
+    output: str | None = None,
+    seed: str | None = None,
+    prefix: str | None = None,
+) -> Program:
+    """Reverse mode: a program with the forward statements, then one gradient statement
+    per adjoint and per input in ``wrt``, in index notation.
+
+    The output must be a scalar, or ``seed`` names the upstream gradient (an
+    input with the output's shape), as the guide's ``∇_Y L`` given to a layer.
+    Gradient targets are named ``dLdW`` for output ``L`` and input ``W``
+    (``prefix`` overrides ``dLd``).
+
+    >>> import eingrad as eg
+    >>> print(eg.grad("Y_nh = X_nd W_dh + b_h", wrt=["W", "b"], seed="dLdY"))
+    Y_nh = X_nd W_dh + b_h
+    dLdW_dh = X_nd dLdY_nh
+    dLdb_h = Σ_n dLdY_nh
+    """
+    program = as_program(obj)
+    with _user_errors(program):
+        return gradient_program(program, wrt, output, seed, prefix)
 
 
 def hessian(obj: Program | str, wrt: str, output: str | None = None) -> Derivative:

@@ -1,8 +1,9 @@
 """A canonical form under renaming of summed indices and reordering of operands.
 
 Two expressions are *equivalent* here when they differ only in the names of
-summed indices, the order of commutative operands, and where sums sit in a
-product (``A_ij Σ_k(B_jk C_k)`` ≡ ``Σ_k(A_ij B_jk C_k)``).  The canonical form:
+summed indices, the order of commutative operands (and of a delta's indices),
+and where sums sit in a product (``A_ij Σ_k(B_jk C_k)`` ≡ ``Σ_k(A_ij B_jk C_k)``).
+The canonical form:
 
 1. pulls sums out of products and merges nested sums (prenex form);
 2. sorts the operands of ``+`` and products by a key that ignores the names of
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from functools import lru_cache
 
 from .expr import (
@@ -30,6 +32,7 @@ from .expr import (
     LogSumExp,
     Mul,
     Pow,
+    Size,
     Sum,
     Tensor,
     add,
@@ -45,12 +48,13 @@ _PERMUTATION_BUDGET = 720
 
 def _prenex(e: Expr, taken: set[str]) -> Expr:
     """Pull sums out of products (renaming bound indices apart) and merge nested sums."""
-    if isinstance(e, (Tensor, Delta, Const)):
+    if isinstance(e, (Tensor, Delta, Const, Size)):
         return e
     if isinstance(e, Mul):
         bound: list[str] = []
         factors: list[Expr] = []
-        for factor in (_prenex(f, taken) for f in e.factors):
+        # Every factor first, so that names bound inside them are taken before renaming.
+        for factor in [_prenex(f, taken) for f in e.factors]:
             while isinstance(factor, Sum):
                 mapping = {}
                 for i in factor.indices:
@@ -91,7 +95,12 @@ def _fresh(taken: set[str]) -> str:
 
 def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
     """A sort key that ignores the names of bound indices (but not their pattern in one tensor)."""
-    if isinstance(e, (Tensor, Delta)):
+    if isinstance(e, Delta):
+        # δ is symmetric: what counts is its free indices and how often each bound one occurs.
+        counts = Counter(i for i in e.indices if i in bound)
+        parts = sorted(i for i in e.indices if i not in bound) + sorted(f"*{n}" for n in counts.values())
+        return f"δ({','.join(parts)})"
+    if isinstance(e, Tensor):
         local: dict[str, str] = {}
         parts = []
         for i in e.indices:
@@ -100,10 +109,11 @@ def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
                 parts.append(local[i])
             else:
                 parts.append(i)
-        head = e.name if isinstance(e, Tensor) else "δ"
-        return f"{head}({','.join(parts)})"
+        return f"{e.name}({','.join(parts)})"
     if isinstance(e, Const):
         return f"#{e.value}"
+    if isinstance(e, Size):
+        return f"|{e.index}|"
     if isinstance(e, (Sum, LogSumExp)):
         tag = "S" if isinstance(e, Sum) else "L"
         return f"{tag}{len(e.indices)}[{_anonymous_key(e.body, bound | set(e.indices))}]"
@@ -119,7 +129,12 @@ def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
 
 def _orderings(e: Expr, bound: frozenset[str], budget: list[int]) -> list[Expr]:
     """``e`` with operands sorted by key; one variant per order of tied operands."""
-    if isinstance(e, (Tensor, Delta, Const)):
+    if isinstance(e, Delta):
+        # δ is symmetric in its indices: sort free ones, try every order of bound ones.
+        if not bound & set(e.indices):
+            return [Delta(tuple(sorted(e.indices)), e.span)]
+        return [Delta(p, e.span) for p in dict.fromkeys(itertools.permutations(e.indices))]
+    if isinstance(e, (Tensor, Const, Size)):
         return [e]
     if isinstance(e, (Sum, LogSumExp)):
         inner = bound | set(e.indices)

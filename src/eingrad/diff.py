@@ -63,7 +63,7 @@ DERIVATIVES: dict[str, Callable[[Expr, Expr], Expr]] = {
     "sqrt": lambda u, y: mul(Const(Fraction(1, 2)), power(y, -1)),  # sqrt' = 1/(2 sqrt u)
     "tanh": lambda u, y: add(ONE, neg(power(y, 2))),  # tanh' = 1 - tanh²
     "sigmoid": lambda u, y: mul(y, add(ONE, neg(y))),  # σ' = σ(1 - σ)
-    "relu": lambda u, y: call("step", u),  # relu' = step, 0 at 0
+    "relu": lambda u, y: call("step", y),  # relu' = step(u) = step(relu(u)), 0 at 0
     "softplus": lambda u, y: call("sigmoid", u),  # softplus' = σ
     "abs": lambda u, y: call("sign", u),  # abs' = sign, 0 at 0
     "sin": lambda u, y: call("cos", u),
@@ -90,6 +90,8 @@ class _Context:
     statement_sources: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     # f(u) -> the target that holds it, so f' reads the forward value (1 - s² for s = tanh(u))
     forward_values: dict[Expr, Expr] = field(default_factory=dict)
+    # renamed index -> the program's index whose declared size it has (no tensor fixes it)
+    origins: dict[str, str] = field(default_factory=dict)
 
 
 def diff_expr(e: Expr, ctx: _Context) -> Expr:
@@ -115,6 +117,8 @@ def _d_tensor(e: Tensor, ctx: _Context) -> Expr:
                 ctx.sources[new] = ctx.sources[old]
             elif old in own:
                 ctx.sources[new] = own[old]
+            else:
+                ctx.origins[new] = ctx.origins.get(old, old)
         return rename_indices(derivative, mapping)
     return ZERO
 
@@ -232,6 +236,8 @@ class Derivative:
     wrt_indices: tuple[tuple[str, ...], ...]
     expr: Expr
     sources: dict[str, tuple[str, int]]
+    # index -> the program's index whose declared size (``sizes=``) it takes
+    origins: dict[str, str] = field(default_factory=dict)
 
     @property
     def indices(self) -> tuple[str, ...]:
@@ -286,8 +292,8 @@ class Derivative:
             sizes.setdefault(i, shapes[name][axis])
         for i in E.all_indices(self.expr) | set(self.indices):
             if i not in sizes:
-                if declared and i in declared:
-                    sizes[i] = int(declared[i])
+                if declared and self.origins.get(i, i) in declared:
+                    sizes[i] = int(declared[self.origins.get(i, i)])
                 else:
                     raise SizeError(
                         f"the size of index {i!r} of the derivative cannot be determined",
@@ -364,6 +370,7 @@ def differentiate(
         taken.update(stmt.indices)
         taken.update(E.all_indices(stmt.expr))
     taken.update(program.targets)
+    taken.update(program.inputs)  # no index named like a tensor (x_x)
     wrt_rank = program.rank(wrt)
     statement_sources = {s.target: statement_index_sources(s) for s in statements}
 
@@ -385,8 +392,9 @@ def differentiate(
             ctx.forward_values[stmt.expr] = Tensor(stmt.target, stmt.indices)
         raw = diff_expr(stmt.expr, ctx)
         aliases: dict[str, str] = {}
-        d = simplify(raw, aliases=aliases, trace=trace if stmt is out_stmt else None)
-        _follow_aliases(aliases, sources, statement_sources[stmt.target])
+        d = simplify(raw, aliases=aliases, avoid=taken, trace=trace if stmt is out_stmt else None)
+        taken.update(aliases)  # a renamed index keeps its size entry: never reuse its name
+        _follow_aliases(aliases, sources, statement_sources[stmt.target], ctx.origins)
         taken.update(E.all_indices(d))
         if d != ZERO:
             ctx.known[stmt.target] = (stmt.indices, d)
@@ -399,12 +407,14 @@ def differentiate(
         for axis, k in enumerate(group):
             sources[k] = (wrt, axis)
         ctx_k = _Context(
-            wrt, group, ctx.known, base, taken, sources, statement_sources, ctx.forward_values
+            wrt, group, ctx.known, base, taken, sources, statement_sources, ctx.forward_values,
+            ctx.origins,
         )
         raw = diff_expr(current, ctx_k)
         aliases = {}
-        current = simplify(raw, aliases=aliases)
-        _follow_aliases(aliases, sources, statement_sources[output])
+        current = simplify(raw, aliases=aliases, avoid=taken)
+        taken.update(aliases)
+        _follow_aliases(aliases, sources, statement_sources[output], ctx.origins)
         taken.update(E.all_indices(current))
         groups.append(group)
     for i, src in statement_sources[output].items():
@@ -414,12 +424,16 @@ def differentiate(
             f"the order-{order} derivative of {output!r} with respect to {wrt!r} is identically zero"
         )
         warnings.warn(ZeroDerivativeWarning(f"{what}: the derivative is zero"), stacklevel=user_stacklevel())
-    return Derivative(program, output, wrt, order, out_stmt.indices, tuple(groups), current, sources)
+    return Derivative(
+        program, output, wrt, order, out_stmt.indices, tuple(groups), current, sources, ctx.origins
+    )
 
 
-def _follow_aliases(aliases: dict[str, str], sources: dict, own: dict) -> None:
+def _follow_aliases(aliases: dict[str, str], sources: dict, own: dict, origins: dict) -> None:
     for new, old in aliases.items():
         if old in sources:
             sources[new] = sources[old]
         elif old in own:
             sources[new] = own[old]
+        else:
+            origins[new] = origins.get(old, old)

@@ -20,6 +20,9 @@ class Statement:
     expr: Expr
     span: Span | None = field(default=None, compare=False)
     target_span: Span | None = field(default=None, compare=False)
+    # A tensor whose shape the target has, for targets whose right-hand side fixes no
+    # size (a gradient dLdx_n = 1 has x's shape).
+    like: str | None = field(default=None, compare=False)
 
     @property
     def lhs(self) -> Tensor:

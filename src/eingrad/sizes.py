@@ -220,6 +220,9 @@ def infer_shapes(
     per_statement = []
     for stmt in program.statements:
         size = _statement_sizes(stmt.expr, all_shapes, declared, program.source, stmt.indices)
+        if stmt.like is not None:
+            for i, n in zip(stmt.indices, all_shapes[stmt.like], strict=True):
+                size.setdefault(i, n)
         missing = [i for i in stmt.indices if i not in size]
         if missing:  # pragma: no cover - every target index occurs on the right
             raise SizeError(

@@ -351,11 +351,26 @@ class RandomProgram:
 _INPUT_NAMES = ("A", "B", "C", "W", "X", "x", "y", "b", "u", "v", "W1", "s0", "σ", "θ", "lam")
 _TARGET_NAMES = ("Y", "Z", "H", "L", "f", "g", "h1", "out", "dLdY")
 _INDEX_NAMES = tuple("ijklmnpqrstuvabcdeg") + ("α", "β", "γ", "batch", "hid", "k2")
-_CONSTANTS = (("2", 2), ("3", 3), ("0.5", Fraction(1, 2)), (".25", Fraction(1, 4)),
-              ("1.5", Fraction(3, 2)), ("(1/3)", Fraction(1, 3)), ("1e-1", Fraction(1, 10)))
-_EXPONENTS = (("2", 2), ("3", 3), ("-1", -1), ("-2", -2), ("0.5", Fraction(1, 2)),
-              ("-0.5", Fraction(-1, 2)), ("(1/3)", Fraction(1, 3)), ("(-2/3)", Fraction(-2, 3)),
-              ("1.5", Fraction(3, 2)))
+_CONSTANTS = (
+    ("2", 2),
+    ("3", 3),
+    ("0.5", Fraction(1, 2)),
+    (".25", Fraction(1, 4)),
+    ("1.5", Fraction(3, 2)),
+    ("(1/3)", Fraction(1, 3)),
+    ("1e-1", Fraction(1, 10)),
+)
+_EXPONENTS = (
+    ("2", 2),
+    ("3", 3),
+    ("-1", -1),
+    ("-2", -2),
+    ("0.5", Fraction(1, 2)),
+    ("-0.5", Fraction(-1, 2)),
+    ("(1/3)", Fraction(1, 3)),
+    ("(-2/3)", Fraction(-2, 3)),
+    ("1.5", Fraction(3, 2)),
+)
 _LIMIT = 100.0  # larger values get squashed by tanh/sin/sigmoid
 _EPS = 0.05  # the least value of anything passed to log, sqrt, a division or a fractional power
 _INPUT_RANGE = Interval(-1.0, 1.0)
@@ -421,8 +436,14 @@ class _Builder:
         if not free:
             kinds.append(("constant", 0.5))
         if depth > 0:
-            kinds += [("plus", 2.0), ("call", 2.0), ("binder", 1.0), ("logsumexp", 0.5),
-                      ("power", 1.0), ("neg", 0.5)]
+            kinds += [
+                ("plus", 2.0),
+                ("call", 2.0),
+                ("binder", 1.0),
+                ("logsumexp", 0.5),
+                ("power", 1.0),
+                ("neg", 0.5),
+            ]
         names, weights = zip(*kinds, strict=True)
         probabilities = np.array(weights) / sum(weights)
         kind = names[int(self.rng.choice(len(names), p=probabilities))]
@@ -498,11 +519,9 @@ class _Builder:
         """A tensor reference with exactly ``free`` free: an earlier tensor, or a new input."""
         existing = [name for name in self.shapes if len(free) <= len(self.shapes[name]) <= len(free) + 2]
         existing = [existing[k] for k in self.rng.permutation(len(existing))]
-        if self.chance(0.4):
-            existing.append("")  # try a new input before the rest
-            existing = existing[-1:] + existing[:-1]
-        for name in existing + [""]:
-            ref = self.fit(name, free) if name else self.new_input(free)
+        # None stands for a new input: sometimes tried first, always tried last.
+        for name in ([None] if self.chance(0.4) else []) + existing + [None]:
+            ref = self.new_input(free) if name is None else self.fit(name, free)
             if ref is not None:
                 return ref
         return None
@@ -535,7 +554,7 @@ class _Builder:
             for axis, i in zip(perm, letters, strict=False):
                 indices[axis] = i
             taken = set(self.used)
-            for axis in perm[len(letters):]:
+            for axis in perm[len(letters) :]:
                 same_size = [i for i in letters if self.size[i] == shape[axis]]
                 if same_size and self.chance(0.5):
                     indices[axis] = self.pick(same_size)

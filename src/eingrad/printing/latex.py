@@ -44,8 +44,14 @@ def latex_symbol(name: str) -> str:
 def latex_indices(indices: tuple[str, ...]) -> str:
     if not indices:
         return ""
-    sep = "" if all(len(i) == 1 for i in indices) else ","
-    return "_{" + sep.join(latex_symbol(i) for i in indices) + "}"
+    if any(len(i) > 1 for i in indices):
+        return "_{" + ",".join(latex_symbol(i) for i in indices) + "}"
+    pieces = [latex_symbol(i) for i in indices]
+    text = pieces[0]
+    for previous, piece in zip(pieces, pieces[1:], strict=False):
+        # A macro needs a space before a letter: \alpha i, not \alphai.
+        text += (" " if previous.startswith("\\") and piece[0].isalpha() else "") + piece
+    return "_{" + text + "}"
 
 
 def latex_number(value: Fraction) -> str:
@@ -84,6 +90,8 @@ class LatexRenderer:
         if isinstance(e, Mul):
             return self.render_product(e, path)
         if isinstance(e, Pow):
+            if e.exponent == -1:  # the fraction bar groups: \frac{1}{a b}, not \frac{1}{(a b)}
+                return f"\\frac{{1}}{{{self.render(e.base, path + (0,))[0]}}}", ATOM
             if e.exponent < 0:
                 return f"\\frac{{1}}{{{self.render_power(e.base, -e.exponent, path)}}}", ATOM
             return self.render_power(e.base, e.exponent, path), POW

@@ -56,7 +56,7 @@ def rename_bound_apart(
             taken.update(node.indices)
         elif isinstance(node, Size):
             taken.add(node.index)
-    seen: set[str] = set(e.free)
+    seen: set[str] = set(e.free) | set(avoid or ())
 
     def visit(node: Expr) -> Expr:
         if isinstance(node, (Sum, LogSumExp)):
@@ -93,9 +93,15 @@ def _has_duplicate_binders(e: Expr) -> bool:
 
 class _Rewriter:
     def __init__(
-        self, rules: list[Rule], max_steps: int, record: bool, aliases: dict[str, str] | None
+        self,
+        rules: list[Rule],
+        max_steps: int,
+        record: bool,
+        aliases: dict[str, str] | None,
+        avoid: set[str] | None = None,
     ) -> None:
         self.aliases = aliases
+        self.avoid = avoid
         self.rules = rules
         self.max_steps = max_steps
         self.record = record
@@ -122,14 +128,14 @@ class _Rewriter:
         return None
 
     def run(self, e: Expr) -> Expr:
-        e = rename_bound_apart(e, aliases=self.aliases)
+        e = rename_bound_apart(e, self.avoid, aliases=self.aliases)
         for _ in range(self.max_steps):
             found = self.step(e)
             if found is None:
                 return e
             rule, before, after, new = found
             if _has_duplicate_binders(new):
-                new = rename_bound_apart(new, aliases=self.aliases)
+                new = rename_bound_apart(new, self.avoid, aliases=self.aliases)
             if self.record:
                 self.steps.append(Step(rule, before, after, new))
             e = new
@@ -157,16 +163,18 @@ def simplify(
     max_steps: int = 100_000,
     trace: list[Step] | None = None,
     aliases: dict[str, str] | None = None,
+    avoid: set[str] | None = None,
 ) -> Expr:
     """Rewrite ``e`` to its simplified form.
 
     ``trace`` (a list) receives each step; ``aliases`` (a dict) receives every
-    bound index the engine renamed, as new name -> original name.
+    bound index the engine renamed, as new name -> original name.  Renamed
+    indices get names outside ``avoid`` (names in use elsewhere).
     """
     from .rules import RULES
 
     rules = list(rules if rules is not None else RULES)
-    rewriter = _Rewriter(rules, max_steps, trace is not None, aliases)
+    rewriter = _Rewriter(rules, max_steps, trace is not None, aliases, avoid)
     out = rewriter.run(e)
     if trace is not None:
         trace.extend(rewriter.steps)

@@ -105,6 +105,23 @@ def delta_of_one_index(e: Expr) -> Expr | None:
     return None
 
 
+@drops_indices
+def summed_delta_is_one(e: Expr) -> Expr | None:
+    """Σ_j δ_jk x = x when x does not depend on j (Σ_j δ_jk = 1, broadcast along k)
+    Removes one bound index and a delta."""
+    if not isinstance(e, Sum):
+        return None
+    factors = _factors(e.body)
+    for k, d in enumerate(factors):
+        if not isinstance(d, Delta) or len(set(d.indices)) != 2:
+            continue
+        others = factors[:k] + factors[k + 1 :]
+        for j in dict.fromkeys(d.indices):
+            if j in e.indices and not any(j in f.free for f in others):
+                return sum_([i for i in e.indices if i != j], mul(*others))
+    return None
+
+
 def delta_eats_summed_index(e: Expr) -> Expr | None:
     """Σ_j A_ij δ_jk = A_ik: a delta eats a summed index and donates its other one
     Removes one bound index."""
@@ -128,6 +145,23 @@ def delta_eats_summed_index(e: Expr) -> Expr | None:
         if len(remaining) > 1:  # δ_jkl eats j: δ_kl stays; δ_jk eats j: nothing stays
             rest.append(Delta(remaining))
         return sum_([i for i in e.indices if i != eaten], mul(*rest))
+    return None
+
+
+def delta_unifies_indices(e: Expr) -> Expr | None:
+    """δ_ij x_j = δ_ij x_i: in a product, the other factors name a delta's indices by its first (by name)
+    Replaces an index name by a smaller one (names only decrease)."""
+    if not isinstance(e, Mul):
+        return None
+    for k, d in enumerate(e.factors):
+        if not isinstance(d, Delta):
+            continue
+        first = min(d.indices)
+        mapping = {i: first for i in d.indices if i != first}
+        if not any(mapping.keys() & f.free for f in e.factors if f is not d):
+            continue
+        return mul(*(rename_indices(f, mapping) if f is not d and mapping.keys() & f.free else f
+                     for f in e.factors))
     return None
 
 
@@ -155,11 +189,18 @@ def sum_over_absent_index(e: Expr) -> Expr | None:
 
 
 def sum_splits_over_terms(e: Expr) -> Expr | None:
-    """Σ_i (a + b) = Σ_i a + Σ_i b
-    Moves the sum below an addition (a sum never moves up)."""
+    """Σ_i (a + b) = Σ_i a + Σ_i b, where a delta in some term can then eat i
+    Moves the sum below an addition (a sum never moves up).  Without a delta to
+    eat the index, splitting would only trade one reduction for several."""
     if isinstance(e, Sum) and isinstance(e.body, Add):
-        return add(*(sum_(e.indices, t) for t in e.body.terms))
+        bound = set(e.indices)
+        if any(_has_delta_on(t, bound) for t in e.body.terms):
+            return add(*(sum_(e.indices, t) for t in e.body.terms))
     return None
+
+
+def _has_delta_on(term: Expr, indices: set[str]) -> bool:
+    return any(isinstance(f, Delta) and set(f.indices) & indices for f in _factors(term))
 
 
 def sum_moves_past_factors(e: Expr) -> Expr | None:
@@ -194,9 +235,7 @@ def distribute_over_delta_terms(e: Expr) -> Expr | None:
         return None
     bound = set(e.indices)
     for k, f in enumerate(e.body.factors):
-        if isinstance(f, Add) and any(
-            isinstance(g, Delta) and set(g.indices) & bound for t in f.terms for g in _factors(t)
-        ):
+        if isinstance(f, Add) and any(_has_delta_on(t, bound) for t in f.terms):
             rest = e.body.factors[:k] + e.body.factors[k + 1 :]
             return sum_(e.indices, add(*(mul(*rest, t) for t in f.terms)))
     return None
@@ -262,9 +301,11 @@ RULES: list[Rule] = [
     sum_over_absent_index,
     sum_splits_over_terms,
     sum_of_sums_in_product,
+    summed_delta_is_one,
     delta_eats_summed_index,
     distribute_over_delta_terms,
     sum_moves_past_factors,
+    delta_unifies_indices,
     like_factors_combine,
     like_terms_combine,
 ]
