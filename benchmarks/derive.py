@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -286,6 +287,21 @@ def sympy_forms(sp) -> tuple[dict[str, Callable[[], Any]], dict[str, Callable[[]
 # ---------------------------------------------------------------- machine
 
 
+def eingrad_fingerprint() -> str:
+    """sha256 (12 hex digits) of the eingrad package's .py files, to tell which code was timed."""
+    root = os.path.dirname(os.path.abspath(eg.__file__))
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as fh:
+                    digest.update(fh.read())
+    return digest.hexdigest()[:12]
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -298,6 +314,7 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "eingrad_source": eingrad_fingerprint(),
         "cpu": cpu,
         "nproc": os.cpu_count(),
         "python": sys.version.split()[0],
@@ -338,7 +355,10 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = [t for t in TASKS if not args.only or args.only in t.key]
     info = machine()
-    print(f"eingrad {info['eingrad']} · Python {info['python']} · {info['cpu']} · {info['nproc']} CPUs")
+    print(
+        f"eingrad {info['eingrad']} (source {info['eingrad_source']}) · Python {info['python']} · "
+        f"{info['cpu']} · {info['nproc']} CPUs"
+    )
 
     sp = None
     if not args.no_sympy:
@@ -425,8 +445,9 @@ def main(argv: list[str] | None = None) -> int:
                 t3, res3 = measure(thunk, **sympy_kw)
                 timings["sympy_matrix"] = t3
                 row["sympy_matrix"] = t3.summary() | {"result": str(res3) if t3.ok else None}
+            simp = f"   +simplify {fmt(timings['sympy_indexed_simplify']):>8s}" if args.sympy_simplify else ""
             print(
-                f"  {task.key:20s} indexed {fmt(t):>8s}   matrix {fmt(timings['sympy_matrix']):>8s}  (ms)",
+                f"  {task.key:20s} indexed {fmt(t):>8s}{simp}   matrix {fmt(timings['sympy_matrix']):>8s}  (ms)",
                 flush=True,
             )
 

@@ -110,7 +110,7 @@ def test_eval_default_size_is_three(capsys: pytest.CaptureFixture[str]) -> None:
 def test_surprising_sum_warning_is_printed_plainly(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "parse", "L = log(p_i)")
     assert code == 0
-    assert out.strip() == "L = log(Σ_i(p_i))"
+    assert out.strip() == "L = log(Σ_i p_i)"
     assert err.startswith("SurprisingSumWarning: index 'i' occurs once, inside log(...)")
 
 

@@ -68,7 +68,8 @@ PARSE_ERRORS = [
     Bad("y = 1.2.3", eg.ParseError, "malformed number '1.2.3'", 1, 5),
     Bad("y = ()", eg.ParseError, "empty parentheses", 1, 6),
     Bad("y = log(x, z)", eg.ParseError, "log takes one argument", 1, 10),
-    Bad("y = sum_k x_k", eg.ParseError, "expected '(' after sum_k, found 'x'", 1, 11),
+    Bad("y = sum_k + x_k", eg.ParseError, "expected '(' after sum_k, found '+'", 1, 11),
+    Bad("y = logsumexp_k x_k", eg.ParseError, "expected '(' after logsumexp_k, found 'x'", 1, 17),
     Bad("y = sum_kk(x_k)", eg.ParseError, "sum binds the same index twice", 1, 9),
     # ---- non-constant exponents
     Bad("y = x^y", eg.ParseError, "an exponent must be a constant number, found 'y'", 1, 7),

@@ -23,36 +23,37 @@ TABLE = [
     ("A_ij = U_ik σ_k V_kj", "A_ij = U_ik σ_k V_kj", r"A_{ij} = U_{ik} \sigma_{k} V_{kj}"),
     ("C_ik = A_ij B_jk W_ik", "C_ik = A_ij B_jk W_ik", r"C_{ik} = A_{ij} B_{jk} W_{ik}"),
     # explicit sums that must stay explicit
-    ("L = log(sum_i(p_i))", "L = log(Σ_i(p_i))", r"L = \log\left(\sum_{i} p_{i}\right)"),
-    ("L = log(p_i)", "L = log(Σ_i(p_i))", r"L = \log\left(\sum_{i} p_{i}\right)"),
-    ("L = sum_i(log(p_i))", "L = Σ_i(log(p_i))", r"L = \sum_{i} \log\left(p_{i}\right)"),
+    ("L = log(sum_i(p_i))", "L = log(Σ_i p_i)", r"L = \log\left(\sum_{i} p_{i}\right)"),
+    ("L = log(p_i)", "L = log(Σ_i p_i)", r"L = \log\left(\sum_{i} p_{i}\right)"),
+    ("L = sum_i(log(p_i))", "L = Σ_i log(p_i)", r"L = \sum_{i} \log\left(p_{i}\right)"),
     ("s = sum_i(x_i + c)", "s = Σ_i(x_i + c)", r"s = \sum_{i} \left(x_{i} + c\right)"),
     (
         "L = sum_i(softplus(-y_i X_ij w_j)) + 0.5 lam w_j w_j",
-        "L = Σ_i(softplus(-y_i X_ij w_j)) + 0.5 lam w_j w_j",
+        "L = Σ_i softplus(-y_i X_ij w_j) + 0.5 lam w_j w_j",
         r"L = \sum_{i} \operatorname{softplus}\left(-y_{i} X_{ij} w_{j}\right)"
         r" + 0.5 \mathit{lam} w_{j} w_{j}",
     ),
     (
         "L = -sum_n(log(sigmoid(t_n z_n)))",
-        "L = -Σ_n(log(sigmoid(t_n z_n)))",
-        r"L = -\left(\sum_{n} \log\left(\sigma\left(t_{n} z_{n}\right)\right)\right)",
+        "L = -Σ_n log(sigmoid(t_n z_n))",
+        r"L = -\sum_{n} \log\left(\sigma\left(t_{n} z_{n}\right)\right)",
     ),
-    # ... and sums that print implicitly
-    ("s = x_i + c", "s = x_i + c", r"s = x_{i} + c"),  # each term sums its own i
+    # a plain reduction (the index occurs once) is written out, as Σ_n dLdY_nh
+    ("s = x_i + c", "s = Σ_i x_i + c", r"s = \sum_{i} x_{i} + c"),  # each term sums its own i
+    ("y = -2 sum_i(x_i)", "y = -2 Σ_i x_i", r"y = -2 \sum_{i} x_{i}"),
+    ("y_i = A_ij sum_k(B_jk)", "y_i = A_ij Σ_k B_jk", r"y_{i} = A_{ij} \sum_{k} B_{jk}"),
+    # ... and contractions print implicitly
     ("s = sum_i(sum_j(A_ij B_ij))", "s = A_ij B_ij", r"s = A_{ij} B_{ij}"),
-    ("y_i = A_ij sum_k(B_jk)", "y_i = A_ij B_jk", r"y_{i} = A_{ij} B_{jk}"),
     ("y = x - sum_i(a_i b_i)", "y = x - a_i b_i", r"y = x - a_{i} b_{i}"),
-    ("y = -2 sum_i(x_i)", "y = -2 x_i", r"y = -2 x_{i}"),
     ("y = A_ii", "y = A_ii", r"y = A_{ii}"),
     ("d_i = A_ii", "d_i = A_ii", r"d_{i} = A_{ii}"),
     # nested binders
     (
         "s = sum_i(exp(sum_j(A_ij)))",
-        "s = Σ_i(exp(Σ_j(A_ij)))",
+        "s = Σ_i exp(Σ_j A_ij)",
         r"s = \sum_{i} \exp\left(\sum_{j} A_{ij}\right)",
     ),
-    ("y_i = sum_k(A_ik) sum_k(B_ik)", "y_i = A_ik Σ_k(B_ik)", r"y_{i} = A_{ik} \left(\sum_{k} B_{ik}\right)"),
+    ("y_i = sum_k(A_ik) sum_k(B_ik)", "y_i = (Σ_k A_ik) Σ_k B_ik", r"y_{i} = \left(\sum_{k} A_{ik}\right) \sum_{k} B_{ik}"),
     (
         "y_i = logsumexp_j(A_ij + b_j)",
         "y_i = logsumexp_j(A_ij + b_j)",

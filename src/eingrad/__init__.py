@@ -28,7 +28,7 @@ from .errors import (
     ZeroDerivativeWarning,
 )
 from .functions import FUNCTIONS
-from .program import Program, Statement
+from .program import Program, ProgramBuilder, Statement
 
 __version__ = "0.1.0"
 
@@ -48,6 +48,7 @@ __all__ = [
     "canonical",
     "Program",
     "Statement",
+    "ProgramBuilder",
     "expr",
     "FUNCTIONS",
     "EingradError",

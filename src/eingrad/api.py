@@ -48,13 +48,15 @@ def evaluate(
     /,
     *,
     sizes: Mapping[str, int] | None = None,
+    outputs: list[str] | tuple[str, ...] | None = None,
     **named_arrays: Any,
 ) -> dict[str, np.ndarray]:
     """Evaluate a program on numpy arrays; returns ``{target: array}`` for every target.
 
     Arrays can be passed as keywords or as one mapping (needed for an input
     named ``sizes``).  ``sizes`` declares index sizes that no array fixes,
-    such as the indices of a delta: ``sizes={"i": 3}``.
+    such as the indices of a delta: ``sizes={"i": 3}``.  ``outputs`` evaluates
+    only the statements those targets need (inputs nothing needs may be left out).
 
     >>> import numpy as np, eingrad as eg
     >>> out = eg.evaluate("y_i = A_ij x_j", A=np.eye(2), x=np.array([1.0, 2.0]))
@@ -68,6 +70,11 @@ def evaluate(
             return obj.evaluate(merged, sizes)
     program = as_program(obj)
     with _user_errors(program):
+        if outputs is not None:
+            if isinstance(outputs, str):
+                outputs = [outputs]
+            program = program.needed_for(outputs)
+            merged = {k: v for k, v in merged.items() if k in program.inputs or k not in as_program(obj).inputs}
         return evaluate_program(program, merged, sizes)
 
 

@@ -96,6 +96,9 @@ class _Context:
 
 def diff_expr(e: Expr, ctx: _Context) -> Expr:
     """∂e/∂wrt, with ``ctx.wrt_indices`` as the indices of wrt's axes."""
+    read = E.mentions(e)
+    if ctx.wrt not in read and not any(name in ctx.known for name in read):
+        return ZERO  # nothing below depends on wrt
     return _RULES[type(e)](e, ctx)
 
 
@@ -277,6 +280,7 @@ class Derivative:
         import numpy as np
 
         from .evaluate import evaluate_expression, evaluate_program
+        from .sizes import infer_shapes
 
         forward = evaluate_program(self.program, arrays, declared)
         env = dict(forward)
@@ -290,9 +294,16 @@ class Derivative:
                     sizes.setdefault(i, shapes[node.name][axis])
         for i, (name, axis) in self.sources.items():
             sizes.setdefault(i, shapes[name][axis])
+        # The output statement's own indices keep their names: take the sizes its
+        # evaluation found (an index only in a delta gets it from the delta's others).
+        own = infer_shapes(
+            self.program, {name: shapes[name] for name in self.program.inputs}, declared
+        ).sizes[self.program.targets.index(self.output)]
         for i in E.all_indices(self.expr) | set(self.indices):
             if i not in sizes:
-                if declared and self.origins.get(i, i) in declared:
+                if i in own and i not in self.origins:
+                    sizes[i] = own[i]
+                elif declared and self.origins.get(i, i) in declared:
                     sizes[i] = int(declared[self.origins.get(i, i)])
                 else:
                     raise SizeError(
@@ -392,7 +403,10 @@ def differentiate(
             ctx.forward_values[stmt.expr] = Tensor(stmt.target, stmt.indices)
         raw = diff_expr(stmt.expr, ctx)
         aliases: dict[str, str] = {}
-        d = simplify(raw, aliases=aliases, avoid=taken, trace=trace if stmt is out_stmt else None)
+        # New names avoid every name in use elsewhere (sizes are tracked by name);
+        # raw's own binders keep their names.
+        avoid = taken - E.all_indices(raw)
+        d = simplify(raw, aliases=aliases, avoid=avoid, trace=trace if stmt is out_stmt else None)
         taken.update(aliases)  # a renamed index keeps its size entry: never reuse its name
         _follow_aliases(aliases, sources, statement_sources[stmt.target], ctx.origins)
         taken.update(E.all_indices(d))
@@ -412,7 +426,7 @@ def differentiate(
         )
         raw = diff_expr(current, ctx_k)
         aliases = {}
-        current = simplify(raw, aliases=aliases, avoid=taken)
+        current = simplify(raw, aliases=aliases, avoid=taken - E.all_indices(raw))
         taken.update(aliases)
         _follow_aliases(aliases, sources, statement_sources[output], ctx.origins)
         taken.update(E.all_indices(current))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 from .errors import Span
 
@@ -45,6 +46,7 @@ __all__ = [
     "ONE",
     "walk",
     "all_indices",
+    "mentions",
     "rebuild",
     "tensor_refs",
     "rename_indices",
@@ -445,6 +447,17 @@ def logsumexp(indices: Iterable[str], body: Expr) -> Expr:
 
 
 # ---------------------------------------------------------------- traversal helpers
+
+
+@lru_cache(maxsize=65536)
+def mentions(e: Expr) -> frozenset[str]:
+    """The tensor names ``e`` reads (cached: nodes are immutable)."""
+    if isinstance(e, Tensor):
+        return frozenset((e.name,))
+    out: frozenset[str] = frozenset()
+    for child in e.children:
+        out |= mentions(child)
+    return out
 
 
 def all_indices(e: Expr) -> set[str]:

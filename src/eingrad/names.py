@@ -33,7 +33,7 @@ def fresh_index(taken: Iterable[str], preferred: str = "i") -> str:
     for name in order:
         if name not in used and name not in reserved_words():
             return name
-    k = 1
+    k = max(1, len(used) - len(order))  # start near the end: O(1) when many names are taken
     while f"{preferred}{k}" in used:
         k += 1
     return f"{preferred}{k}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .errors import ProgramError, Span
 from .expr import Expr, Tensor, tensor_refs
 
-__all__ = ["Statement", "Program"]
+__all__ = ["Statement", "Program", "ProgramBuilder"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +50,15 @@ class Program:
 
     statements: tuple[Statement, ...]
     source: str | None = field(default=None, compare=False, repr=False)
+    _index: _NameIndex = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        _check_statements(self.statements, self.source)
+        object.__setattr__(self, "_index", _check_statements(self.statements, self.source))
 
     # ---- names
     @property
     def targets(self) -> list[str]:
-        return [s.target for s in self.statements]
+        return list(self._index.by_target)
 
     @property
     def output(self) -> str:
@@ -69,37 +70,18 @@ class Program:
     @property
     def inputs(self) -> list[str]:
         """Names used but never assigned, in order of first use."""
-        targets = set(self.targets)
-        seen: dict[str, None] = {}
-        for stmt in self.statements:
-            for ref in tensor_refs(stmt.expr):
-                if ref.name not in targets:
-                    seen.setdefault(ref.name, None)
-        return list(seen)
+        return [name for name in self._index.first_use if name not in self._index.by_target]
 
     def rank(self, name: str) -> int:
         """Number of indices of the tensor ``name`` (input or target)."""
-        for stmt in self.statements:
-            if stmt.target == name:
-                return len(stmt.indices)
-            for ref in tensor_refs(stmt.expr):
-                if ref.name == name:
-                    return len(ref.indices)
-        raise KeyError(name)
+        return self._index.ranks[name][0]
 
     def first_use(self, name: str) -> Tensor:
         """The first reference to ``name`` on a right-hand side (for error positions)."""
-        for stmt in self.statements:
-            for ref in tensor_refs(stmt.expr):
-                if ref.name == name:
-                    return ref
-        raise KeyError(name)
+        return self._index.first_use[name]
 
     def statement(self, target: str) -> Statement:
-        for stmt in self.statements:
-            if stmt.target == target:
-                return stmt
-        raise KeyError(target)
+        return self._index.by_target[target]
 
     def __iter__(self) -> Iterator[Statement]:
         return iter(self.statements)
@@ -140,12 +122,67 @@ class Program:
     def from_statements(cls, statements: Iterable[Statement], source: str | None = None) -> Program:
         return cls(tuple(statements), source)
 
+    def needed_for(self, outputs: Iterable[str]) -> Program:
+        """Only the statements that ``outputs`` depend on (the guide's lazy forward pass)."""
+        wanted = set(outputs)
+        unknown = wanted - set(self._index.by_target)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ProgramError(
+                f"{name!r} is not a target of the program (its targets are {', '.join(self.targets)})",
+                hint="ask for targets the program assigns",
+            )
+        for stmt in reversed(self.statements):
+            if stmt.target in wanted:
+                wanted.update(ref.name for ref in tensor_refs(stmt.expr))
+        return Program(tuple(s for s in self.statements if s.target in wanted), self.source)
 
-def _check_statements(statements: tuple[Statement, ...], source: str | None) -> None:
+    def to_dot(self, parameters: Iterable[str] = ()) -> str:
+        """The computation graph in Graphviz DOT: inputs, statements, and an edge per read.
+
+        Inputs are boxes, targets ellipses; ``parameters`` (inputs shared by many
+        statements, like an RNN's U, W, b) are filled, as in the guide's figure.
+        """
+        from .printing.text import format_expr, index_suffix
+
+        params = set(parameters)
+
+        def quote(text: str) -> str:
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        lines = ["digraph program {", "  rankdir=LR;", "  node [fontname=Helvetica];"]
+        for name in self.inputs:
+            ref = self._index.first_use[name]
+            label = name + index_suffix(ref.indices)
+            style = ', style=filled, fillcolor="#ffd27f"' if name in params else ""
+            lines.append(f"  {quote(name)} [shape=box, label={quote(label)}{style}];")
+        for stmt in self.statements:
+            label = f"{stmt.target}{index_suffix(stmt.indices)} = {format_expr(stmt.expr, stmt.indices)}"
+            if len(label) > 60:
+                label = stmt.target + index_suffix(stmt.indices)
+            lines.append(f"  {quote(stmt.target)} [shape=ellipse, label={quote(label)}];")
+        for stmt in self.statements:
+            for name in dict.fromkeys(ref.name for ref in tensor_refs(stmt.expr)):
+                lines.append(f"  {quote(name)} -> {quote(stmt.target)};")
+        lines.append("}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class _NameIndex:
+    """Lookups computed once per program: statements by target, ranks, first uses."""
+
+    by_target: dict[str, Statement]
+    ranks: dict[str, tuple[int, Span | None]]
+    first_use: dict[str, Tensor]
+
+
+def _check_statements(statements: tuple[Statement, ...], source: str | None) -> _NameIndex:
     """Targets are assigned once and before use; each tensor keeps one rank."""
     assigned: dict[str, Statement] = {}
     ranks: dict[str, tuple[int, Span | None]] = {}
     used_as_input: dict[str, Span | None] = {}
+    first_use: dict[str, Tensor] = {}
 
     def check_rank(name: str, rank: int, span: Span | None) -> None:
         if name in ranks and ranks[name][0] != rank:
@@ -162,6 +199,7 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
     for stmt in statements:
         for ref in tensor_refs(stmt.expr):
             check_rank(ref.name, len(ref.indices), ref.span)
+            first_use.setdefault(ref.name, ref)
             if ref.name not in assigned:
                 used_as_input.setdefault(ref.name, ref.span)
         if stmt.target in assigned:
@@ -181,3 +219,37 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
             )
         check_rank(stmt.target, len(stmt.indices), stmt.target_span)
         assigned[stmt.target] = stmt
+    return _NameIndex(assigned, ranks, first_use)
+
+
+class ProgramBuilder:
+    """Build a program statement by statement, e.g. an RNN unrolled in a loop::
+
+        b = ProgramBuilder()
+        b.add("s0_bh = tanh(x0_bd W_dh + b_h)")
+        for t in range(1, tau):
+            b.add(f"s{t}_bh = tanh(x{t}_bd W_dh + s{t-1}_bk U_kh + b_h)")
+        program = b.build()
+
+    Each ``add`` checks its text at once (so an error points at the line just
+    added); ``build`` checks the program as a whole.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[str] = []
+
+    def add(self, text: str) -> ProgramBuilder:
+        """Append one or more statements (text in the language); returns self."""
+        from .syntax import parse_program
+
+        parse_program(text)  # syntax and index rules of the new text alone
+        self._chunks.append(text.strip("\n"))
+        return self
+
+    def build(self) -> Program:
+        from .syntax import parse_program
+
+        return parse_program("\n".join(self._chunks))
+
+    def __len__(self) -> int:
+        return len(self._chunks)

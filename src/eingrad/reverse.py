@@ -28,6 +28,7 @@ from .expr import ONE, ZERO, Call, Expr, Tensor, add, mul, rename_indices, sum_
 from .names import fresh_index
 from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
+from .simplify.rules import like_terms_combine
 
 __all__ = ["GradError", "gradient_program"]
 
@@ -139,7 +140,7 @@ def gradient_program(
 
     out_stmt = program.statement(output)
     adjoint_names: dict[str, str] = {}
-    adjoints: dict[str, Expr] = {}  # target or input -> accumulated adjoint expression
+    adjoints: dict[str, list[Expr]] = {}  # target or input -> its contributions so far
     emitted: list[Statement] = []
     current: dict[str, Expr] = {output: Tensor(seed, out_stmt.indices) if seed else ONE}
 
@@ -148,7 +149,7 @@ def gradient_program(
         if target not in current and target not in adjoints:
             continue
         if target != output:
-            adjoint = simplify(adjoints.pop(target, ZERO))
+            adjoint = _total(adjoints.pop(target, []))
             if adjoint == ZERO:
                 continue
             if _worth_a_statement(adjoint):
@@ -161,17 +162,17 @@ def gradient_program(
                 current[target] = adjoint
         seed_expr = current[target]
         forward_values = {stmt.expr: Tensor(target, stmt.indices)} if isinstance(stmt.expr, Call) else {}
-        for read in dict.fromkeys(ref.name for ref in E.tensor_refs(stmt.expr)):
+        for read, part in _terms_by_read(stmt.expr).items():
             if read not in wrt and read not in depends:
                 continue
-            contribution = _contribution(program, stmt, read, seed_expr, taken, forward_values)
+            contribution = _contribution(program, stmt, part, read, seed_expr, taken, forward_values)
             if contribution != ZERO:
-                adjoints[read] = add(adjoints.get(read, ZERO), contribution)
+                adjoints.setdefault(read, []).append(contribution)
 
     gradients: list[Statement] = []
     for name in wrt:
         indices = _input_indices(program, name, taken)
-        adjoint = simplify(adjoints.get(name, ZERO))
+        adjoint = _total(adjoints.get(name, []))
         target_name = _unique_name(prefix + name, names)
         names.add(target_name)
         if adjoint == ZERO:
@@ -183,14 +184,41 @@ def gradient_program(
     return Program(tuple(statements) + tuple(emitted) + tuple(gradients), None)
 
 
+def _total(contributions: list[Expr]) -> Expr:
+    """The sum of simplified contributions, like terms combined.
+
+    Each contribution is simplified on its own; terms of a sum cannot interact
+    except as like terms, so combining those is all the sum needs.
+    """
+    total = add(*contributions)
+    combined = like_terms_combine(total)
+    return combined if combined is not None else total
+
+
 def _worth_a_statement(adjoint: Expr) -> bool:
     """Constant adjoints (1, 2 |n|) are inlined; anything that reads a tensor is computed once."""
     return any(isinstance(node, Tensor) for node in E.walk(adjoint))
 
 
+def _terms_by_read(e: Expr) -> dict[str, Expr]:
+    """For each tensor ``e`` reads, the part of ``e`` that can depend on it.
+
+    For a sum of terms that is only the terms that mention the tensor, so a loss
+    with τ terms is differentiated in O(τ) overall rather than O(τ) per tensor.
+    """
+    terms = e.terms if isinstance(e, E.Add) else (e,)
+    parts: dict[str, list[Expr]] = {}
+    for term in terms:
+        for name in sorted(E.mentions(term)):
+            parts.setdefault(name, []).append(term)
+    order = dict.fromkeys(ref.name for ref in E.tensor_refs(e))
+    return {name: add(*parts[name]) if len(parts[name]) < len(terms) else e for name in order}
+
+
 def _contribution(
     program: Program,
     stmt: Statement,
+    part: Expr,
     read: str,
     seed_expr: Expr,
     taken: set[str],
@@ -206,7 +234,7 @@ def _contribution(
         wrt_indices.append(k)
     wrt_t = tuple(wrt_indices)
     ctx = _Context(read, wrt_t, {}, wrt_t, local_taken, forward_values=forward_values)
-    local = diff_expr(stmt.expr, ctx)
+    local = diff_expr(part, ctx)
     if local == ZERO:
         return ZERO
     contribution = simplify(sum_(stmt.indices, mul(local, seed_expr)))

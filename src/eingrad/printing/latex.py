@@ -141,6 +141,8 @@ class LatexRenderer:
                 sign = "-" if factor.value < 0 else ""
                 if abs(factor.value) != 1:
                     numerator.append(latex_number(-factor.value))
+            elif isinstance(factor, Sum) and k == len(e.factors) - 1 and not denominators:
+                numerator.append(self.render(factor, fpath)[0])  # a sum may close a product
             elif isinstance(factor, Sum) and fpath in self.hidden:
                 text, prec = self.render(factor, fpath)
                 numerator.append(text if prec >= MUL else f"\\left({text}\\right)")

@@ -32,6 +32,8 @@ def hidden_sums(e: Expr, free: tuple[str, ...], render: Callable[[Expr, frozense
 
     hidden: frozenset[Path] = frozenset()
     for path in sum_paths(e):
+        if not _is_contraction(_at(e, path)):
+            continue  # Σ_n x_n is a plain reduction: written out, it reads as one
         trial = hidden | {path}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -43,3 +45,21 @@ def hidden_sums(e: Expr, free: tuple[str, ...], render: Callable[[Expr, frozense
         if same and not caught:
             hidden = trial
     return hidden
+
+
+def _at(e: Expr, path: Path) -> Expr:
+    for k in path:
+        e = e.children[k]
+    return e
+
+
+def _is_contraction(s: Sum) -> bool:
+    """Every summed index occurs at least twice below the sum (A_ij B_jk, A_ii)."""
+    from ..expr import Delta, Tensor, walk
+
+    counts: dict[str, int] = {}
+    for node in walk(s.body):
+        if isinstance(node, (Tensor, Delta)):
+            for i in node.indices:
+                counts[i] = counts.get(i, 0) + 1
+    return all(counts.get(i, 0) >= 2 for i in s.indices)

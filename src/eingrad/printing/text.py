@@ -8,6 +8,7 @@ from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum
 from .layout import hidden_sums
 
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+TAIL = MUL  # Σ_n x_n without parentheses: fine at the end of a product, else parenthesised
 
 
 def format_number(value: Fraction) -> str:
@@ -101,7 +102,11 @@ class TextRenderer:
         if isinstance(e, Sum):
             if path in self.hidden:
                 return self.render(e.body, path + (0,))
-            return f"Σ{index_suffix(e.indices)}({self.render(e.body, path + (0,))[0]})", ATOM
+            body, prec = self.render(e.body, path + (0,))
+            if prec >= MUL and not body.startswith("("):
+                # Σ_n G_nh δ_hk binds the rest of the product; it reads as a product.
+                return f"Σ{index_suffix(e.indices)} {body}", TAIL
+            return f"Σ{index_suffix(e.indices)}({body})", ATOM
         if isinstance(e, LogSumExp):
             return f"logsumexp{index_suffix(e.indices)}({self.render(e.body, path + (0,))[0]})", ATOM
         raise TypeError(f"cannot print {type(e).__name__}")
@@ -140,7 +145,10 @@ class TextRenderer:
                     continue
                 out = self.render(factor, fpath)[0]
                 continue
-            if isinstance(factor, Sum) and fpath in self.hidden:
+            last = k == len(e.factors) - 1
+            if isinstance(factor, Sum) and fpath not in self.hidden and last:
+                text = self.render(factor, fpath)[0]  # Σ_n x_n may close a product
+            elif isinstance(factor, Sum) and fpath in self.hidden:
                 # A hidden sum's product joins the surrounding product: A_ij B_jk W_ik.
                 text, prec = self.render(factor, fpath)
                 if prec < MUL or (k > 0 and text.startswith("-")):

@@ -108,19 +108,24 @@ class _Rewriter:
         self.normal: set[Expr] = set()
         self.steps: list[Step] = []
 
-    def step(self, e: Expr) -> tuple[str, Expr, Expr, Expr] | None:
-        """Rewrite the first reducible node (innermost first); None when ``e`` is normal."""
+    def step(self, e: Expr, bound: frozenset[str] = frozenset()) -> tuple[str, Expr, Expr, Expr] | None:
+        """Rewrite the first reducible node (innermost first); None when ``e`` is normal.
+
+        ``bound``: the indices bound around ``e``.  Bound names are unique, so an index
+        is bound everywhere or nowhere and a node's normality does not depend on where it is.
+        """
         if e in self.normal:
             return None
         children = e.children
+        inner = bound | set(e.indices) if isinstance(e, (Sum, LogSumExp)) else bound
         for k, child in enumerate(children):
-            found = self.step(child)
+            found = self.step(child, inner)
             if found is not None:
                 rule, before, after, new_child = found
                 new_children = children[:k] + (new_child,) + children[k + 1 :]
                 return rule, before, after, e.with_children(new_children)
         for rule in self.rules:
-            out = rule(e)
+            out = rule(e, bound) if getattr(rule, "scoped", False) else rule(e)
             if out is not None and out != e:
                 _check_free(rule, e, out)
                 return rule.__name__, e, out, out

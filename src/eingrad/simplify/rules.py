@@ -26,6 +26,7 @@ from ..expr import (
     Size,
     Sum,
     add,
+    mentions,
     mul,
     power,
     rename_indices,
@@ -35,9 +36,21 @@ from ..expr import (
 Rule = Callable[[Expr], Expr | None]
 
 
+def copies_binders(rule: Rule) -> Rule:
+    """Mark a rule that may copy one sum into several terms (the engine then renames apart)."""
+    rule.copies_binders = True  # type: ignore[attr-defined]
+    return rule
+
+
 def drops_indices(rule: Rule) -> Rule:
     """Mark a rule that may remove free indices (only by removing zeros or ones)."""
     rule.drops_indices = True  # type: ignore[attr-defined]
+    return rule
+
+
+def scoped(rule: Rule) -> Rule:
+    """Mark a rule that also takes the indices bound around the node (by enclosing binders)."""
+    rule.scoped = True  # type: ignore[attr-defined]
     return rule
 
 
@@ -148,20 +161,22 @@ def delta_eats_summed_index(e: Expr) -> Expr | None:
     return None
 
 
-def delta_unifies_indices(e: Expr) -> Expr | None:
-    """δ_ij x_j = δ_ij x_i: in a product, the other factors name a delta's indices by its first (by name)
-    Replaces an index name by a smaller one (names only decrease)."""
+@scoped
+def delta_unifies_indices(e: Expr, bound: frozenset[str] = frozenset()) -> Expr | None:
+    """δ_ij x_j = δ_ij x_i: in a product, the other factors name a delta's free indices by its first
+    Replaces an index name by a smaller one (names only decrease).  Summed indices are
+    left to the sum's delta to eat; free ones are never eaten, so without this rule
+    δ_ij x_j and δ_ij x_i would be two normal forms of one value."""
     if not isinstance(e, Mul):
         return None
     for k, d in enumerate(e.factors):
         if not isinstance(d, Delta):
             continue
-        first = min(d.indices)
-        mapping = {i: first for i in d.indices if i != first}
-        if not any(mapping.keys() & f.free for f in e.factors if f is not d):
-            continue
-        return mul(*(rename_indices(f, mapping) if f is not d and mapping.keys() & f.free else f
-                     for f in e.factors))
+        free = sorted(i for i in set(d.indices) if i not in bound)
+        mapping = {i: free[0] for i in free[1:]}
+        touched = [m for m, f in enumerate(e.factors) if m != k and mapping.keys() & f.free]
+        if touched:
+            return mul(*(rename_indices(f, mapping) if m in touched else f for m, f in enumerate(e.factors)))
     return None
 
 
@@ -188,6 +203,7 @@ def sum_over_absent_index(e: Expr) -> Expr | None:
     return mul(*(Size(i) for i in absent), sum_(kept, e.body))
 
 
+@copies_binders
 def sum_splits_over_terms(e: Expr) -> Expr | None:
     """Σ_i (a + b) = Σ_i a + Σ_i b, where a delta in some term can then eat i
     Moves the sum below an addition (a sum never moves up).  Without a delta to
@@ -228,6 +244,7 @@ def sum_of_sums_in_product(e: Expr) -> Expr | None:
     return None
 
 
+@copies_binders
 def distribute_over_delta_terms(e: Expr) -> Expr | None:
     """Σ_j a_j (b + δ_jk c) = Σ_j a_j b + Σ_j a_j δ_jk c, so that the delta can eat j
     Moves a sum of terms holding a delta up to the sum, which then splits."""
@@ -252,21 +269,32 @@ def _split_coefficient(term: Expr) -> tuple[Fraction, Expr]:
     return Fraction(1), term
 
 
+@drops_indices
 def like_terms_combine(e: Expr) -> Expr | None:
     """a x + b x = (a + b) x, x alike up to renaming summed indices and operand order
     Removes at least one term."""
     if not isinstance(e, Add):
         return None
-    groups: dict[Expr, list[tuple[Fraction, Expr]]] = {}
-    for term in e.terms:
-        coefficient, rest = _split_coefficient(term)
-        groups.setdefault(canonical(rest), []).append((coefficient, rest))
+    split = [_split_coefficient(term) for term in e.terms]
+    # Only terms that read the same tensors with the same free indices can be alike:
+    # compare those cheap signatures first, canonical forms only where they collide.
+    signatures = [(mentions(rest), rest.free) for _, rest in split]
+    if len(set(signatures)) == len(signatures):
+        return None
+    groups: dict[object, list[tuple[Fraction, Expr]]] = {}
+    counts: dict[object, int] = {}
+    for signature in signatures:
+        counts[signature] = counts.get(signature, 0) + 1
+    for (coefficient, rest), signature in zip(split, signatures, strict=True):
+        key = canonical(rest) if counts[signature] > 1 else rest
+        groups.setdefault(key, []).append((coefficient, rest))
     if len(groups) == len(e.terms):
         return None
     terms = []
     for members in groups.values():
         total = sum((c for c, _ in members), Fraction(0))
-        terms.append(mul(Const(total), members[0][1]))
+        if total != 0:
+            terms.append(mul(Const(total), members[0][1]))
     return add(*terms)
 
 
@@ -311,5 +339,25 @@ RULES: list[Rule] = [
 ]
 
 RULES_BY_NAME = {rule.__name__: rule for rule in RULES}
+
+#: The node types each rule can rewrite; the engine tries a rule only on those.
+APPLIES_TO: dict[str, tuple[type, ...]] = {
+    "zero_factor": (Mul,),
+    "sum_of_zero": (Sum,),
+    "power_of_zero": (Pow,),
+    "function_of_zero": (Call,),
+    "delta_of_one_index": (Delta,),
+    "summed_delta_is_one": (Sum,),
+    "delta_eats_summed_index": (Sum,),
+    "delta_unifies_indices": (Mul, Sum),
+    "delta_power": (Pow,),
+    "sum_over_absent_index": (Sum,),
+    "sum_splits_over_terms": (Sum,),
+    "sum_moves_past_factors": (Sum,),
+    "sum_of_sums_in_product": (Sum,),
+    "distribute_over_delta_terms": (Sum,),
+    "like_terms_combine": (Add,),
+    "like_factors_combine": (Mul,),
+}
 
 __all__ = ["RULES", "RULES_BY_NAME"] + [rule.__name__ for rule in RULES]

@@ -411,6 +411,10 @@ class _Parser:
         indices, spans, _ = self.parse_index_list(word, required=True)
         if len(set(indices)) != len(indices):
             raise self.error(f"{word.text} binds the same index twice", Span(spans[0].start, spans[-1].end))
+        if not self.at("(") and kind == "sum" and (self.tok.kind in _ATOM_START or self.at("|") or self.at("-")):
+            # Σ_n G_nh δ_hk: without parentheses a sum binds the rest of the product.
+            body = self.parse_term()
+            return RBinder(kind, tuple(indices), body, Span(word.start, _span(body).end), tuple(spans))
         if not self.at("("):
             raise self.error(
                 f"expected '(' after {word.text}_{''.join(indices)}, found {self.describe(self.tok)}",
@@ -569,10 +573,13 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
 
     # Binders: their indices occur inside, nowhere else, and are not target indices.
     binder_list = _binders(rhs)
-    for binder, path in binder_list:
-        for other, other_path in binder_list:
-            shared = set(binder.indices) & set(other.indices)
-            if other is not binder and shared and other_path[: len(path)] == path:
+    binder_at = {path: binder for binder, path in binder_list}
+    for other, other_path in binder_list:
+        # A binder inside another that binds one of the same indices (check its ancestors).
+        for depth in range(len(other_path)):
+            binder = binder_at.get(other_path[:depth])
+            shared = set(binder.indices) & set(other.indices) if binder is not None else set()
+            if shared:
                 index = sorted(shared)[0]
                 raise IndexRuleError(
                     f"index {index!r} is bound twice, one {other.kind} inside the other",
@@ -583,6 +590,7 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
                     ],
                     hint="rename the inner index: a bound index is local to its parentheses",
                 )
+    bound_inside = {(o.index, id(o.binder)) for o in occurrences if o.binder is not None}
     for binder, _ in binder_list:
         word = "logsumexp" if binder.kind == "logsumexp" else "sum"
         for index, span in zip(binder.indices, binder.index_spans, strict=True):
@@ -593,8 +601,7 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
                     spans=[span, target.index_spans[free.index(index)]],
                     hint=f"a bound index disappears; remove {index!r} from the target or from {word}",
                 )
-            inside = [o for o in occurrences if o.index == index and o.binder is binder]
-            if not inside:
+            if (index, id(binder)) not in bound_inside:
                 raise IndexRuleError(
                     f"{word}_{index}(...) binds {index!r}, but {index!r} does not occur inside it",
                     source=text,
@@ -602,8 +609,9 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
                     hint=f"use {index!r} inside the parentheses, or remove it from {word}",
                 )
 
+    occurring = {o.index for o in occurrences}
     for index, span in zip(target.indices, target.index_spans, strict=True):
-        if not any(o.index == index for o in occurrences):
+        if index not in occurring:
             unused = sorted({o.index for o in occurrences if o.binder is None and o.index not in free})
             hint = "every target index must appear on the right-hand side"
             if unused:
@@ -620,6 +628,7 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
         if o.binder is None and o.index not in free:
             implicit.setdefault(o.index, []).append(o)
     sums_at: dict[tuple[int, ...], list[str]] = {}
+    binder_indices = {i for binder, _ in binder_list for i in binder.indices}
 
     def place(index: str, occs: list[_Occurrence]) -> None:
         lca = _common_prefix([o.path for o in occs])
@@ -633,7 +642,8 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
             for group in by_term.values():
                 place(index, group)
             return
-        _check_no_shadowing(index, lca, occs[0].span, binder_list, text)
+        if index in binder_indices:
+            _check_no_shadowing(index, lca, occs[0].span, binder_list, text)
         sums_at.setdefault(lca, []).append(index)
         if len(occs) == 1:
             _warn_if_hidden_inside(rhs, lca, index, occs[0], text)
