@@ -154,8 +154,8 @@ def test_logistic_regression_hessian_has_one_delta_in_the_lam_term():
     assert_form(h, "k l", "sigmoid(-y_i X_ij w_j) (1 - sigmoid(-y_i X_im w_m)) y_i^2 X_ik X_il + lam δ_kl")
     found = deltas(h.expr)
     assert len(found) == 1, f"deltas {found} in {h}"
-    k, l = h.wrt_indices[0][0], h.wrt_indices[1][0]
-    assert set(found[0].indices) == {k, l}
+    first, second = h.wrt_indices[0][0], h.wrt_indices[1][0]
+    assert set(found[0].indices) == {first, second}
     lam_terms = [t for t in h.expr.terms if found[0] in walk(t)]
     assert len(lam_terms) == 1
     assert set(lam_terms[0].factors) == {Tensor("lam"), found[0]}
@@ -197,7 +197,11 @@ def test_tensor_appearing_several_times():
     assert_form(eg.hessian("M_ij = A_ik A_jk", "A"), "i j l m n o", "δ_il δ_jn δ_mo + δ_in δ_jl δ_mo")
     assert_form(eg.diff("y_i = A_ij x_j + A_ji x_j", "A"), "i k l", "δ_ik x_l + δ_il x_k")
     assert_form(eg.diff("z_i = A_ij x_j; s = z_i z_i + z_i", "x"), "k", "2 z_i A_ik + A_ik")
-    for p, wrt in [("t = A_ij A_ji", "A"), ("M_ij = A_ik A_jk", "A"), ("z_i = A_ij x_j; s = z_i z_i + z_i", "x")]:
+    for p, wrt in [
+        ("t = A_ij A_ji", "A"),
+        ("M_ij = A_ik A_jk", "A"),
+        ("z_i = A_ij x_j; s = z_i z_i + z_i", "x"),
+    ]:
         check(p, wrt)
 
 
@@ -228,10 +232,15 @@ def test_order_3_and_4_of_a_polynomial():
     # the closed forms, numerically
     x = np.random.default_rng(1).standard_normal(4)
     eye = np.eye(4)
-    want3 = 8 * (np.einsum("bc,a->abc", eye, x) + np.einsum("ac,b->abc", eye, x) + np.einsum("ab,c->abc", eye, x))
+    want3 = 8 * (
+        np.einsum("bc,a->abc", eye, x) + np.einsum("ac,b->abc", eye, x) + np.einsum("ab,c->abc", eye, x)
+    )
     np.testing.assert_allclose(eg.evaluate(d3, x=x), want3)
-    want4 = 8 * (np.einsum("ab,cd->abcd", eye, eye) + np.einsum("ac,bd->abcd", eye, eye)
-                 + np.einsum("ad,bc->abcd", eye, eye))
+    want4 = 8 * (
+        np.einsum("ab,cd->abcd", eye, eye)
+        + np.einsum("ac,bd->abcd", eye, eye)
+        + np.einsum("ad,bc->abcd", eye, eye)
+    )
     np.testing.assert_allclose(eg.evaluate(d4, x=x), want4)
     with pytest.warns(eg.ZeroDerivativeWarning):
         assert eg.diff(p, "x", 5).is_zero
@@ -257,7 +266,11 @@ def test_function_derivatives_read_the_forward_value():
     assert_form(eg.diff("s_i = tanh(u_i)", "u", 2), "i j k", "-2 s_i (1 - s_i^2) δ_ij δ_ik")
     assert_form(eg.diff("s_i = sigmoid(u_i)", "u"), "i j", "s_i (1 - s_i) δ_ij")
     assert_form(eg.diff("e_i = exp(u_i)", "u"), "i j", "e_i δ_ij")
-    for p in ["s_i = tanh(u_i); L = s_i s_i", "s_i = sigmoid(u_i); L = s_i s_i", "e_i = exp(u_i); L = e_i e_i"]:
+    for p in [
+        "s_i = tanh(u_i); L = s_i s_i",
+        "s_i = sigmoid(u_i); L = s_i s_i",
+        "e_i = exp(u_i); L = e_i e_i",
+    ]:
         check(p, "u", order=3)
 
 
@@ -489,7 +502,7 @@ def test_explain_the_bias_gradient_like_the_guide():
     line = chain.text()
     assert "Σ" in line and "∂L/∂Y_nh" in line and f"∂Y_nh/∂b_{k}" in line
     # 2. and 3. the two factors
-    assert f"∂L/∂Y_nh = G_nh" in text
+    assert "∂L/∂Y_nh = G_nh" in text
     assert f"∂Y_nh/∂b_{k} = δ_h{k}" in text
     # 4. the substitution
     sub = next(s for s in steps if s.reason == "substitute")

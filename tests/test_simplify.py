@@ -20,7 +20,6 @@ from eingrad.evaluate import evaluate_expression
 from eingrad.expr import (
     ONE,
     ZERO,
-    Call,
     Const,
     Delta,
     Expr,
@@ -33,7 +32,6 @@ from eingrad.expr import (
     const,
     delta,
     mul,
-    neg,
     power,
     rename_indices,
     sum_,
@@ -87,8 +85,9 @@ def assert_same_value(before: Expr, after: Expr, sizes: dict | None = None) -> N
     out = tuple(sorted(before.free))
     assert after.free <= before.free
     env = random_env(before, after, sizes=sizes)
-    np.testing.assert_allclose(value(after, out, env, sizes=sizes), value(before, out, env, sizes=sizes),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        value(after, out, env, sizes=sizes), value(before, out, env, sizes=sizes), rtol=1e-12, atol=1e-12
+    )
 
 
 def has_delta(e: Expr) -> bool:
@@ -126,18 +125,29 @@ CASES: dict[str, list[tuple[Expr, Expr, Expr, dict | None]]] = {
     ],
     "sum_over_absent_index": [
         (sum_(["i"], T("y", "j")), mul(Size("i"), T("y", "j")), mul(Size("i"), T("y", "j")), {"i": 4}),
-        (sum_(["i", "j"], T("A", "jk")), mul(Size("i"), sum_(["j"], T("A", "jk"))),
-         mul(Size("i"), sum_(["j"], T("A", "jk"))), {"i": 4}),
+        (
+            sum_(["i", "j"], T("A", "jk")),
+            mul(Size("i"), sum_(["j"], T("A", "jk"))),
+            mul(Size("i"), sum_(["j"], T("A", "jk"))),
+            {"i": 4},
+        ),
     ],
     "sum_splits_over_terms": [
         # split where a delta can then eat the index: Σ_j(a_j δ_jk + B_jk) = a_k + Σ_j B_jk
-        (sum_(["j"], add(mul(T("a", "j"), D("jk")), T("B", "jk"))),
-         add(sum_(["j"], mul(T("a", "j"), D("jk"))), sum_(["j"], T("B", "jk"))),
-         add(T("a", "k"), sum_(["j"], T("B", "jk"))), None),
+        (
+            sum_(["j"], add(mul(T("a", "j"), D("jk")), T("B", "jk"))),
+            add(sum_(["j"], mul(T("a", "j"), D("jk"))), sum_(["j"], T("B", "jk"))),
+            add(T("a", "k"), sum_(["j"], T("B", "jk"))),
+            None,
+        ),
     ],
     "sum_of_sums_in_product": [
-        (sum_(["i"], mul(a_i, Sum(("j",), T("B", "ij")))), sum_(["i", "j"], mul(a_i, T("B", "ij"))),
-         sum_(["i", "j"], mul(a_i, T("B", "ij"))), None),
+        (
+            sum_(["i"], mul(a_i, Sum(("j",), T("B", "ij")))),
+            sum_(["i", "j"], mul(a_i, T("B", "ij"))),
+            sum_(["i", "j"], mul(a_i, T("B", "ij"))),
+            None,
+        ),
     ],
     "summed_delta_is_one": [
         # Σ_j δ_jk x_i = x_i: the result is broadcast along k
@@ -149,23 +159,38 @@ CASES: dict[str, list[tuple[Expr, Expr, Expr, dict | None]]] = {
         # δ_jkl eats j and stays as δ_kl
         (sum_(["j"], mul(T("y", "j"), D("jkl"))), mul(T("y", "k"), D("kl")), mul(T("y", "k"), D("kl")), None),
         # both summed (the guide's A_ij δ_jk B_ik): one is eaten, the other donated
-        (sum_(["j", "k"], mul(A_ij, D("jk"), T("B", "ik"))), sum_(["k"], mul(A_ik, T("B", "ik"))),
-         sum_(["k"], mul(A_ik, T("B", "ik"))), None),
+        (
+            sum_(["j", "k"], mul(A_ij, D("jk"), T("B", "ik"))),
+            sum_(["k"], mul(A_ik, T("B", "ik"))),
+            sum_(["k"], mul(A_ik, T("B", "ik"))),
+            None,
+        ),
     ],
     "distribute_over_delta_terms": [
-        (sum_(["j"], mul(T("a", "j"), add(T("b", "k"), mul(D("jk"), T("c"))))),
-         sum_(["j"], add(mul(T("a", "j"), T("b", "k")), mul(T("a", "j"), D("jk"), T("c")))),
-         add(mul(T("b", "k"), sum_(["j"], T("a", "j"))), mul(T("a", "k"), T("c"))), None),
+        (
+            sum_(["j"], mul(T("a", "j"), add(T("b", "k"), mul(D("jk"), T("c"))))),
+            sum_(["j"], add(mul(T("a", "j"), T("b", "k")), mul(T("a", "j"), D("jk"), T("c")))),
+            add(mul(T("b", "k"), sum_(["j"], T("a", "j"))), mul(T("a", "k"), T("c"))),
+            None,
+        ),
     ],
     "sum_moves_past_factors": [
         (sum_(["i"], mul(T("c"), a_i)), mul(T("c"), sum_(["i"], a_i)), mul(T("c"), sum_(["i"], a_i)), None),
-        (sum_(["i"], mul(T("y", "j"), a_i, T("B", "ik"))), mul(T("y", "j"), sum_(["i"], mul(a_i, T("B", "ik")))),
-         mul(T("y", "j"), sum_(["i"], mul(a_i, T("B", "ik")))), None),
+        (
+            sum_(["i"], mul(T("y", "j"), a_i, T("B", "ik"))),
+            mul(T("y", "j"), sum_(["i"], mul(a_i, T("B", "ik")))),
+            mul(T("y", "j"), sum_(["i"], mul(a_i, T("B", "ik")))),
+            None,
+        ),
     ],
     "delta_unifies_indices": [
         (mul(D("ij"), x_j), mul(D("ij"), x_i), mul(D("ij"), x_i), None),
-        (mul(T("v", "j"), T("A", "ll"), D("jl")), mul(T("v", "j"), T("A", "jj"), D("jl")),
-         mul(T("v", "j"), T("A", "jj"), D("jl")), None),
+        (
+            mul(T("v", "j"), T("A", "ll"), D("jl")),
+            mul(T("v", "j"), T("A", "jj"), D("jl")),
+            mul(T("v", "j"), T("A", "jj"), D("jl")),
+            None,
+        ),
     ],
     "like_factors_combine": [
         (mul(x_i, x_i), power(x_i, 2), power(x_i, 2), None),
@@ -173,8 +198,14 @@ CASES: dict[str, list[tuple[Expr, Expr, Expr, dict | None]]] = {
         (mul(power(x_i, 3), power(x_i, -1)), power(x_i, 2), power(x_i, 2), None),
     ],
     "like_terms_combine": [
-        (add(mul(const(2), sum_(["j"], mul(A_ij, x_j))), mul(const(3), sum_(["k"], mul(T("x", "k"), A_ik)))),
-         mul(const(5), sum_(["j"], mul(A_ij, x_j))), mul(const(5), sum_(["j"], mul(A_ij, x_j))), None),
+        (
+            add(
+                mul(const(2), sum_(["j"], mul(A_ij, x_j))), mul(const(3), sum_(["k"], mul(T("x", "k"), A_ik)))
+            ),
+            mul(const(5), sum_(["j"], mul(A_ij, x_j))),
+            mul(const(5), sum_(["j"], mul(A_ij, x_j))),
+            None,
+        ),
         (add(a_i, mul(const(2), a_i), b_i), add(mul(const(3), a_i), b_i), add(mul(const(3), a_i), b_i), None),
     ],
 }
@@ -217,7 +248,9 @@ def test_rules_do_not_apply_where_their_identity_does_not():
     assert rule(mul(A_ij, D("jk"), T("B", "ik"))) == mul(A_ij, D("jk"), T("B", "ij"))
 
 
-@pytest.mark.parametrize("fn", ["exp", "tanh", "sin", "cos", "relu", "sqrt", "abs", "step", "sign", "sigmoid"])
+@pytest.mark.parametrize(
+    "fn", ["exp", "tanh", "sin", "cos", "relu", "sqrt", "abs", "step", "sign", "sigmoid"]
+)
 def test_function_of_zero_matches_numpy(fn):
     out = RULES_BY_NAME["function_of_zero"](call(fn, ZERO))
     assert isinstance(out, Const)
@@ -443,8 +476,9 @@ def test_confluence_shuffled_and_renamed_simplify_to_one_canonical_form():
             failures.append(f"{text}: {sa}  vs  {sb}")
             continue
         out = tuple(sorted(a.free))
-        np.testing.assert_allclose(value(sa, out, env), value(a, out, env), rtol=1e-10, atol=1e-10,
-                                   err_msg=text)
+        np.testing.assert_allclose(
+            value(sa, out, env), value(a, out, env), rtol=1e-10, atol=1e-10, err_msg=text
+        )
     assert not failures, "\n".join(failures[:10])
 
 

@@ -8,7 +8,7 @@ notation or LaTeX.  See LANGUAGE.md for the language.
 from __future__ import annotations
 
 from . import expr
-from .api import canonical, diff, equivalent, evaluate, explain, grad, hessian, parse, simplify
+from .api import canonical, compile, diff, equivalent, evaluate, explain, grad, hessian, parse, simplify
 from .reverse import GradError
 from .diff import Derivative, DiffError
 from .errors import (
@@ -40,6 +40,7 @@ __all__ = [
     "explain",
     "grad",
     "GradError",
+    "compile",
     "Derivative",
     "DiffError",
     "ZeroDerivativeWarning",

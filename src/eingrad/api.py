@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .canonical import canonical, equivalent as _equivalent_expr
+from .codegen import CompiledFunction, compile_program
 from .diff import Derivative, differentiate
 from .errors import EingradError
 from .evaluate import evaluate_program
@@ -18,7 +19,9 @@ from .reverse import gradient_program
 from .simplify import simplify as _simplify_expr
 from .syntax import parse_program
 
-__all__ = ["parse", "evaluate", "equivalent", "canonical", "diff", "hessian", "simplify", "explain", "grad"]
+__all__ = [
+    "parse", "evaluate", "equivalent", "canonical", "diff", "hessian", "simplify", "explain", "grad", "compile",
+]
 
 
 def parse(text: str) -> Program:
@@ -122,7 +125,7 @@ def explain(obj: Program | str, wrt: str, output: str | None = None) -> Explanat
     >>> import eingrad as eg
     >>> steps = eg.explain("Y_nh = X_nd W_dh + b_h; L = G_nh Y_nh", "b")
     >>> print(steps.derivative)
-    ∂L/∂b_i = G_ni
+    ∂L/∂b_i = Σ_n G_ni
     """
     program = as_program(obj)
     with _user_errors(program):
@@ -182,3 +185,21 @@ def equivalent(a: Program | Expr | str, b: Program | Expr | str) -> bool:
     if isinstance(a, Expr) and isinstance(b, Expr):
         return _equivalent_expr(a, b)
     return as_program(a).equivalent(as_program(b))
+
+
+def compile(obj: Program | Derivative | str, backend: str = "numpy") -> CompiledFunction:  # noqa: A001
+    """Compile a program or a derivative to fast array code for a backend.
+
+    The result is called like :func:`evaluate` and gives the same values;
+    ``.source`` is the generated Python.  Code is generated per shape
+    signature (index sizes drive the contraction plan) and cached.
+
+    >>> import numpy as np, eingrad as eg
+    >>> fn = eg.compile(eg.grad("Y_nh = X_nd W_dh + b_h", wrt=["W", "b"], seed="dLdY"))
+    >>> out = fn(X=np.ones((4, 3)), W=np.ones((3, 2)), b=np.zeros(2), dLdY=np.ones((4, 2)))
+    >>> out["dLdb"]
+    array([4., 4.])
+    """
+    if isinstance(obj, str):
+        obj = as_program(obj)
+    return compile_program(obj, backend)

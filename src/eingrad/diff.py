@@ -15,6 +15,8 @@ where that is exact and cheaper: ``exp' = exp``, ``tanh' = 1 - tanh²``,
 
 from __future__ import annotations
 
+import numbers
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -325,6 +327,8 @@ def _superscript(n: int) -> str:
 
 
 def _check_request(program: Program, wrt: str, order: object, output: str | None) -> str:
+    if isinstance(order, numbers.Integral) and not isinstance(order, bool):
+        order = int(order)  # numpy integers too
     if isinstance(order, bool) or not isinstance(order, int):
         raise DiffError(f"order must be a positive integer, got {order!r}", hint="use order=1 or order=2")
     if order < 1:
@@ -404,8 +408,11 @@ def differentiate(
         raw = diff_expr(stmt.expr, ctx)
         aliases: dict[str, str] = {}
         # New names avoid every name in use elsewhere (sizes are tracked by name);
-        # raw's own binders keep their names.
-        avoid = taken - E.all_indices(raw)
+        # raw's own binders keep their names.  The statement's and wrt's indices
+        # stay avoided even where the derivative no longer depends on them (a
+        # binder renamed to such a name would take the wrong size, or be
+        # captured when the statement's indices are substituted later).
+        avoid = (taken - E.all_indices(raw)) | set(stmt.indices) | set(base)
         d = simplify(raw, aliases=aliases, avoid=avoid, trace=trace if stmt is out_stmt else None)
         taken.update(aliases)  # a renamed index keeps its size entry: never reuse its name
         _follow_aliases(aliases, sources, statement_sources[stmt.target], ctx.origins)
@@ -426,7 +433,8 @@ def differentiate(
         )
         raw = diff_expr(current, ctx_k)
         aliases = {}
-        current = simplify(raw, aliases=aliases, avoid=taken - E.all_indices(raw))
+        keep = set(out_stmt.indices).union(*groups, group)
+        current = simplify(raw, aliases=aliases, avoid=(taken - E.all_indices(raw)) | keep)
         taken.update(aliases)
         _follow_aliases(aliases, sources, statement_sources[output], ctx.origins)
         taken.update(E.all_indices(current))

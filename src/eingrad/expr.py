@@ -47,6 +47,8 @@ __all__ = [
     "walk",
     "all_indices",
     "mentions",
+    "index_names",
+    "rename_tensors",
     "rebuild",
     "tensor_refs",
     "rename_indices",
@@ -419,7 +421,11 @@ def power(base: Expr, exponent: int | Fraction) -> Expr:
     if isinstance(base, Const) and exponent.denominator == 1:
         if base.value != 0 or exponent > 0:
             return Const(base.value ** int(exponent))
-    if isinstance(base, Pow) and exponent.denominator == 1:
+    if isinstance(base, Pow) and exponent.denominator == 1 and (
+        base.exponent.denominator == 1 or (base.exponent * exponent).denominator != 1
+    ):
+        # (x^a)^n = x^(an) for integers a, n, and wherever both need x >= 0
+        # ((x^½)^-1 = x^-½); but (x^½)^2 is not x where x < 0.
         return power(base.base, base.exponent * exponent)
     return Pow(base, exponent)
 
@@ -450,6 +456,19 @@ def logsumexp(indices: Iterable[str], body: Expr) -> Expr:
 
 
 @lru_cache(maxsize=65536)
+def index_names(e: Expr) -> frozenset[str]:
+    """Every index name in ``e`` (free, bound, of sizes); cached: nodes are immutable."""
+    if isinstance(e, (Tensor, Delta)):
+        return frozenset(e.indices)
+    if isinstance(e, Size):
+        return frozenset((e.index,))
+    out = frozenset(e.indices) if isinstance(e, (Sum, LogSumExp)) else frozenset()
+    for child in e.children:
+        out |= index_names(child)
+    return out
+
+
+@lru_cache(maxsize=65536)
 def mentions(e: Expr) -> frozenset[str]:
     """The tensor names ``e`` reads (cached: nodes are immutable)."""
     if isinstance(e, Tensor):
@@ -458,6 +477,26 @@ def mentions(e: Expr) -> frozenset[str]:
     for child in e.children:
         out |= mentions(child)
     return out
+
+
+def rename_tensors(e: Expr, mapping: dict[str, str]) -> Expr:
+    """Rename tensors by ``mapping`` (indices untouched)."""
+    if not mapping or mapping.keys().isdisjoint(mentions(e)):
+        return e
+    if isinstance(e, Tensor):
+        return Tensor(mapping.get(e.name, e.name), e.indices, e.span)
+    children = tuple(rename_tensors(c, mapping) for c in e.children)
+    if isinstance(e, Add):
+        return Add(children)
+    if isinstance(e, Mul):
+        return Mul(children)
+    if isinstance(e, Pow):
+        return Pow(children[0], e.exponent)
+    if isinstance(e, Call):
+        return Call(e.fn, children[0])
+    if isinstance(e, (Sum, LogSumExp)):
+        return type(e)(e.indices, children[0])
+    return e
 
 
 def all_indices(e: Expr) -> set[str]:
@@ -498,8 +537,8 @@ def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
 
     The caller guarantees that no renamed index is captured by a binder.
     """
-    if not mapping:
-        return e
+    if not mapping or mapping.keys().isdisjoint(index_names(e)):
+        return e  # nothing to rename below: keep the node (and its cached hash)
     if isinstance(e, Tensor):
         return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span)
     if isinstance(e, Delta):

@@ -23,6 +23,9 @@ class Statement:
     # A tensor whose shape the target has, for targets whose right-hand side fixes no
     # size (a gradient dLdx_n = 1 has x's shape).
     like: str | None = field(default=None, compare=False)
+    # For sizes |i| of indices no tensor in the statement carries (a gradient
+    # dLdc = |n| of a broadcast term): (index, tensor, axis) whose length it is.
+    sizes_from: tuple[tuple[str, str, int], ...] = field(default=(), compare=False)
 
     @property
     def lhs(self) -> Tensor:
@@ -75,6 +78,9 @@ class Program:
     def rank(self, name: str) -> int:
         """Number of indices of the tensor ``name`` (input or target)."""
         return self._index.ranks[name][0]
+
+    def is_target(self, name: str) -> bool:
+        return name in self._index.by_target
 
     def first_use(self, name: str) -> Tensor:
         """The first reference to ``name`` on a right-hand side (for error positions)."""

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 
 from . import expr as E
-from .diff import DiffError, _Context, diff_expr
+from .diff import DiffError, _Context, diff_expr, statement_index_sources
 from .errors import ZeroDerivativeWarning, user_stacklevel
 from .expr import ONE, ZERO, Call, Expr, Tensor, add, mul, rename_indices, sum_
 from .names import fresh_index
@@ -125,9 +126,14 @@ def gradient_program(
     prefix: str | None = None,
 ) -> Program:
     """The forward statements the gradients need, then one statement per adjoint and per input."""
+    if not isinstance(wrt, (str, Iterable)):
+        raise GradError(f"wrt must be a list of input names, got {wrt!r}", hint="write wrt=['W', 'b']")
     wrt = list(wrt) if not isinstance(wrt, str) else wrt
     output = output or program.output
     _check_request(program, wrt, output, seed)
+    if prefix is not None and (not isinstance(prefix, str) or not re.fullmatch(r"[^\W\d_]\w*", prefix) or "_" in prefix):
+        # The prefix starts every gradient's name (dLdW): a '_' in it would start indices.
+        raise GradError(f"prefix must start a tensor name, such as 'dLd', got {prefix!r}")
     if prefix is None:
         match = re.fullmatch(rf"d(\w+)d{re.escape(output)}", seed) if seed else None
         prefix = f"d{match.group(1) if match else output}d"
@@ -143,36 +149,43 @@ def gradient_program(
     adjoints: dict[str, list[Expr]] = {}  # target or input -> its contributions so far
     emitted: list[Statement] = []
     current: dict[str, Expr] = {output: Tensor(seed, out_stmt.indices) if seed else ONE}
+    cache: dict = {}  # contributions by statement shape (see _contribution)
 
     for stmt in reversed(statements):
         target = stmt.target
         if target not in current and target not in adjoints:
             continue
         if target != output:
-            adjoint = _total(adjoints.pop(target, []))
+            adjoint, sized = _total(adjoints.pop(target, []), stmt.indices)
             if adjoint == ZERO:
                 continue
             if _worth_a_statement(adjoint):
                 name = _unique_name(prefix + target, names)
                 names.add(name)
                 adjoint_names[target] = name
-                emitted.append(Statement(name, stmt.indices, adjoint, like=target))
+                emitted.append(Statement(name, stmt.indices, adjoint, like=target, sizes_from=sized))
                 current[target] = Tensor(name, stmt.indices)
             else:
                 current[target] = adjoint
-        seed_expr = current[target]
         forward_values = {stmt.expr: Tensor(target, stmt.indices)} if isinstance(stmt.expr, Call) else {}
-        for read, part in _terms_by_read(stmt.expr).items():
-            if read not in wrt and read not in depends:
-                continue
-            contribution = _contribution(program, stmt, part, read, seed_expr, taken, forward_values)
-            if contribution != ZERO:
-                adjoints.setdefault(read, []).append(contribution)
+        reads = [(read, part) for read, part in _terms_by_read(stmt.expr).items() if read in wrt or read in depends]
+        found = _contributions(program, stmt, reads, current[target], taken, forward_values, cache)
+        if stmt.indices and not isinstance(current[target], Tensor) and any(_unsized(c.expr) for _, c in found):
+            # An inlined constant adjoint (dLdY_nh = 1) summed away leaves a size that no
+            # tensor fixes (dLdb_h = |n|): make it a statement (dLdb_h = Σ_n dLdY_nh).
+            name = _unique_name(prefix + target, names)
+            names.add(name)
+            adjoint_names[target] = name
+            emitted.append(Statement(name, stmt.indices, current[target], like=target))
+            current[target] = Tensor(name, stmt.indices)
+            found = _contributions(program, stmt, reads, current[target], taken, forward_values, cache)
+        for read, contribution in found:
+            adjoints.setdefault(read, []).append(contribution)
 
     gradients: list[Statement] = []
     for name in wrt:
         indices = _input_indices(program, name, taken)
-        adjoint = _total(adjoints.get(name, []))
+        adjoint, sized = _total(adjoints.get(name, []), indices)
         target_name = _unique_name(prefix + name, names)
         names.add(target_name)
         if adjoint == ZERO:
@@ -180,24 +193,58 @@ def gradient_program(
                 ZeroDerivativeWarning(f"{output!r} does not depend on {name!r}: its gradient is zero"),
                 stacklevel=user_stacklevel(),
             )
-        gradients.append(Statement(target_name, indices, adjoint, like=name))
+            # 0 x_I, not 0: the statement reads x, so the program still takes x as an
+            # input (the output's statements may not read it) and the text parses back.
+            adjoint = E.Mul((ZERO, Tensor(name, indices)))
+        gradients.append(Statement(target_name, indices, adjoint, like=name, sizes_from=sized))
     return Program(tuple(statements) + tuple(emitted) + tuple(gradients), None)
 
 
-def _total(contributions: list[Expr]) -> Expr:
+def _total(contributions: list[Expr], indices: tuple[str, ...]) -> tuple[Expr, tuple]:
     """The sum of simplified contributions, like terms combined.
 
     Each contribution is simplified on its own; terms of a sum cannot interact
     except as like terms, so combining those is all the sum needs.
     """
-    total = add(*contributions)
+    # Each contribution names its bound indices on its own; within one statement an
+    # index name has one size, so rename them apart across the whole sum.  New names
+    # avoid the statement's ``indices``: the sum need not mention them all (a gradient
+    # constant along an axis), and a binder named like one would capture it.
+    total = rename_bound_apart(add(*(c.expr for c in contributions)), avoid=set(indices))
     combined = like_terms_combine(total)
-    return combined if combined is not None else total
+    total = combined if combined is not None else total
+    sizes = {node.index for node in E.walk(total) if isinstance(node, E.Size)}
+    sized = tuple(entry for c in contributions for entry in c.sizes_from if entry[0] in sizes)
+    return total, sized
 
 
 def _worth_a_statement(adjoint: Expr) -> bool:
     """Constant adjoints (1, 2 |n|) are inlined; anything that reads a tensor is computed once."""
     return any(isinstance(node, Tensor) for node in E.walk(adjoint))
+
+
+def _contributions(
+    program: Program,
+    stmt: Statement,
+    reads: list[tuple[str, Expr]],
+    seed_expr: Expr,
+    taken: set[str],
+    forward_values: dict[Expr, Expr],
+    cache: dict,
+) -> list[tuple[str, Expr]]:
+    """The nonzero contribution of ``stmt`` to the adjoint of each tensor in ``reads``."""
+    found = []
+    for read, part in reads:
+        contribution = _contribution(program, stmt, part, read, seed_expr, taken, forward_values, cache)
+        if contribution.expr != ZERO:
+            found.append((read, contribution))
+    return found
+
+
+def _unsized(e: Expr) -> bool:
+    """``e`` holds a size |i| of an index that no tensor or delta of ``e`` carries."""
+    carried = {i for node in E.walk(e) if isinstance(node, (Tensor, E.Delta)) for i in node.indices}
+    return any(isinstance(node, E.Size) and node.index not in carried for node in E.walk(e))
 
 
 def _terms_by_read(e: Expr) -> dict[str, Expr]:
@@ -223,9 +270,67 @@ def _contribution(
     seed_expr: Expr,
     taken: set[str],
     forward_values: dict[Expr, Expr],
+    cache: dict,
 ) -> Expr:
-    """Σ_I seed_I ∂stmt_I/∂read_K, simplified, with K renamed to read's gradient indices."""
-    rank = program.rank(read)
+    """Σ_I seed_I ∂stmt_I/∂read_K, simplified, with K renamed to read's gradient indices.
+
+    A program built in a loop repeats one statement shape with other tensor names
+    (x7, s6, dLds7), so contributions are cached by shape: tensor names become
+    placeholders in the key and are put back in the result.
+    """
+    own = program.statement(read).indices if program.is_target(read) else _input_indices(program, read, taken)
+    names = list(dict.fromkeys([read] + [r.name for r in E.tensor_refs(part)] + [stmt.target]
+                               + [r.name for r in E.tensor_refs(seed_expr)]))
+    to_placeholder = {name: f"T{k}" for k, name in enumerate(names)}
+    key = (
+        E.rename_tensors(part, to_placeholder),
+        E.rename_tensors(seed_expr, to_placeholder),
+        stmt.indices,
+        own,
+        bool(forward_values),
+    )
+    hit = cache.get(key)
+    if hit is None:
+        hit = _derive_contribution(program, stmt, E.rename_tensors(part, to_placeholder), read, to_placeholder,
+                                   E.rename_tensors(seed_expr, to_placeholder), taken, forward_values, own)
+        cache[key] = hit
+    back = {placeholder: name for name, placeholder in to_placeholder.items()}
+    expr = E.rename_tensors(hit.expr, back)
+    if not hit.sizes_from:
+        return _Contribution(expr, ())
+    # Sizes get fresh names per use: two contributions' |n| need not be one size.
+    fresh = {}
+    for index, _, _ in hit.sizes_from:
+        fresh[index] = fresh_index(taken, "n")
+        taken.add(fresh[index])
+    sized = tuple((fresh[i], back[t], axis) for i, t, axis in hit.sizes_from)
+    return _Contribution(rename_indices(expr, fresh), sized)
+
+
+@dataclass(frozen=True)
+class _Contribution:
+    """One term of an adjoint, and where the sizes |i| it holds come from."""
+
+    expr: Expr
+    sizes_from: tuple[tuple[str, str, int], ...]
+
+
+def _derive_contribution(
+    program: Program,
+    stmt: Statement,
+    part: Expr,
+    read: str,
+    to_placeholder: dict[str, str],
+    seed_expr: Expr,
+    taken: set[str],
+    forward_values: dict[Expr, Expr],
+    own: tuple[str, ...],
+) -> Expr:
+    """The uncached contribution, on the placeholder-named statement."""
+    forward_values = {E.rename_tensors(k, to_placeholder): E.rename_tensors(v, to_placeholder)
+                      for k, v in forward_values.items()}
+    read = to_placeholder[read]
+    rank = len(own)
     local_taken = set(taken) | E.all_indices(seed_expr) | set(stmt.indices)
     wrt_indices = []
     for _ in range(rank):
@@ -236,15 +341,22 @@ def _contribution(
     ctx = _Context(read, wrt_t, {}, wrt_t, local_taken, forward_values=forward_values)
     local = diff_expr(part, ctx)
     if local == ZERO:
-        return ZERO
-    contribution = simplify(sum_(stmt.indices, mul(local, seed_expr)))
+        return _Contribution(ZERO, ())
+    aliases: dict[str, str] = {}
+    contribution = simplify(sum_(stmt.indices, mul(local, seed_expr)), aliases=aliases)
     if contribution == ZERO:
-        return ZERO
+        return _Contribution(ZERO, ())
+    # A size |i| of a summed-away index: its length is that of a tensor axis of the statement.
+    target = to_placeholder[stmt.target]
+    sources = statement_index_sources(Statement(target, stmt.indices, part))
+    sources.update({i: (target, axis) for axis, i in enumerate(stmt.indices)})
+    sized = []
+    for node in E.walk(contribution):
+        if isinstance(node, E.Size) and node.index not in {s[0] for s in sized}:
+            origin = aliases.get(node.index, node.index)
+            if origin in sources:
+                sized.append((node.index, *sources[origin]))
     # Name the adjoint's indices as the tensor's own (its target indices, or its first use).
-    if read in program.targets:
-        own = program.statement(read).indices
-    else:
-        own = _input_indices(program, read, taken)
-    contribution = rename_bound_apart(contribution, avoid=set(own) | set(wrt_t))
-    return rename_indices(contribution, dict(zip(wrt_t, own, strict=True)))
+    contribution = rename_bound_apart(contribution, avoid=set(own) | set(wrt_t) | {s[0] for s in sized})
+    return _Contribution(rename_indices(contribution, dict(zip(wrt_t, own, strict=True))), tuple(sized))
 

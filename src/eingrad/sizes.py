@@ -219,7 +219,14 @@ def infer_shapes(
     all_shapes = {k: tuple(int(n) for n in v) for k, v in shapes.items()}
     per_statement = []
     for stmt in program.statements:
-        size = _statement_sizes(stmt.expr, all_shapes, declared, program.source, stmt.indices)
+        known = declared
+        if stmt.sizes_from:
+            known = {**declared, **{i: all_shapes[t][axis] for i, t, axis in stmt.sizes_from}}
+        if stmt.like is not None:
+            # The target has the shape of ``like``: its indices are sized before the deltas
+            # propagate sizes (a gradient dLdu_ij = δ_ij of a trace reads no tensor).
+            known = {**known, **dict(zip(stmt.indices, all_shapes[stmt.like], strict=True))}
+        size = _statement_sizes(stmt.expr, all_shapes, known, program.source, stmt.indices)
         if stmt.like is not None:
             for i, n in zip(stmt.indices, all_shapes[stmt.like], strict=True):
                 size.setdefault(i, n)

@@ -26,10 +26,12 @@ No test framework is imported here; the tests import what they need.
 
 from __future__ import annotations
 
+from .gradcheck import check_grad, random_arrays
+
 import itertools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -53,6 +55,9 @@ __all__ = [
     "Power",
     "Apply",
     "Bind",
+    "FUNCTION_RANGES",
+    "check_grad",
+    "random_arrays",
 ]
 
 # ---------------------------------------------------------------- value ranges
@@ -345,6 +350,179 @@ class RandomProgram:
         """Arrays (0-d for scalars) with elements drawn uniformly from [-1, 1]."""
         return {name: rng.uniform(-1.0, 1.0, size=shape) for name, shape in self.input_shapes.items()}
 
+    def autograd_function(
+        self,
+        wrt: str,
+        output: str | None = None,
+        *,
+        inputs: Mapping[str, np.ndarray] | None = None,
+    ) -> Callable[..., np.ndarray]:
+        """The program as an ``autograd.numpy`` function ``f(x, **others)`` of input ``wrt``.
+
+        ``f`` returns the target ``output`` (the last one by default) with its
+        axes in the order of the statement's indices; the other inputs are
+        keywords, defaulting to ``inputs``.  The function is written from the
+        structured tree (never from the text, never through eingrad's parser or
+        evaluator), one ``np.einsum`` with explicit subscripts per product or
+        sum, so it is an independent oracle: ``autograd.jacobian(f)(x)`` is
+        ``∂output/∂wrt``.  Needs the ``autograd`` package (imported here).
+        """
+        targets = [s.target for s in self.statements]
+        output = targets[-1] if output is None else output
+        if output not in targets:
+            raise ValueError(f"{output!r} is not a target (the targets are {', '.join(targets)})")
+        if wrt not in self.input_shapes:
+            raise ValueError(f"{wrt!r} is not an input (the inputs are {', '.join(self.input_shapes)})")
+        fixed = dict(inputs or {})
+        statements = self.statements[: targets.index(output) + 1]
+        emitter = _AutogradEmitter(self.index_sizes)
+
+        def f(x, **others):
+            env = {**fixed, **others, wrt: x}
+            for stmt in statements:
+                env[stmt.target] = emitter.statement(stmt, env)
+            return env[output]
+
+        return f
+
+
+# ---------------------------------------------------------------- the autograd oracle
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class _AutogradEmitter:
+    """Evaluates the written tree with ``autograd.numpy``, independently of eingrad.
+
+    Every node gives ``(array, indices)``: its value with one axis per free
+    index, in the order of ``indices`` (distinct names).  Products and sums go
+    through one ``einsum`` with explicit subscripts; an index repeated on one
+    tensor (a diagonal) becomes a constant delta operand, so no operand has a
+    repeated subscript.
+    """
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        import autograd.numpy as anp
+        from autograd.tracer import getval
+
+        self.np = anp
+        self.getval = getval
+        self.sizes = sizes
+        self.functions: dict[str, Callable] = {
+            "exp": anp.exp,
+            "log": anp.log,
+            "sqrt": anp.sqrt,
+            "tanh": anp.tanh,
+            # 1/(1 + e^-x) = exp(-log(1 + e^-x)): finite for every x.
+            "sigmoid": lambda x: anp.exp(-anp.logaddexp(0.0, -x)),
+            # The derivative x > 0 (a constant mask) is 0 at 0, as eingrad's step.
+            "relu": lambda x: anp.where(x > 0, x, 0.0),
+            "softplus": lambda x: anp.logaddexp(0.0, x),
+            "abs": anp.abs,
+            "sin": anp.sin,
+            "cos": anp.cos,
+        }
+
+    def statement(self, stmt: RandomStatement, env: dict):
+        value, indices = self.node(stmt.rhs, env)
+        return self.contract([(value, indices)], stmt.indices)
+
+    def delta(self, count: int, size: int) -> np.ndarray:
+        out = np.zeros((size,) * count)
+        out[(np.arange(size),) * count] = 1.0
+        return out
+
+    def contract(self, operands, out: tuple[str, ...]):
+        """``einsum`` of ``(array, indices)`` pairs, summing every index not in ``out``."""
+        letters: dict[str, str] = {}
+        subscripts: list[str] = []
+        arrays: list = []
+        extra: list[tuple[np.ndarray, str]] = []  # deltas for repeated indices
+        scalars = []
+        for value, indices in operands:
+            if not indices:
+                scalars.append(value)
+                continue
+            sub = ""
+            for name in indices:
+                if name not in letters:
+                    letters[name] = _LETTERS[len(letters) + len(extra)]
+                    sub += letters[name]
+                elif letters[name] in sub:  # a diagonal: a new axis tied by a delta
+                    new = _LETTERS[len(letters) + len(extra)]
+                    extra.append((self.delta(2, self.sizes[name]), letters[name] + new))
+                    sub += new
+                else:
+                    sub += letters[name]
+            subscripts.append(sub)
+            arrays.append(value)
+        scalar = 1.0
+        for value in scalars:
+            scalar = scalar * value
+        if not arrays:
+            return scalar
+        for name in out:
+            assert name in letters, f"index {name} of the result occurs in no operand"
+        for value, sub in extra:
+            subscripts.append(sub)
+            arrays.append(value)
+        spec = ",".join(subscripts) + "->" + "".join(letters[name] for name in out)
+        result = self.np.einsum(spec, *arrays)
+        return scalar * result if scalars else result
+
+    def node(self, node: Node, env: dict):
+        anp = self.np
+        if isinstance(node, Ref):
+            free = tuple(sorted(node.free))
+            return self.contract([(env[node.name], node.indices)], free), free
+        if isinstance(node, Num):
+            return float(node.value), ()
+        if isinstance(node, Kron):
+            return self.delta(len(node.indices), self.sizes[node.indices[0]]), node.indices
+        if isinstance(node, Times):
+            operands = [self.node(f, env) for f in node.factors]
+            for divisor in node.divisors:
+                value, indices = self.node(divisor, env)
+                operands.append((1.0 / value, indices))
+            free = tuple(sorted(node.free))
+            return self.contract(operands, free), free
+        if isinstance(node, Plus):
+            free = tuple(sorted(node.free))
+            total = anp.zeros(tuple(self.sizes[i] for i in free))
+            for term in node.terms:
+                value, indices = self.node(term, env)
+                present = tuple(i for i in free if i in indices)
+                value = self.contract([(value, indices)], present)  # reorder
+                shape = tuple(self.sizes[i] if i in indices else 1 for i in free)
+                total = total + anp.reshape(value, shape)
+            return total, free
+        if isinstance(node, Neg):
+            value, indices = self.node(node.operand, env)
+            return -value, indices
+        if isinstance(node, Power):
+            value, indices = self.node(node.base, env)
+            e = node.exponent
+            return value ** (int(e) if e.denominator == 1 else float(e)), indices
+        if isinstance(node, Apply):
+            value, indices = self.node(node.arg, env)
+            if node.fn not in self.functions:
+                raise NotImplementedError(f"the autograd oracle has no {node.fn!r}")
+            return self.functions[node.fn](value), indices
+        if isinstance(node, Bind):
+            value, indices = self.node(node.body, env)
+            free = tuple(sorted(node.free))
+            if node.kind == "sum":
+                return self.contract([(value, indices)], free), free
+            assert node.kind == "logsumexp", node.kind
+            # Bound axes last, then log Σ exp(x - m) + m with m a constant (the
+            # function is the same for any m, so are all its derivatives).
+            value = self.contract([(value, indices)], free + node.indices)
+            axes = tuple(range(len(free), len(free) + len(node.indices)))
+            m = np.max(self.getval(value), axis=axes, keepdims=True)
+            total = anp.sum(anp.exp(value - m), axis=axes)
+            return anp.log(total) + np.reshape(m, np.shape(total)), free
+        raise TypeError(f"unknown node {type(node).__name__}")
+
 
 # ---------------------------------------------------------------- the generator
 
@@ -487,7 +665,7 @@ class _Builder:
             factors.insert(0, self.make_constant(frozenset(), 0))
         divisors: tuple[Node, ...] = ()
         if depth > 0 and self.chance(0.15):
-            part = frozenset(i for i in free if self.chance(0.5))
+            part = frozenset(i for i in sorted(free) if self.chance(0.5))
             divisors = (self.positive(self.expr(part, depth - 1)),)
         if len(factors) == 1 and not divisors:
             assert not summed
@@ -530,7 +708,7 @@ class _Builder:
         if len(free) > 3:
             return None
         extra = int(self.rng.integers(0, 4 - len(free))) if self.chance(0.3) else 0
-        sizes = [self.size[i] for i in free] + [int(self.rng.integers(1, 5)) for _ in range(extra)]
+        sizes = [self.size[i] for i in sorted(free)] + [int(self.rng.integers(1, 5)) for _ in range(extra)]
         name = next((n for n in self.names if n not in self.shapes), f"T{len(self.shapes)}")
         order = self.rng.permutation(len(sizes))
         self.shapes[name] = tuple(sizes[k] for k in order)
@@ -574,7 +752,7 @@ class _Builder:
         """Terms over subsets of ``free`` (broadcast); each term has its own summed indices."""
         n = int(self.rng.integers(2, 4))
         subsets: list[set[str]] = [set() for _ in range(n)]
-        for index in free:
+        for index in sorted(free):  # sorted: the same program in every process
             for k in range(n):
                 if self.chance(0.6):
                     subsets[k].add(index)

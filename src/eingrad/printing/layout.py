@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 
 from ..errors import EingradError
-from ..expr import Expr, Sum
+from ..expr import Add, Expr, Sum
 
 Path = tuple[int, ...]
 
@@ -27,7 +27,37 @@ def sum_paths(e: Expr, path: Path = ()) -> Iterator[Path]:
 
 
 def hidden_sums(e: Expr, free: tuple[str, ...], render: Callable[[Expr, frozenset], str]) -> frozenset:
-    """The largest set (found greedily, outermost first) of sums that print implicitly."""
+    """The largest set (found greedily, outermost first) of sums that print implicitly.
+
+    Each term of a sum of terms sums its own indices (the Einstein convention),
+    so terms are laid out one by one, each parsed alone; one parse of the whole
+    then confirms the result.  That keeps long statements (a loss over 1000
+    time steps) linear to print.
+    """
+    if isinstance(e, Add) and len(e.terms) > 1:
+        hidden = frozenset(
+            (k,) + path
+            for k, term in enumerate(e.terms)
+            for path in _hidden_greedy(term, tuple(sorted(term.free)), render)
+        )
+        if _parses_back(e, free, render, hidden):
+            return hidden
+    return _hidden_greedy(e, free, render)
+
+
+def _parses_back(e: Expr, free, render, hidden: frozenset) -> bool:
+    from ..syntax import parse_expression
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            same = parse_expression(render(e, hidden), free) == e
+        except EingradError:
+            same = False
+    return same and not caught
+
+
+def _hidden_greedy(e: Expr, free: tuple[str, ...], render: Callable[[Expr, frozenset], str]) -> frozenset:
     from ..syntax import parse_expression
 
     hidden: frozenset[Path] = frozenset()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import EingradError
-from ..expr import Delta, Expr, LogSumExp, Size, Sum, Tensor, rename_indices, walk
+from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor, rename_indices, walk
 from ..names import fresh_index
 
 Rule = Callable[[Expr], Expr | None]
@@ -56,6 +56,10 @@ def rename_bound_apart(
             taken.update(node.indices)
         elif isinstance(node, Size):
             taken.add(node.index)
+        elif isinstance(node, (Sum, LogSumExp)):
+            # A binder whose body does not mention it (Σ_s 1) still owns its name: a
+            # second binder renamed to it would clash, and its alias would be overwritten.
+            taken.update(node.indices)
     seen: set[str] = set(e.free) | set(avoid or ())
 
     def visit(node: Expr) -> Expr:
@@ -91,6 +95,10 @@ def _has_duplicate_binders(e: Expr) -> bool:
     return False
 
 
+_NORMAL_FORMS: set[tuple[Expr, frozenset[str]]] = set()
+_ALL_NODE_TYPES = (Add, Call, Const, Delta, LogSumExp, Mul, Pow, Size, Sum, Tensor)
+
+
 class _Rewriter:
     def __init__(
         self,
@@ -100,12 +108,23 @@ class _Rewriter:
         aliases: dict[str, str] | None,
         avoid: set[str] | None = None,
     ) -> None:
+        from .rules import APPLIES_TO, RULES
+
         self.aliases = aliases
         self.avoid = avoid
         self.rules = rules
+        self.by_type: dict[type, list[Rule]] = {}
+        for rule in rules:
+            for kind in APPLIES_TO.get(rule.__name__, _ALL_NODE_TYPES):
+                self.by_type.setdefault(kind, []).append(rule)
         self.max_steps = max_steps
         self.record = record
-        self.normal: set[Expr] = set()
+        # Rules are pure functions of a node and of which of its free indices are
+        # summed around it, so under the default catalog normal forms are kept
+        # across calls, keyed by both.
+        self.normal: set[tuple[Expr, frozenset[str]]] = _NORMAL_FORMS if rules == RULES else set()
+        if len(self.normal) > 200_000:
+            self.normal.clear()
         self.steps: list[Step] = []
 
     def step(self, e: Expr, bound: frozenset[str] = frozenset()) -> tuple[str, Expr, Expr, Expr] | None:
@@ -114,7 +133,8 @@ class _Rewriter:
         ``bound``: the indices bound around ``e``.  Bound names are unique, so an index
         is bound everywhere or nowhere and a node's normality does not depend on where it is.
         """
-        if e in self.normal:
+        key = (e, bound & e.free)
+        if key in self.normal:
             return None
         children = e.children
         inner = bound | set(e.indices) if isinstance(e, (Sum, LogSumExp)) else bound
@@ -124,12 +144,12 @@ class _Rewriter:
                 rule, before, after, new_child = found
                 new_children = children[:k] + (new_child,) + children[k + 1 :]
                 return rule, before, after, e.with_children(new_children)
-        for rule in self.rules:
+        for rule in self.by_type.get(type(e), ()):
             out = rule(e, bound) if getattr(rule, "scoped", False) else rule(e)
             if out is not None and out != e:
                 _check_free(rule, e, out)
                 return rule.__name__, e, out, out
-        self.normal.add(e)
+        self.normal.add(key)
         return None
 
     def run(self, e: Expr) -> Expr:

@@ -207,10 +207,16 @@ class _Parser:
 
     def parse_power(self):
         base = self.parse_atom()
-        while self.at("^") or self.at("**"):
+        if self.at("^") or self.at("**"):
             op = self.advance()
             exponent, end = self.parse_exponent(op)
             base = RPow(base, exponent, Span(_span(base).start, end))
+            if self.at("^") or self.at("**"):
+                raise self.error(
+                    "chained powers are ambiguous",
+                    Span(_span(base).start, self.tok.end),
+                    hint="write x^(2^3) or (x^2)^3",
+                )
         return base
 
     def parse_exponent(self, op: Token) -> tuple[Fraction, int]:

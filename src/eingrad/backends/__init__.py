@@ -1,0 +1,216 @@
+"""Array backends: how generated code spells each operation, imported lazily by name.
+
+A backend is a small module with a ``Backend`` description: the module alias
+the generated code uses, how to import it, and the spelling of the few
+operations the code generator emits.  ``import eingrad`` imports none of the
+optional frameworks; a backend's package is imported the first time code for
+it is compiled.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from ..errors import EingradError
+
+__all__ = ["Backend", "BackendError", "get_backend", "BACKENDS"]
+
+
+class BackendError(EingradError, ValueError):
+    """An unknown backend, or one whose package is not installed."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What generated code needs to know about an array library."""
+
+    name: str
+    module: str  # what to import, e.g. "numpy" or "jax.numpy"
+    extra: str  # the pip extra that installs it
+    alias: str = "xp"
+    functions: dict[str, str] = field(default_factory=dict)  # eingrad function -> expression template
+    inplace: bool = False  # may generated code update temporaries in place (out=, +=)?
+    helpers: str = ""  # source of helper functions the generated code calls
+    ops: dict[str, str] = field(default_factory=dict)  # structural operations, as templates
+
+    def load(self) -> ModuleType:
+        try:
+            return importlib.import_module(self.module)
+        except ImportError:
+            raise BackendError(
+                f"the {self.name} backend needs the package {self.module.split('.')[0]!r}, "
+                "which is not installed",
+                hint=f"pip install 'eingrad[{self.extra}]'",
+            ) from None
+
+
+_COMMON = {
+    "exp": "xp.exp({x})",
+    "log": "xp.log({x})",
+    "sqrt": "xp.sqrt({x})",
+    "tanh": "xp.tanh({x})",
+    "sin": "xp.sin({x})",
+    "cos": "xp.cos({x})",
+    "abs": "xp.abs({x})",
+    "sign": "xp.sign({x})",
+    "sigmoid": "_sigmoid({x})",
+    "softplus": "_softplus({x})",
+    "relu": "_relu({x})",
+    "step": "_step({x})",
+}
+
+_NUMPY_LIKE_HELPERS = '''
+def _sigmoid(x):
+    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+
+def _softplus(x):
+    return xp.logaddexp(0.0, x)
+
+def _relu(x):
+    return xp.maximum(x, 0.0)
+
+def _step(x):
+    return (x > 0).astype(x.dtype)
+
+def _logsumexp(x, axes):
+    m = xp.max(x, axis=axes, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    return xp.squeeze(xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m, axis=axes)
+'''
+
+_NUMPY_HELPERS = _NUMPY_LIKE_HELPERS + '''
+def _diagonal(a, spec):
+    return xp.einsum(spec, a)
+
+def _kronecker(n, k, like):
+    a = xp.zeros((n,) * k, dtype=getattr(like, "dtype", float))
+    a[(xp.arange(n),) * k] = 1
+    return a
+'''
+
+_TORCH_HELPERS = '''
+def _sigmoid(x):
+    return xp.sigmoid(x)
+
+def _softplus(x):
+    return xp.nn.functional.softplus(x)
+
+def _relu(x):
+    return xp.relu(x)
+
+def _step(x):
+    return (x > 0).to(x.dtype)
+
+def _logsumexp(x, axes):
+    return xp.logsumexp(x, dim=axes)
+
+def _diagonal(a, spec):
+    return xp.einsum(spec, a)
+
+def _kronecker(n, k, like):
+    a = xp.zeros((n,) * k, dtype=getattr(like, "dtype", None), device=getattr(like, "device", None))
+    a[(xp.arange(n, device=a.device),) * k] = 1
+    return a
+'''
+
+# Arrays that cannot be written in place (jax, dask): deltas as masks built from
+# broadcast index comparisons (chunked and lazy under dask, fused under jax.jit).
+_FUNCTIONAL_HELPERS = '''
+def _axis_range(n, axis, ndim):
+    return xp.reshape(xp.arange(n), (1,) * axis + (n,) + (1,) * (ndim - axis - 1))
+
+def _kronecker(n, k, like):
+    first = _axis_range(n, 0, k)
+    mask = first == _axis_range(n, 1, k)
+    for axis in range(2, k):
+        mask = mask & (first == _axis_range(n, axis, k))
+    return mask.astype(getattr(like, "dtype", float))
+
+def _diagonal_add(a, spec, value):
+    """``a`` plus ``value`` on the diagonal ``spec`` names (as _diagonal), as a new array."""
+    src, view = spec.split("->")
+    value = xp.broadcast_to(value, tuple(a.shape[src.index(c)] for c in view))
+    firsts = [src.index(c) == p for p, c in enumerate(src)]
+    value = value[tuple(slice(None) if first else None for first in firsts)]
+    mask = None
+    for p, c in enumerate(src):
+        if not firsts[p]:
+            n = a.shape[p]
+            same = _axis_range(n, src.index(c), len(src)) == _axis_range(n, p, len(src))
+            mask = same if mask is None else mask & same
+    return a + xp.where(mask, value, 0.0)
+'''
+
+_JAX_HELPERS = '''
+import jax as _jax
+
+def _sigmoid(x):
+    return _jax.nn.sigmoid(x)
+
+def _softplus(x):
+    return _jax.nn.softplus(x)
+
+def _relu(x):
+    return xp.maximum(x, 0.0)
+
+def _step(x):
+    return (x > 0).astype(x.dtype)
+
+def _logsumexp(x, axes):
+    return _jax.scipy.special.logsumexp(x, axis=axes)
+
+def _diagonal(a, spec):
+    return xp.einsum(spec, a)
+'''
+
+_DASK_HELPERS = _NUMPY_LIKE_HELPERS + _FUNCTIONAL_HELPERS
+
+_NUMPY_OPS = {
+    "transpose": "xp.transpose({x}, {perm})",
+    "sum": "xp.sum({x}, axis={axes})",
+    "tensordot": "xp.tensordot({a}, {b}, axes=({pa}, {pb}))",
+    "broadcast": "xp.broadcast_to({x}, {shape})",
+    "zeros": "xp.zeros({shape}, dtype={like}.dtype)",
+    "full": "xp.full({shape}, {x}, dtype={like}.dtype)",
+    "asarray": "xp.asarray({x}, dtype={like}.dtype)",
+    "reshape": "xp.reshape({x}, {shape})",
+    "einsum": "xp.einsum({spec!r}, {args})",
+    "copy": "xp.array({x}, copy=True)",
+}
+_TORCH_OPS = {
+    "transpose": "xp.permute({x}, {perm})",
+    "sum": "xp.sum({x}, dim={axes})",
+    "tensordot": "xp.tensordot({a}, {b}, dims=({pa}, {pb}))",
+    "broadcast": "xp.broadcast_to({x}, {shape})",
+    "zeros": "xp.zeros({shape}, dtype={like}.dtype, device={like}.device)",
+    "full": "xp.full({shape}, {x}, dtype={like}.dtype, device={like}.device)",
+    "asarray": "xp.as_tensor({x}, dtype={like}.dtype, device={like}.device)",
+    "reshape": "xp.reshape({x}, {shape})",
+    "einsum": "xp.einsum({spec!r}, {args})",
+    "copy": "{x}.clone()",
+}
+_JAX_OPS = dict(_NUMPY_OPS, copy="xp.array({x})")
+_DASK_OPS = dict(_NUMPY_OPS, copy="{x}", broadcast="xp.broadcast_to({x}, {shape})")
+
+BACKENDS: dict[str, Backend] = {
+    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS),
+    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS),
+    "dask": Backend("dask", "dask.array", "dask", "xp", _COMMON, False, _DASK_HELPERS, _DASK_OPS),
+    "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS),
+    "jax": Backend("jax", "jax.numpy", "jax", "xp", _COMMON, False, _JAX_HELPERS + _FUNCTIONAL_HELPERS, _JAX_OPS),
+}
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(BACKENDS), n=1) if isinstance(name, str) else []
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise BackendError(
+            f"unknown backend {name!r} (the backends are {', '.join(BACKENDS)})",
+            hint=hint + "pass backend='numpy' (the default)",
+        )
+    return BACKENDS[name]

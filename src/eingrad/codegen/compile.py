@@ -1,0 +1,195 @@
+"""``eg.compile``: a callable per program, generated and cached per shape signature."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import expr as E
+from ..backends import get_backend
+from ..diff import Derivative
+from ..errors import EingradError, MissingInputError, SizeError
+from ..evaluate import _is_python_number
+from ..program import Program, Statement
+from ..sizes import _declared_sizes, infer_shapes
+from .emit import Generator, statement_text
+
+__all__ = ["CompiledFunction", "compile_program"]
+
+
+class CompiledFunction:
+    """Call it like ``eg.evaluate``: ``fn(**arrays)`` gives ``{target: array}`` for a
+    program, or one array for a derivative.  ``fn.source`` is the generated code
+    for the last shapes it was called with (or for nominal sizes before any call).
+    """
+
+    def __init__(self, obj: Program | Derivative, backend: str = "numpy") -> None:
+        self.backend = get_backend(backend)
+        self.obj = obj
+        self._module = None
+        self._cache: dict[tuple, tuple[Any, str]] = {}
+        self._last_source: str | None = None
+        if isinstance(obj, Derivative):
+            name = _fresh_target_name(obj)
+            stmt = Statement(name, obj.indices, obj.expr)
+            self.program = obj.program.needed_for([obj.output])
+            self.extra = stmt
+            self.outputs = [name]
+        else:
+            self.program = obj
+            self.extra = None
+            self.outputs = list(obj.targets)
+
+    # ---------------------------------------------------------------- calling
+    def __call__(
+        self,
+        arrays: Mapping[str, Any] | None = None,
+        /,
+        *,
+        sizes: Mapping[str, int] | None = None,
+        **named: Any,
+    ):
+        """``sizes`` declares index sizes no array fixes (indices only in deltas), as for
+        :func:`eingrad.evaluate`; pass arrays as one mapping for an input named ``sizes``."""
+        merged = dict(arrays or {})
+        merged.update(named)
+        unused: dict[str, tuple[int, ...]] = {}
+        if self.extra is not None:
+            # A derivative takes the arrays its program takes.  Those the output does not
+            # read are not passed to the generated code; only their shapes may matter
+            # (wrt's shape is the shape of a zero derivative).
+            unused = {k: tuple(_shape(v)) for k, v in merged.items() if k in self.obj.program.inputs
+                      and k not in self.program.inputs}
+            merged = {k: v for k, v in merged.items() if k not in unused}
+            if self.obj.wrt not in self.program.inputs and self.obj.wrt not in unused:
+                raise MissingInputError(
+                    f"input {self.obj.wrt!r} was not passed",
+                    hint=f"pass it: the shape of {self.obj} is that of {self.obj.wrt!r}",
+                ).with_traceback(None)
+        if self.backend.name == "numpy":
+            merged = _numpy_inputs(merged)
+        signature = tuple(sorted((k, tuple(_shape(v)), str(getattr(v, "dtype", type(v)))) for k, v in merged.items()))
+        signature += tuple(sorted(unused.items()))
+        if sizes is not None:
+            sizes = _declared_sizes(sizes)
+            signature += (("sizes", tuple(sorted(sizes.items()))),)
+        entry = self._cache.get(signature)
+        if entry is None:
+            weak = frozenset(k for k, v in merged.items() if _is_python_number(v))
+            entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, unused, weak)
+            self._cache[signature] = entry
+        fn, source = entry
+        self._last_source = source
+        result = fn(merged)
+        if self.extra is not None:
+            return result[self.extra.target]
+        return result
+
+    @property
+    def source(self) -> str:
+        if self._last_source is None:
+            shapes = {}
+            for name in self.program.inputs:
+                shapes[name] = tuple(64 for _ in range(self.program.rank(name)))
+            # Every index 64, also those that only deltas fix.
+            nominal = {i: 64 for stmt in self.program for i in E.all_indices(stmt.expr) | set(stmt.indices)}
+            if self.extra is not None:
+                nominal.update({self.obj.origins.get(i, i): 64 for i in self.extra.indices})
+            self._last_source = self._build(shapes, nominal)[1]
+        return self._last_source
+
+    def __repr__(self) -> str:
+        return f"<compiled {self.backend.name} function of {len(self.program)} statements>"
+
+    def _repr_markdown_(self) -> str:
+        return "```python\n" + self.source + "```"
+
+    # ---------------------------------------------------------------- generating
+    def _build(
+        self,
+        shapes: dict[str, tuple[int, ...]],
+        declared: Mapping[str, int] | None = None,
+        unused: Mapping[str, tuple[int, ...]] | None = None,
+        weak: frozenset[str] = frozenset(),
+    ):
+        try:
+            info = infer_shapes(self.program, shapes, declared)
+            if self.extra is not None:
+                all_shapes = {**(unused or {}), **info.shapes}
+                extra_sizes = _derivative_sizes(self.obj, self.extra, self.program, info, all_shapes, declared)
+        except EingradError as err:
+            if self.program.source is not None:
+                err.with_source(self.program.source)
+            raise err.with_traceback(None) from None
+        gen = Generator(self.backend, weak=weak)
+        for name in self.program.inputs:
+            gen.var(name)
+        for stmt, sizes in zip(self.program.statements, info.sizes, strict=True):
+            gen.statement(stmt, sizes, statement_text(stmt))
+        if self.extra is not None:
+            gen.statement(self.extra, extra_sizes, str(self.obj))
+        code = gen.function("compiled", self.program.inputs, self.outputs)
+        source = self.backend.helpers.lstrip("\n") + "\n\n" + code.source
+        namespace: dict[str, Any] = {"xp": self.backend.load()}
+        exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names
+        return namespace["compiled"], source
+
+
+def _numpy_inputs(arrays: dict[str, Any]) -> dict[str, Any]:
+    """Inputs as numeric arrays, as ``evaluate`` takes them: integers become float64, and
+    Python numbers are weak (NEP 50), taking the dtype of the arrays passed with them."""
+    import numpy as np
+
+    from ..evaluate import as_input_array
+
+    weak = [k for k, v in arrays.items() if _is_python_number(v)]
+    out = {k: as_input_array(k, v) for k, v in arrays.items()}
+    strong = [a.dtype for k, a in out.items() if k not in weak]
+    if weak and strong:
+        dtype = np.result_type(*strong, *(arrays[k] for k in weak))
+        out.update((k, out[k].astype(dtype)) for k in weak)
+    return out
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(getattr(value, "shape", ()))
+
+
+def _fresh_target_name(d: Derivative) -> str:
+    base = f"d{d.output}d{d.wrt}" if d.order == 1 else f"d{d.order}{d.output}d{d.wrt}{d.order}"
+    taken = set(d.program.targets) | set(d.program.inputs)
+    name = base if base.isidentifier() else "derivative"
+    while name in taken:
+        name += "x"
+    return name
+
+
+def _derivative_sizes(d: Derivative, stmt: Statement, program: Program, info, shapes, declared) -> dict[str, int]:
+    """Index sizes of the derivative's statement, found as ``Derivative.evaluate`` finds them."""
+    sizes: dict[str, int] = {}
+    for node in E.walk(stmt.expr):
+        if isinstance(node, E.Tensor):
+            for axis, i in enumerate(node.indices):
+                sizes.setdefault(i, shapes[node.name][axis])
+    for index, (name, axis) in d.sources.items():
+        if name in shapes:
+            sizes.setdefault(index, shapes[name][axis])
+    # The output's own indices keep their names: the sizes its statement has.
+    own = info.sizes[program.targets.index(d.output)]
+    for i in E.all_indices(stmt.expr) | set(stmt.indices):
+        if i in sizes:
+            continue
+        if i in own and i not in d.origins:
+            sizes[i] = own[i]
+        elif declared and d.origins.get(i, i) in declared:
+            sizes[i] = int(declared[d.origins.get(i, i)])
+        else:
+            raise SizeError(
+                f"the size of index {i!r} of {d} cannot be determined",
+                hint=f"declare it: fn(..., sizes={{{d.origins.get(i, i)!r}: n}})",
+            )
+    return sizes
+
+
+def compile_program(obj: Program | Derivative, backend: str = "numpy") -> CompiledFunction:
+    return CompiledFunction(obj, backend)

@@ -1,0 +1,428 @@
+"""Lowering one program to backend source code, a line per step.
+
+Every value the generated code holds is an array with a known label (index)
+order.  Contractions (a sum over a product, or a product) are planned with
+opt_einsum for the actual sizes and emitted pairwise as an expert would:
+``tensordot`` (BLAS) where labels are contracted, batched ``@`` where some are
+also kept, a broadcast product where none are contracted.  A delta left in a
+result is written into the diagonal of the output (a strided view), never
+materialised as an identity.  Repeated subexpressions are computed once, and
+temporaries are deleted after their last use.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import math
+from dataclasses import dataclass, field
+
+import opt_einsum
+
+from .. import expr as E
+from ..backends import Backend
+from ..errors import EingradError
+from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
+from ..names import is_name
+from ..program import Program, Statement
+
+__all__ = ["Generator", "GeneratedCode"]
+
+
+class CodegenError(EingradError, ValueError):
+    """A program that cannot be compiled (an unsafe name, an unsupported form)."""
+
+
+@dataclass(frozen=True)
+class Value:
+    """An array (or a Python scalar literal) in generated code, with its label order."""
+
+    code: str
+    labels: tuple[str, ...]
+    temp: bool = False
+
+
+@dataclass
+class _Line:
+    text: str
+    defines: str | None = None
+    uses: tuple[str, ...] = ()
+
+
+@dataclass
+class GeneratedCode:
+    source: str
+    outputs: list[str]
+    inputs: list[str]
+
+
+def _safe(name: str, taken: set[str]) -> str:
+    """A Python identifier for a program name that cannot shadow generated names."""
+    if not is_name(name):
+        raise CodegenError(f"{name!r} is not a valid tensor name and cannot be compiled")
+    candidate = name
+    if keyword.iskeyword(name) or hasattr(builtins, name) or name in {"xp", "arrays"}:
+        candidate = name + "_"  # names with '_' cannot be written in the language
+    while candidate in taken:
+        candidate += "_"
+    taken.add(candidate)
+    return candidate
+
+
+@dataclass
+class Generator:
+    """Emits one function for a program, given the index sizes of every statement."""
+
+    backend: Backend
+    lines: list[_Line] = field(default_factory=list)
+    counter: int = 0
+    names: dict[str, str] = field(default_factory=dict)
+    cse: dict[tuple, Value] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    taken: set[str] = field(default_factory=set)
+    like: str | None = None  # an array defined before the current statement (for dtype/device)
+    weak: frozenset[str] = frozenset()  # inputs passed as Python numbers (made arrays on entry)
+
+    # ---------------------------------------------------------------- plumbing
+    def temp(self, code: str, labels: tuple[str, ...], uses: tuple[str, ...]) -> Value:
+        self.counter += 1
+        name = f"_t{self.counter}"
+        self.lines.append(_Line(f"{name} = {code}", name, uses))
+        return Value(name, labels, True)
+
+    def op(self, kind: str, **kw) -> str:
+        return self.backend.ops[kind].format(**kw)
+
+    def like_code(self) -> str:
+        """An array whose dtype (and device) new arrays take; with no inputs, float64's."""
+        return self.like or _NO_ARRAY_LIKE
+
+    def var(self, name: str) -> str:
+        if name not in self.names:
+            self.names[name] = _safe(name, self.taken)
+        return self.names[name]
+
+    # ---------------------------------------------------------------- statements
+    def statement(self, stmt: Statement, sizes: dict[str, int], text: str) -> None:
+        self.sizes = sizes
+        self.lines.append(_Line(f"# {text}"))
+        dense_terms, delta_terms = _split_delta_terms(stmt.expr, set(stmt.indices))
+        self.like = next(iter(self.names.values()), None)
+        target = self.var(stmt.target)
+        shape = tuple(sizes[i] for i in stmt.indices)
+        if not delta_terms:
+            value = self.emit(E.add(*dense_terms)) if dense_terms else Value("0.0", ())
+            if not any(isinstance(n, (Tensor, Delta)) for t in dense_terms for n in E.walk(t)):
+                # A constant (a zero derivative, L = 0.5): a Python number, made an array
+                # of the inputs' dtype, as evaluate makes it.
+                code = self.op("full", shape=shape, x=value.code, like=self.like_code())
+                self.lines.append(_Line(f"{target} = {code}", target, _uses([value])))
+                return
+            self.finish(target, value, stmt.indices, shape)
+            return
+        # A result holding deltas: the dense part (or zeros), then each delta term
+        # added into the diagonal it lives on, through a strided view.
+        if dense_terms:
+            self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, shape, copy=True)
+        else:
+            code = self.op("zeros", shape=shape, like=self.like_code())
+            self.lines.append(_Line(f"{target} = {code}", target, (self.like,) if self.like else ()))
+        for term in delta_terms:
+            self.add_delta_term(target, term, stmt.indices)
+
+    def finish(self, target: str, value: Value, indices, shape, copy: bool = False) -> None:
+        code = self.aligned(value, tuple(indices))
+        missing = [i for i in indices if i not in value.labels]
+        uses = (value.code,) if value.temp or value.code in self.names.values() else ()
+        if missing or not value.labels and indices:
+            code = self.op("broadcast", x=code, shape=shape)
+            copy = True
+        if copy:
+            code = self.op("copy", x=code)
+        self.lines.append(_Line(f"{target} = {code}", target, uses))
+
+    def add_delta_term(self, target: str, term: Expr, indices: tuple[str, ...]) -> None:
+        factors = term.factors if isinstance(term, Mul) else (term,)
+        deltas = [f for f in factors if isinstance(f, Delta)]
+        rest = [f for f in factors if not isinstance(f, Delta)]
+        parent = {i: i for i in indices}
+
+        def find(i: str) -> str:
+            while parent[i] != i:
+                i = parent[i]
+            return i
+
+        for d in deltas:
+            for i in d.indices[1:]:
+                parent[find(i)] = find(d.indices[0])
+        # Each delta group is represented by its first index in target order.
+        rep = {}
+        for i in indices:
+            rep.setdefault(find(i), i)
+        mapping = {i: rep[find(i)] for i in indices}
+        view_labels = tuple(dict.fromkeys(mapping[i] for i in indices))
+        value = self.emit(E.rename_indices(E.mul(*rest), mapping)) if rest else Value("1.0", ())
+        symbols = {label: opt_einsum.get_symbol(k) for k, label in enumerate(view_labels)}
+        spec = "".join(symbols[mapping[i]] for i in indices) + "->" + "".join(symbols[v] for v in view_labels)
+        uses = (target,) + ((value.code,) if value.temp else ())
+        if self.backend.inplace:
+            view = f"_diagonal({target}, {spec!r})"
+            self.lines.append(_Line(f"{view}[...] += {self.aligned(value, view_labels)}", None, uses))
+        else:  # immutable arrays (jax, dask): a new array, the value added where the delta is 1
+            code = f"_diagonal_add({target}, {spec!r}, {self.aligned(value, view_labels)})"
+            self.lines.append(_Line(f"{target} = {code}", target, uses))
+
+    # ---------------------------------------------------------------- expressions
+    def emit(self, e: Expr) -> Value:
+        key = (_cse_key(e), tuple(sorted((i, self.sizes.get(i)) for i in e.free)))
+        if key in self.cse:
+            return self.cse[key]
+        value = getattr(self, "emit_" + type(e).__name__)(e)
+        self.cse[key] = value
+        return value
+
+    def emit_Tensor(self, e: Tensor) -> Value:
+        name = self.var(e.name)
+        labels = tuple(dict.fromkeys(e.indices))
+        if len(labels) == len(e.indices):
+            return Value(name, e.indices)
+        symbols = {label: opt_einsum.get_symbol(k) for k, label in enumerate(labels)}
+        spec = "".join(symbols[i] for i in e.indices) + "->" + "".join(symbols[i] for i in labels)
+        return self.temp(self.op("einsum", spec=spec, args=name), labels, (name,))
+
+    def emit_Const(self, e: Const) -> Value:
+        return Value(repr(float(e.value)), ())
+
+    def emit_Size(self, e: Size) -> Value:
+        return Value(repr(float(self.sizes[e.index])), ())
+
+    def emit_Delta(self, e: Delta) -> Value:
+        labels = tuple(dict.fromkeys(e.indices))
+        n = self.sizes[labels[0]]
+        if len(labels) == 1:
+            return Value("1.0", ())
+        like = self.like
+        code = f"_kronecker({n}, {len(labels)}, {like})"
+        return self.temp(code, labels, (like,) if like else ())
+
+    def emit_Add(self, e: Add) -> Value:
+        parts = [self.emit(t) for t in e.terms]
+        order = max(parts, key=lambda v: len(v.labels)).labels
+        labels = tuple(dict.fromkeys(order + tuple(i for v in parts for i in v.labels)))
+        code = " + ".join(self.aligned(v, labels) for v in parts)
+        return self.temp(code, labels, _uses(parts))
+
+    def emit_Mul(self, e: Mul) -> Value:
+        return self.contract(list(e.factors), _free_order(e))
+
+    def emit_Sum(self, e: Sum) -> Value:
+        factors = list(e.body.factors) if isinstance(e.body, Mul) else [e.body]
+        value = self.contract(factors, _free_order(e))
+        absent = [i for i in e.indices if i not in e.body.free]
+        if absent:
+            n = math.prod(self.sizes[i] for i in absent)
+            value = self.temp(f"{float(n)!r} * {value.code}", value.labels, _uses([value]))
+        return value
+
+    def emit_Pow(self, e: Pow) -> Value:
+        base = self.emit(e.base)
+        x, k = base.code, e.exponent
+        if k == 2:
+            code = f"{x} * {x}"
+        elif k == -1:
+            code = f"1.0 / {x}"
+        elif k == E.Fraction(1, 2):
+            code = f"xp.sqrt({x})"
+        elif k == E.Fraction(-1, 2):
+            code = f"1.0 / xp.sqrt({x})"
+        elif k.denominator == 1:
+            code = f"{x} ** {int(k)}"
+        else:
+            code = f"{x} ** {float(k)!r}"
+        return self.temp(code, base.labels, _uses([base]))
+
+    def emit_Call(self, e: Call) -> Value:
+        arg = self.emit(e.arg)
+        code = self.backend.functions[e.fn].format(x=arg.code)
+        return self.temp(code, arg.labels, _uses([arg]))
+
+    def emit_LogSumExp(self, e: LogSumExp) -> Value:
+        body = self.emit(e.body)
+        axes = tuple(k for k, label in enumerate(body.labels) if label in e.indices)
+        labels = tuple(label for label in body.labels if label not in e.indices)
+        return self.temp(f"_logsumexp({body.code}, {axes})", labels, _uses([body]))
+
+    # ---------------------------------------------------------------- layout
+    def aligned(self, value: Value, target: tuple[str, ...]) -> str:
+        """``value`` transposed and expanded to broadcast against ``target``'s labels."""
+        if not value.labels:
+            return value.code
+        present = [t for t in target if t in value.labels]
+        code = value.code
+        perm = tuple(value.labels.index(t) for t in present)
+        if perm != tuple(range(len(perm))):
+            code = self.op("transpose", x=code, perm=perm)
+        first = target.index(present[0]) if present else 0
+        # Leading missing labels broadcast by themselves; inner ones need new axes.
+        inner = target[first:]
+        if any(t not in value.labels for t in inner):
+            code = f"{code}[{', '.join(':' if t in value.labels else 'None' for t in inner)}]"
+        return code
+
+    def contract(self, factors: list[Expr], out: tuple[str, ...]) -> Value:
+        scalars: list[Value] = []
+        operands: list[Value] = []
+        for factor in factors:
+            value = self.emit(factor)
+            (operands if value.labels else scalars).append(value)
+        coefficient = " * ".join(v.code for v in scalars)
+        if not operands:
+            return self.temp(coefficient or "1.0", (), _uses(scalars)) if len(scalars) > 1 else scalars[0]
+        operands = [self.reduce_private(k, operands, out) for k in range(len(operands))]
+        if len(operands) > 1:
+            shapes = [tuple(self.sizes[i] for i in v.labels) for v in operands]
+            symbols = {i: opt_einsum.get_symbol(k) for k, i in enumerate(dict.fromkeys(
+                [i for v in operands for i in v.labels] + list(out)))}
+            equation = ",".join("".join(symbols[i] for i in v.labels) for v in operands)
+            equation += "->" + "".join(symbols[i] for i in out)
+            path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="auto")
+            for step in path:
+                picked = [operands[k] for k in step]
+                for k in sorted(step, reverse=True):
+                    operands.pop(k)
+                keep = set(out) | {i for v in operands for i in v.labels}
+                while len(picked) > 1:
+                    a, b = picked.pop(0), picked.pop(0)
+                    picked.insert(0, self.pair(a, b, keep | {i for v in picked for i in v.labels}))
+                operands.append(picked[0])
+        result = operands[0]
+        if coefficient:
+            result = self.temp(f"{coefficient} * {result.code}", result.labels, _uses(scalars + [result]))
+        return result
+
+    def reduce_private(self, k: int, operands: list[Value], out: tuple[str, ...]) -> Value:
+        """Sum away the labels of operand ``k`` that no other operand and not the output needs.
+
+        Operands are compared by position: the same value can be two factors (w_j w_j).
+        """
+        v = operands[k]
+        others = {i for m, w in enumerate(operands) if m != k for i in w.labels} | set(out)
+        private = tuple(a for a, i in enumerate(v.labels) if i not in others)
+        if not private:
+            return v
+        kept = tuple(i for i in v.labels if i in others)
+        return self.temp(self.op("sum", x=v.code, axes=private), kept, _uses([v]))
+
+    def pair(self, a: Value, b: Value, keep: set[str]) -> Value:
+        shared = [i for i in a.labels if i in b.labels]
+        contracted = [i for i in shared if i not in keep]
+        batch = [i for i in shared if i in keep]
+        a_free = [i for i in a.labels if i not in b.labels]
+        b_free = [i for i in b.labels if i not in a.labels]
+        uses = _uses([a, b])
+        if not contracted:  # a broadcast product
+            labels = tuple(a.labels) + tuple(b_free)
+            return self.temp(f"{self.aligned(a, labels)} * {self.aligned(b, labels)}", labels, uses)
+        if not batch:  # BLAS: tensordot
+            pa = tuple(a.labels.index(i) for i in contracted)
+            pb = tuple(b.labels.index(i) for i in contracted)
+            code = self.op("tensordot", a=a.code, b=b.code, pa=pa, pb=pb)
+            return self.temp(code, tuple(a_free + b_free), uses)
+        # Batched: (batch, a_free, contracted) @ (batch, contracted, b_free).
+        sz = self.sizes
+        a_t = self.aligned(Value(a.code, a.labels), tuple(batch + a_free + contracted))
+        b_t = self.aligned(Value(b.code, b.labels), tuple(batch + contracted + b_free))
+        nb = math.prod(sz[i] for i in batch)
+        m = math.prod(sz[i] for i in a_free)
+        k = math.prod(sz[i] for i in contracted)
+        n = math.prod(sz[i] for i in b_free)
+        left = self.op("reshape", x=a_t, shape=(nb, m, k))
+        right = self.op("reshape", x=b_t, shape=(nb, k, n))
+        shape = tuple(sz[i] for i in batch + a_free + b_free)
+        code = self.op("reshape", x=f"({left} @ {right})", shape=shape)
+        return self.temp(code, tuple(batch + a_free + b_free), uses)
+
+    # ---------------------------------------------------------------- output
+    def function(self, name: str, inputs: list[str], outputs: list[str]) -> GeneratedCode:
+        body: list[str] = []
+        for program_name in inputs:
+            body.append(f"{self.var(program_name)} = arrays[{program_name!r}]")
+        # Python numbers are weak: arrays of the first array input's dtype (and device).
+        strong = [self.var(n) for n in inputs if n not in self.weak]
+        for program_name in inputs:
+            if program_name in self.weak:
+                var = self.var(program_name)
+                like = strong[0] if strong else _NO_ARRAY_LIKE
+                body.append(f"{var} = {self.op('asarray', x=var, like=like)}")
+        lines = _release_dead(self.lines, {self.var(o) for o in outputs} | {self.var(i) for i in inputs})
+        body += [line.text for line in lines]
+        body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
+        source = f"def {name}(arrays):\n" + "\n".join("    " + line for line in body) + "\n"
+        return GeneratedCode(source, outputs, inputs)
+
+
+# What new arrays are like when no array was passed: float64, as evaluate computes then.
+_NO_ARRAY_LIKE = "xp.asarray(0.0, dtype=xp.float64)"
+
+
+def _uses(values: list[Value]) -> tuple[str, ...]:
+    return tuple(v.code for v in values if v.temp)
+
+
+def _free_order(e: Expr) -> tuple[str, ...]:
+    order: dict[str, None] = {}
+    for node in E.walk(e):
+        if isinstance(node, (Tensor, Delta)):
+            for i in node.indices:
+                if i in e.free:
+                    order.setdefault(i, None)
+    return tuple(order)
+
+
+def _cse_key(e: Expr) -> Expr:
+    """``e`` with bound indices renamed by first appearance: equal keys, equal values."""
+    mapping: dict[str, str] = {}
+    for node in E.walk(e):
+        if isinstance(node, (Sum, LogSumExp)):
+            for i in node.indices:
+                mapping.setdefault(i, f"%{len(mapping)}")
+    return E.rename_indices(e, mapping) if mapping else e
+
+
+def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]:
+    """Terms without deltas, and terms that carry a delta on free indices only."""
+    terms = e.terms if isinstance(e, Add) else (e,)
+    dense, with_delta = [], []
+    for term in terms:
+        factors = term.factors if isinstance(term, Mul) else (term,)
+        deltas = [f for f in factors if isinstance(f, Delta)]
+        if deltas and all(set(d.indices) <= free for d in deltas):
+            with_delta.append(term)
+        else:
+            dense.append(term)
+    return dense, with_delta
+
+
+def _release_dead(lines: list[_Line], keep: set[str]) -> list[_Line]:
+    """Insert ``del`` after the last use of each temporary, so peak memory stays low."""
+    last_use: dict[str, int] = {}
+    for k, line in enumerate(lines):
+        for name in line.uses:
+            last_use[name] = k
+    out: list[_Line] = []
+    for k, line in enumerate(lines):
+        out.append(line)
+        dead = [n for n, last in last_use.items() if last == k and n.startswith("_t") and n not in keep]
+        if dead:
+            out.append(_Line("del " + ", ".join(sorted(dead))))
+    return out
+
+
+def statement_text(stmt: Statement) -> str:
+    from ..printing.text import format_statement
+
+    text = format_statement(stmt)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+_ = Program
