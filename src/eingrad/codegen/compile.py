@@ -12,7 +12,7 @@ from ..errors import EingradError, MissingInputError, SizeError
 from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes
-from .emit import Generator, statement_text
+from .emit import Generator, check_names, statement_text
 
 __all__ = ["CompiledFunction", "compile_program"]
 
@@ -39,6 +39,10 @@ class CompiledFunction:
             self.program = obj
             self.extra = None
             self.outputs = list(obj.targets)
+        # Before any code is generated: a bad name raises here, and nothing runs.
+        extra = (self.extra,) if self.extra is not None else ()
+        wrt = (obj.wrt,) if isinstance(obj, Derivative) else ()
+        check_names(self.program.statements + extra, self.backend, wrt)
 
     # ---------------------------------------------------------------- calling
     def __call__(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import builtins
 import keyword
 import math
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import opt_einsum
@@ -26,7 +28,7 @@ from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum
 from ..names import is_name
 from ..program import Program, Statement
 
-__all__ = ["Generator", "GeneratedCode"]
+__all__ = ["Generator", "GeneratedCode", "CodegenError", "check_names"]
 
 
 class CodegenError(EingradError, ValueError):
@@ -60,13 +62,35 @@ def _safe(name: str, taken: set[str]) -> str:
     """A Python identifier for a program name that cannot shadow generated names."""
     if not is_name(name):
         raise CodegenError(f"{name!r} is not a valid tensor name and cannot be compiled")
-    candidate = name
-    if keyword.iskeyword(name) or hasattr(builtins, name) or name in {"xp", "arrays"}:
-        candidate = name + "_"  # names with '_' cannot be written in the language
+    # Python reads identifiers in NFKC form: 𝐱 is x, 𝐱𝐩 is xp.  Compare that form.
+    candidate = unicodedata.normalize("NFKC", name)
+    if keyword.iskeyword(candidate) or hasattr(builtins, candidate) or candidate in {"xp", "arrays"}:
+        candidate = candidate + "_"  # names with '_' cannot be written in the language
     while candidate in taken:
         candidate += "_"
     taken.add(candidate)
     return candidate
+
+
+def check_names(statements: Iterable[Statement], backend: Backend, names: Iterable[str] = ()) -> None:
+    """Every tensor and index name is a name of the language, every function the backend's:
+    generated source (comments included) is built from validated identifiers only."""
+    for name in names:
+        _check_name(name, "tensor")
+    for stmt in statements:
+        _check_name(stmt.target, "tensor")
+        for index in set(stmt.indices) | E.all_indices(stmt.expr):
+            _check_name(index, "index")
+        for node in E.walk(stmt.expr):
+            if isinstance(node, Tensor):
+                _check_name(node.name, "tensor")
+            elif isinstance(node, Call) and node.fn not in backend.functions:
+                raise CodegenError(f"the {backend.name} backend has no function {node.fn!r}")
+
+
+def _check_name(name: object, what: str) -> None:
+    if not isinstance(name, str) or not is_name(name):
+        raise CodegenError(f"{name!r} is not a valid {what} name and cannot be compiled")
 
 
 @dataclass
@@ -105,7 +129,7 @@ class Generator:
     # ---------------------------------------------------------------- statements
     def statement(self, stmt: Statement, sizes: dict[str, int], text: str) -> None:
         self.sizes = sizes
-        self.lines.append(_Line(f"# {text}"))
+        self.lines.append(_Line("# " + "".join(c if c.isprintable() else "?" for c in text)))
         dense_terms, delta_terms = _split_delta_terms(stmt.expr, set(stmt.indices))
         self.like = next(iter(self.names.values()), None)
         target = self.var(stmt.target)
