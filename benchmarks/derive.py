@@ -334,6 +334,37 @@ def fmt(t: Timing | None) -> str:
     return f"{t.median:.2f}" if t.median < 100 else f"{t.median:.0f}"
 
 
+def rnn_program(tau: int):
+    """The guide's RNN unrolled tau steps, a loss at every step (issue 4)."""
+    import eingrad as eg
+
+    builder = eg.ProgramBuilder()
+    builder.add("s0_bh = tanh(x0_bd W_dh + b_h)")
+    for t in range(1, tau):
+        builder.add(f"s{t}_bh = tanh(x{t}_bd W_dh + s{t - 1}_bk U_kh + b_h)")
+    builder.add("L = " + " + ".join(f"sum_{{b,h}}((s{t}_bh - y{t}_bh)^2)" for t in range(tau)))
+    return builder.build()
+
+
+def rnn_grad_timings(taus=(10, 100, 1000), budget: float = 20.0) -> list[dict[str, Any]]:
+    """Median time of eg.grad(rnn, wrt=[W, U, b]) per tau, caches cleared before each call."""
+    import eingrad as eg
+
+    rows = []
+    for tau in taus:
+        program = rnn_program(tau)
+        times = []
+        start = time.perf_counter()
+        while len(times) < 5 and (not times or time.perf_counter() - start < budget):
+            for clear in eingrad_caches():
+                clear()
+            t0 = time.perf_counter()
+            eg.grad(program, wrt=["W", "U", "b"])
+            times.append(time.perf_counter() - t0)
+        rows.append({"tau": tau, "statements": len(program), "median_s": statistics.median(times), "runs": len(times)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", metavar="PATH", help="also write all numbers to this JSON file")
@@ -494,6 +525,18 @@ def main(argv: list[str] | None = None) -> int:
         "sizes; SymPy matrix: MatrixSymbol .diff(); 'n/a' = not expressible, 'fails' = SymPy raised."
     )
 
+    rnn_rows = []
+    if not args.only or "rnn" in args.only:
+        print("\nReverse mode (issue 4): eg.grad of the RNN unrolled tau steps, wrt W, U, b")
+        rnn_rows = rnn_grad_timings()
+        for row in rnn_rows:
+            print(f"  tau={row['tau']:5d}  {row['statements']:5d} statements  {row['median_s']:8.3f} s  ({row['runs']} runs)")
+        by_tau = {row["tau"]: row["median_s"] for row in rnn_rows}
+        if 100 in by_tau and 1000 in by_tau:
+            ratio = by_tau[1000] / by_tau[100]
+            print(f"  time(1000)/time(100) = {ratio:.1f} (linear: 10-13); under 2 s at tau=1000: "
+                  + ("yes" if by_tau[1000] < 2 else "no"))
+
     if args.json:
         payload = {
             "benchmark": "derive",
@@ -503,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": info,
             "settings": vars(args),
             "tasks": [row for _, row, _ in results],
+            "rnn_grad": rnn_rows,
         }
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, indent=2, ensure_ascii=False)

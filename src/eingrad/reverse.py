@@ -66,6 +66,16 @@ def _input_indices(program: Program, name: str, taken: set[str]) -> tuple[str, .
     return tuple(out)
 
 
+def _own_indices(program: Program, name: str, taken: set[str], cache: dict) -> tuple[str, ...]:
+    """``_input_indices``, computed once per input: ``taken`` grows (fresh names of sizes),
+    and the gradient statement must have the indices its contributions were renamed to."""
+    key = ("own indices", name)
+    if key not in cache:
+        cache[key] = _input_indices(program, name, taken)
+        taken.update(cache[key])  # no size |n| gets one of these names
+    return cache[key]
+
+
 def _unique_name(base: str, names: set[str]) -> str:
     if base not in names:
         return base
@@ -184,7 +194,7 @@ def gradient_program(
 
     gradients: list[Statement] = []
     for name in wrt:
-        indices = _input_indices(program, name, taken)
+        indices = _own_indices(program, name, taken, cache)
         adjoint, sized = _total(adjoints.get(name, []), indices)
         target_name = _unique_name(prefix + name, names)
         names.add(target_name)
@@ -278,33 +288,56 @@ def _contribution(
     (x7, s6, dLds7), so contributions are cached by shape: tensor names become
     placeholders in the key and are put back in the result.
     """
-    own = program.statement(read).indices if program.is_target(read) else _input_indices(program, read, taken)
-    names = list(dict.fromkeys([read] + [r.name for r in E.tensor_refs(part)] + [stmt.target]
-                               + [r.name for r in E.tensor_refs(seed_expr)]))
-    to_placeholder = {name: f"T{k}" for k, name in enumerate(names)}
-    key = (
-        E.rename_tensors(part, to_placeholder),
-        E.rename_tensors(seed_expr, to_placeholder),
-        stmt.indices,
-        own,
-        bool(forward_values),
-    )
+    own = program.statement(read).indices if program.is_target(read) else _own_indices(program, read, taken, cache)
+    # Placeholders number the names by first appearance in the part of the statement
+    # that reads ``read`` (all of it, or its terms that mention it): the renamed part
+    # is computed once however many tensors it reads, and one term of a long loss
+    # looks like every other.
+    shape = _part_shape(part, stmt.target, seed_expr, cache)
+    to_placeholder = shape.to_placeholder
+    renamed_part = shape.part
+    key = (renamed_part, shape.seed, to_placeholder[read], stmt.indices, own, bool(forward_values))
     hit = cache.get(key)
     if hit is None:
-        hit = _derive_contribution(program, stmt, E.rename_tensors(part, to_placeholder), read, to_placeholder,
-                                   E.rename_tensors(seed_expr, to_placeholder), taken, forward_values, own)
+        hit = _derive_contribution(program, stmt, renamed_part, read, to_placeholder,
+                                   shape.seed, taken, forward_values, own)
         cache[key] = hit
-    back = {placeholder: name for name, placeholder in to_placeholder.items()}
+    back = shape.back
     expr = E.rename_tensors(hit.expr, back)
     if not hit.sizes_from:
         return _Contribution(expr, ())
     # Sizes get fresh names per use: two contributions' |n| need not be one size.
     fresh = {}
     for index, _, _ in hit.sizes_from:
-        fresh[index] = fresh_index(taken, "n")
+        fresh[index] = fresh_index(taken | E.all_indices(expr), "n")
         taken.add(fresh[index])
     sized = tuple((fresh[i], back[t], axis) for i, t, axis in hit.sizes_from)
     return _Contribution(rename_indices(expr, fresh), sized)
+
+
+@dataclass
+class _Shape:
+    """Part of a statement and its seed with tensor names replaced by placeholders."""
+
+    to_placeholder: dict[str, str]
+    back: dict[str, str]
+    part: Expr
+    seed: Expr
+
+
+def _part_shape(part: Expr, target: str, seed_expr: Expr, cache: dict) -> _Shape:
+    key = ("shape", part, target, seed_expr)
+    shape = cache.get(key)
+    if shape is None:
+        names = dict.fromkeys(
+            [r.name for r in E.tensor_refs(part)] + [target] + [r.name for r in E.tensor_refs(seed_expr)]
+        )
+        to_placeholder = {name: f"T{k}" for k, name in enumerate(names)}
+        back = {placeholder: name for name, placeholder in to_placeholder.items()}
+        shape = cache[key] = _Shape(
+            to_placeholder, back, E.rename_tensors(part, to_placeholder), E.rename_tensors(seed_expr, to_placeholder)
+        )
+    return shape
 
 
 @dataclass(frozen=True)
@@ -356,6 +389,15 @@ def _derive_contribution(
             origin = aliases.get(node.index, node.index)
             if origin in sources:
                 sized.append((node.index, *sources[origin]))
+    # A size's index may be a name that the renaming below gives to an index of the
+    # tensor (|j| v_kk, then k -> j): give each size a name used nowhere else first.
+    avoid = set(own) | set(wrt_t) | E.all_indices(contribution)
+    renamed = {}
+    for index, _, _ in sized:
+        renamed[index] = fresh_index(avoid, "n")
+        avoid.add(renamed[index])
+    contribution = rename_indices(contribution, renamed)
+    sized = [(renamed[i], t, axis) for i, t, axis in sized]
     # Name the adjoint's indices as the tensor's own (its target indices, or its first use).
     contribution = rename_bound_apart(contribution, avoid=set(own) | set(wrt_t) | {s[0] for s in sized})
     return _Contribution(rename_indices(contribution, dict(zip(wrt_t, own, strict=True))), tuple(sized))

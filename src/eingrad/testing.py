@@ -6,8 +6,9 @@ stays finite on inputs drawn from ``[-1, 1]``.  The program is kept as a small
 tree of what is *written* (the nodes below), and its text is generated from
 that tree.  Each node also records where the parser will put the implicit sums
 (``summed``), so the tree states the program's meaning on its own: a second
-emitter (for example one that writes an ``autograd.numpy`` function as an
-independent oracle) can walk the same tree.
+emitter can walk the same tree.  :meth:`RandomProgram.autograd_function` is one:
+it writes the program as an ``autograd.numpy`` function, an independent oracle
+for derivatives (tests/test_oracle.py).
 
 Meaning of the nodes, each evaluated to an array over its free indices:
 

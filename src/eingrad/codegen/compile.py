@@ -39,6 +39,11 @@ class CompiledFunction:
             self.program = obj
             self.extra = None
             self.outputs = list(obj.targets)
+        # What the generated code reads: the program's inputs, and wrt where the output does
+        # not read it (a zero derivative takes wrt's shape and dtype).
+        self.inputs = list(self.program.inputs)
+        if self.extra is not None and obj.wrt not in self.inputs:
+            self.inputs.append(obj.wrt)
         # Before any code is generated: a bad name raises here, and nothing runs.
         extra = (self.extra,) if self.extra is not None else ()
         wrt = (obj.wrt,) if isinstance(obj, Derivative) else ()
@@ -57,30 +62,24 @@ class CompiledFunction:
         :func:`eingrad.evaluate`; pass arrays as one mapping for an input named ``sizes``."""
         merged = dict(arrays or {})
         merged.update(named)
-        unused: dict[str, tuple[int, ...]] = {}
         if self.extra is not None:
-            # A derivative takes the arrays its program takes.  Those the output does not
-            # read are not passed to the generated code; only their shapes may matter
-            # (wrt's shape is the shape of a zero derivative).
-            unused = {k: tuple(_shape(v)) for k, v in merged.items() if k in self.obj.program.inputs
-                      and k not in self.program.inputs}
-            merged = {k: v for k, v in merged.items() if k not in unused}
-            if self.obj.wrt not in self.program.inputs and self.obj.wrt not in unused:
+            # A derivative takes the arrays its program takes; those it does not read are dropped.
+            merged = {k: v for k, v in merged.items() if k in self.inputs or k not in self.obj.program.inputs}
+            if self.obj.wrt not in merged:
                 raise MissingInputError(
                     f"input {self.obj.wrt!r} was not passed",
-                    hint=f"pass it: the shape of {self.obj} is that of {self.obj.wrt!r}",
+                    hint=f"pass it: {self.obj} has its shape",
                 ).with_traceback(None)
         if self.backend.name == "numpy":
             merged = _numpy_inputs(merged)
         signature = tuple(sorted((k, tuple(_shape(v)), str(getattr(v, "dtype", type(v)))) for k, v in merged.items()))
-        signature += tuple(sorted(unused.items()))
         if sizes is not None:
             sizes = _declared_sizes(sizes)
             signature += (("sizes", tuple(sorted(sizes.items()))),)
         entry = self._cache.get(signature)
         if entry is None:
             weak = frozenset(k for k, v in merged.items() if _is_python_number(v))
-            entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, unused, weak)
+            entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, weak)
             self._cache[signature] = entry
         fn, source = entry
         self._last_source = source
@@ -93,8 +92,9 @@ class CompiledFunction:
     def source(self) -> str:
         if self._last_source is None:
             shapes = {}
-            for name in self.program.inputs:
-                shapes[name] = tuple(64 for _ in range(self.program.rank(name)))
+            for name in self.inputs:
+                program = self.obj.program if self.extra is not None else self.program
+                shapes[name] = tuple(64 for _ in range(program.rank(name)))
             # Every index 64, also those that only deltas fix.
             nominal = {i: 64 for stmt in self.program for i in E.all_indices(stmt.expr) | set(stmt.indices)}
             if self.extra is not None:
@@ -113,26 +113,26 @@ class CompiledFunction:
         self,
         shapes: dict[str, tuple[int, ...]],
         declared: Mapping[str, int] | None = None,
-        unused: Mapping[str, tuple[int, ...]] | None = None,
         weak: frozenset[str] = frozenset(),
     ):
         try:
-            info = infer_shapes(self.program, shapes, declared)
+            only_wrt = set(self.inputs) - set(self.program.inputs)
+            info = infer_shapes(self.program, {k: v for k, v in shapes.items() if k not in only_wrt}, declared)
             if self.extra is not None:
-                all_shapes = {**(unused or {}), **info.shapes}
+                all_shapes = {**shapes, **info.shapes}
                 extra_sizes = _derivative_sizes(self.obj, self.extra, self.program, info, all_shapes, declared)
         except EingradError as err:
             if self.program.source is not None:
                 err.with_source(self.program.source)
             raise err.with_traceback(None) from None
         gen = Generator(self.backend, weak=weak)
-        for name in self.program.inputs:
+        for name in self.inputs:
             gen.var(name)
         for stmt, sizes in zip(self.program.statements, info.sizes, strict=True):
             gen.statement(stmt, sizes, statement_text(stmt))
         if self.extra is not None:
             gen.statement(self.extra, extra_sizes, str(self.obj))
-        code = gen.function("compiled", self.program.inputs, self.outputs)
+        code = gen.function("compiled", self.inputs, self.outputs)
         source = self.backend.helpers.lstrip("\n") + "\n\n" + code.source
         namespace: dict[str, Any] = {"xp": self.backend.load()}
         exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names

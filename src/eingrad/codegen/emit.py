@@ -267,7 +267,11 @@ class Generator:
 
     def emit_Call(self, e: Call) -> Value:
         arg = self.emit(e.arg)
-        code = self.backend.functions[e.fn].format(x=arg.code)
+        x = arg.code
+        if not any(isinstance(n, (Tensor, Delta)) for n in E.walk(e.arg)):
+            # f(constant): an array of the inputs' dtype, not a Python or float64 number
+            x = self.op("asarray", x=x, like=self.like_code())
+        code = self.backend.functions[e.fn].format(x=x)
         return self.temp(code, arg.labels, _uses([arg]))
 
     def emit_LogSumExp(self, e: LogSumExp) -> Value:
