@@ -52,7 +52,7 @@ import time
 import tracemalloc
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -522,22 +522,43 @@ def _task(info: TaskInfo, build: Callable) -> None:
     TASKS[info.key] = (info, build)
 
 
-_task(TaskInfo("affine-grad", "affine layer, ∂/∂W, ∂/∂b with seed dLdY", "grad", "n=4096 d=512 h=512"), task_affine)
-_task(TaskInfo("quad-grad", "quadratic form xᵀAx, gradient", "grad", "n=2000"),
-      lambda eg, dt, rng: task_quadratic(eg, dt, rng, 1))
-_task(TaskInfo("quad-hess", "quadratic form xᵀAx, Hessian", "hess", "n=2000"),
-      lambda eg, dt, rng: task_quadratic(eg, dt, rng, 2))
+_task(
+    TaskInfo("affine-grad", "affine layer, ∂/∂W, ∂/∂b with seed dLdY", "grad", "n=4096 d=512 h=512"),
+    task_affine,
+)
+_task(
+    TaskInfo("quad-grad", "quadratic form xᵀAx, gradient", "grad", "n=2000"),
+    lambda eg, dt, rng: task_quadratic(eg, dt, rng, 1),
+)
+_task(
+    TaskInfo("quad-hess", "quadratic form xᵀAx, Hessian", "hess", "n=2000"),
+    lambda eg, dt, rng: task_quadratic(eg, dt, rng, 2),
+)
 for _n, _d in ((10000, 100), (10000, 1000), (2000, 2000)):
-    _task(TaskInfo(f"logreg-grad-{_n}x{_d}", "logistic regression, gradient", "grad", f"n={_n} d={_d}"),
-          lambda eg, dt, rng, n=_n, d=_d: task_logistic(eg, dt, rng, 1, n, d))
-    _task(TaskInfo(f"logreg-hess-{_n}x{_d}", "logistic regression, Hessian", "hess", f"n={_n} d={_d}"),
-          lambda eg, dt, rng, n=_n, d=_d: task_logistic(eg, dt, rng, 2, n, d))
-_task(TaskInfo("mf-grad", "matrix factorisation, ∂/∂U, ∂/∂V", "grad", "X 300×200, rank 10"),
-      lambda eg, dt, rng: task_factorisation(eg, dt, rng, 1))
-_task(TaskInfo("mf-hess", "matrix factorisation, 4-index Hessian wrt U", "hess", "X 300×200, rank 10"),
-      lambda eg, dt, rng: task_factorisation(eg, dt, rng, 2))
-_task(TaskInfo("mlp-grad", "2-layer MLP + softmax CE, ∂/∂{W,b,V,c}", "grad", "n=1024 d=784 h=256 c=10"), task_mlp)
-_task(TaskInfo("rnn-grad", "tanh RNN unrolled 50 steps, ∂/∂{U,W,b}", "grad", "T=50 batch=32 d=64 h=128"), task_rnn)
+    _task(
+        TaskInfo(f"logreg-grad-{_n}x{_d}", "logistic regression, gradient", "grad", f"n={_n} d={_d}"),
+        lambda eg, dt, rng, n=_n, d=_d: task_logistic(eg, dt, rng, 1, n, d),
+    )
+    _task(
+        TaskInfo(f"logreg-hess-{_n}x{_d}", "logistic regression, Hessian", "hess", f"n={_n} d={_d}"),
+        lambda eg, dt, rng, n=_n, d=_d: task_logistic(eg, dt, rng, 2, n, d),
+    )
+_task(
+    TaskInfo("mf-grad", "matrix factorisation, ∂/∂U, ∂/∂V", "grad", "X 300×200, rank 10"),
+    lambda eg, dt, rng: task_factorisation(eg, dt, rng, 1),
+)
+_task(
+    TaskInfo("mf-hess", "matrix factorisation, 4-index Hessian wrt U", "hess", "X 300×200, rank 10"),
+    lambda eg, dt, rng: task_factorisation(eg, dt, rng, 2),
+)
+_task(
+    TaskInfo("mlp-grad", "2-layer MLP + softmax CE, ∂/∂{W,b,V,c}", "grad", "n=1024 d=784 h=256 c=10"),
+    task_mlp,
+)
+_task(
+    TaskInfo("rnn-grad", "tanh RNN unrolled 50 steps, ∂/∂{U,W,b}", "grad", "T=50 batch=32 d=64 h=128"),
+    task_rnn,
+)
 
 
 # ====================================================================== measuring
@@ -611,8 +632,14 @@ def compare(got: list, want: list[np.ndarray]) -> float:
 def summary(times: list[float]) -> dict[str, Any]:
     t = sorted(x * 1e3 for x in times)
     q = statistics.quantiles(t, n=4) if len(t) >= 2 else [t[0]] * 3
-    return {"median_ms": statistics.median(t), "min_ms": t[0], "max_ms": t[-1], "q1_ms": q[0], "q3_ms": q[2],
-            "repeats": len(t)}
+    return {
+        "median_ms": statistics.median(t),
+        "min_ms": t[0],
+        "max_ms": t[-1],
+        "q1_ms": q[0],
+        "q3_ms": q[2],
+        "repeats": len(t),
+    }
 
 
 def build_impls(key: str, dtype: str, seed: int, wanted: tuple[str, ...]) -> tuple[dict, dict, Any]:
@@ -640,7 +667,9 @@ def build_impls(key: str, dtype: str, seed: int, wanted: tuple[str, ...]) -> tup
             msg = f"{type(err).__name__}: {err}".splitlines()[0]
             if not _size_workaround(err):
                 raise
-            facts["notes"].append(f"eg.compile failed ({msg}); timed with the index-size workaround of this script")
+            facts["notes"].append(
+                f"eg.compile failed ({msg}); timed with the index-size workaround of this script"
+            )
             fn = eg.compile(bench.eg_obj)
             t0 = time.perf_counter()
             first = fn(**inputs)
@@ -659,43 +688,38 @@ def build_impls(key: str, dtype: str, seed: int, wanted: tuple[str, ...]) -> tup
 
     thunks["closed"] = bench.closed
 
-    if "torch" in wanted:
-        if importlib.util.find_spec("torch") is None:
-            facts["skipped"]["torch"] = f"torch is not installed ({INSTALL['torch']})"
-        else:
-            import torch
+    def load(impl: str, *modules: str) -> list | None:
+        """The competitor's modules, or None with the reason kept (never an error)."""
+        try:
+            return [importlib.import_module(m) for m in modules]
+        except ImportError as err:
+            facts["skipped"][impl] = f"{impl} cannot be imported ({err}); {INSTALL[impl]} to compare"
+            return None
 
-            thunks["torch"] = bench.torch(torch)
-            facts["torch_threads"] = torch.get_num_threads()
-    if "jax" in wanted:
-        if importlib.util.find_spec("jax") is None:
-            facts["skipped"]["jax"] = f"jax is not installed ({INSTALL['jax']})"
-        else:
-            import jax
+    if "torch" in wanted and (mods := load("torch", "torch")):
+        (torch,) = mods
+        thunks["torch"] = bench.torch(torch)
+        facts["torch_threads"] = torch.get_num_threads()
+    if "jax" in wanted and (mods := load("jax", "jax")):
+        (jax,) = mods
+        if np_dtype == np.float64:
+            jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
 
-            if np_dtype == np.float64:
-                jax.config.update("jax_enable_x64", True)
-            import jax.numpy as jnp
-
-            f, args = bench.jax(jax, jnp)
-            args = tuple(jnp.asarray(a) for a in args)
-            t0 = time.perf_counter()
-            compiled = jax.jit(f).lower(*args).compile()
-            facts["compile_s"]["jax"] = time.perf_counter() - t0
-            try:
-                m = compiled.memory_analysis()
-                facts["jax_memory"] = int(m.temp_size_in_bytes + m.output_size_in_bytes)
-            except Exception:  # noqa: BLE001 - not every jaxlib reports it
-                pass
-            thunks["jax"] = lambda: jax.block_until_ready(compiled(*args))
-    if "autograd" in wanted:
-        if importlib.util.find_spec("autograd") is None:
-            facts["skipped"]["autograd"] = f"autograd is not installed ({INSTALL['autograd']})"
-        else:
-            import autograd
-            import autograd.numpy as anp
-
-            thunks["autograd"] = bench.autograd(autograd, anp)
+        f, args = bench.jax(jax, jnp)
+        args = tuple(jnp.asarray(a) for a in args)
+        t0 = time.perf_counter()
+        compiled = jax.jit(f).lower(*args).compile()  # ahead of time: never inside a timed call
+        facts["compile_s"]["jax"] = time.perf_counter() - t0
+        try:
+            m = compiled.memory_analysis()
+            facts["jax_memory"] = int(m.temp_size_in_bytes + m.output_size_in_bytes)
+        except Exception:  # noqa: BLE001 - not every jaxlib reports it
+            pass
+        thunks["jax"] = lambda: jax.block_until_ready(compiled(*args))
+    if "autograd" in wanted and (mods := load("autograd", "autograd", "autograd.numpy")):
+        autograd, anp = mods
+        thunks["autograd"] = bench.autograd(autograd, anp)
     return thunks, facts, bench
 
 
@@ -747,7 +771,9 @@ def worker(args) -> dict[str, Any]:
             failed[name] = f"wrong result: max error {errors[name]:.2e} of the largest entry"
         del got
     if "eingrad" in failed:
-        raise SystemExit(f"{args.worker}: eingrad failed the check against the closed form: {failed['eingrad']}")
+        raise SystemExit(
+            f"{args.worker}: eingrad failed the check against the closed form: {failed['eingrad']}"
+        )
     for name in failed:
         thunks.pop(name, None)
 
@@ -773,6 +799,9 @@ def worker(args) -> dict[str, Any]:
                     continue  # left out; the others of the block still run
                 del out
                 times[name].append(dt)
+    for name in [n for n, t in times.items() if not t]:  # every timed call ran past --call-timeout
+        failed[name] = f"its timed calls took over {args.call_timeout:g} s (--call-timeout)"
+        lower_bound_ms[name] = args.call_timeout * 1e3
     times = {name: t for name, t in times.items() if t}
 
     # Peak memory of one call, numpy-based implementations (tracemalloc sees numpy's buffers).
@@ -784,8 +813,10 @@ def worker(args) -> dict[str, Any]:
     try:
         import threadpoolctl
 
-        pools = [{k: p.get(k) for k in ("user_api", "internal_api", "version", "architecture", "num_threads")}
-                 for p in threadpoolctl.threadpool_info()]
+        pools = [
+            {k: p.get(k) for k in ("user_api", "internal_api", "version", "architecture", "num_threads")}
+            for p in threadpoolctl.threadpool_info()
+        ]
     except ImportError:
         pools = None
 
@@ -911,7 +942,9 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def run_child(argv: list[str], timeout: float, extra_env: dict[str, str] | None = None) -> tuple[dict | None, str]:
+def run_child(
+    argv: list[str], timeout: float, extra_env: dict[str, str] | None = None
+) -> tuple[dict | None, str]:
     with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as fh:
         path = fh.name
     env = dict(os.environ, **(extra_env or {}))
@@ -919,7 +952,10 @@ def run_child(argv: list[str], timeout: float, extra_env: dict[str, str] | None 
     try:
         proc = subprocess.run(
             [sys.executable, os.path.abspath(__file__), *argv, "--out", path],
-            capture_output=True, text=True, timeout=timeout, env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
         )
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
@@ -965,8 +1001,9 @@ def ratios(res: dict, stat: str = "median_ms") -> dict[str, Any]:
     bounds = res.get("lower_bound_ms", {})
     eg_ms = t.get("eingrad")
     peaks = res["tracemalloc_peak_bytes"]
-    out: dict[str, Any] = {name: ratio(eg_ms, t.get(name, bounds.get(name)))
-                           for name in ("closed", "torch", "jax", "autograd")}
+    out: dict[str, Any] = {
+        name: ratio(eg_ms, t.get(name, bounds.get(name))) for name in ("closed", "torch", "jax", "autograd")
+    }
     out["grad/fwd"] = ratio(eg_ms, t.get("forward"))
     out["memory"] = ratio(peaks.get("eingrad"), peaks.get("closed"))
     out["upper_bounds"] = [name for name in bounds if name not in t and out.get(name) is not None]
@@ -1001,7 +1038,17 @@ def targets(res: dict) -> tuple[list[str], list[str]]:
 
 def print_tables(results: list[dict], rss: dict) -> None:
     print("\nMedian time per call, ms (compile times apart, in s)")
-    head = ["task", "eingrad", "closed", "torch", "jax", "autograd", "eg fwd", "eg compile s", "jax compile s"]
+    head = [
+        "task",
+        "eingrad",
+        "closed",
+        "torch",
+        "jax",
+        "autograd",
+        "eg fwd",
+        "eg compile s",
+        "jax compile s",
+    ]
     rows = []
     for res in results:
         t = dict(res["timings"])
@@ -1011,15 +1058,34 @@ def print_tables(results: list[dict], rss: dict) -> None:
             bound = res.get("lower_bound_ms", {}).get(name)
             return f">{bound:.0f}" if name not in t and bound else fmt_ms(t.get(name))
 
-        rows.append([
-            res["task"], cell("eingrad"), cell("closed"), cell("torch"),
-            cell("jax"), cell("autograd"), cell("forward"),
-            f"{c['eingrad']:.2f}", f"{c['jax']:.2f}" if "jax" in c else "—",
-        ])
+        rows.append(
+            [
+                res["task"],
+                cell("eingrad"),
+                cell("closed"),
+                cell("torch"),
+                cell("jax"),
+                cell("autograd"),
+                cell("forward"),
+                f"{c['eingrad']:.2f}",
+                f"{c['jax']:.2f}" if "jax" in c else "—",
+            ]
+        )
     table(head, rows)
 
     print("\nRatios (eingrad time / other time; memory = eingrad peak / closed-form peak, tracemalloc)")
-    head = ["task", "/closed", "/torch", "/jax", "/autograd", "grad/fwd", "eg MB", "closed MB", "mem", "misses"]
+    head = [
+        "task",
+        "/closed",
+        "/torch",
+        "/jax",
+        "/autograd",
+        "grad/fwd",
+        "eg MB",
+        "closed MB",
+        "mem",
+        "misses",
+    ]
     rows = []
     for res in results:
         r = ratios(res)
@@ -1028,72 +1094,128 @@ def print_tables(results: list[dict], rss: dict) -> None:
         text = ", ".join(miss) or "all met"
         if aim:
             text += " (aim: " + ", ".join(aim) + ")"
+
         def rcell(name, r=r):
             return ("<" if name in r["upper_bounds"] else "") + fmt_ratio(r[name])
 
-        rows.append([
-            res["task"], rcell("closed"), rcell("torch"), rcell("jax"),
-            rcell("autograd"), fmt_ratio(r["grad/fwd"]), fmt_mb(p.get("eingrad")), fmt_mb(p.get("closed")),
-            fmt_ratio(r["memory"]), text,
-        ])
+        rows.append(
+            [
+                res["task"],
+                rcell("closed"),
+                rcell("torch"),
+                rcell("jax"),
+                rcell("autograd"),
+                fmt_ratio(r["grad/fwd"]),
+                fmt_mb(p.get("eingrad")),
+                fmt_mb(p.get("closed")),
+                fmt_ratio(r["memory"]),
+                text,
+            ]
+        )
     table(head, rows)
 
-    print("\nPeak memory of one call, MB: tracemalloc (numpy-based code), XLA temp+output (jax)"
-          + (", and ru_maxrss delta in a fresh process per implementation" if rss else ""))
+    print(
+        "\nPeak memory of one call, MB: tracemalloc (numpy-based code), XLA temp+output (jax)"
+        + (", and ru_maxrss delta in a fresh process per implementation" if rss else "")
+    )
     head = ["task", "eingrad", "closed", "autograd", "jax (XLA)"] + (
-        ["rss: eingrad", "closed", "torch", "autograd"] if rss else [])
+        ["rss: eingrad", "closed", "torch", "autograd"] if rss else []
+    )
     rows = []
     for res in results:
         p = res["tracemalloc_peak_bytes"]
-        row = [res["task"], fmt_mb(p.get("eingrad")), fmt_mb(p.get("closed")), fmt_mb(p.get("autograd")),
-               fmt_mb(res.get("jax_xla_temp_plus_output_bytes"))]
+        row = [
+            res["task"],
+            fmt_mb(p.get("eingrad")),
+            fmt_mb(p.get("closed")),
+            fmt_mb(p.get("autograd")),
+            fmt_mb(res.get("jax_xla_temp_plus_output_bytes")),
+        ]
         if rss:
             per = rss.get(res["task"], {})
-            row += [fmt_mb(per.get(i)) if isinstance(per.get(i), (int, float)) else str(per.get(i, "—"))
-                    for i in RSS_IMPLS]
+            row += [
+                fmt_mb(per.get(i)) if isinstance(per.get(i), (int, float)) else str(per.get(i, "—"))
+                for i in RSS_IMPLS
+            ]
         rows.append(row)
     table(head, rows)
 
     for res in results:
+        for why in res["skipped"].values():
+            print(f"note {res['task']}: {why}")
         for note in res["notes"]:
             print(f"note {res['task']}: {note}")
         for name, why in res["failed"].items():
             print(f"note {res['task']}: {name} not timed: {why}")
         la = res["loadavg"]
         if max(la[0][0], la[1][0]) > 1.5:
-            print(f"note {res['task']}: load average {la[0][0]:.1f} → {la[1][0]:.1f} while it ran (other work on "
-                  "the machine: numbers are noisier)")
+            print(
+                f"note {res['task']}: load average {la[0][0]:.1f} → {la[1][0]:.1f} while it ran (other work on "
+                "the machine: numbers are noisier)"
+            )
 
 
 def table(head: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
-    print("  ".join(h.ljust(w) if k == 0 else h.rjust(w) for k, (h, w) in enumerate(zip(head, widths, strict=True))))
+    print(
+        "  ".join(
+            h.ljust(w) if k == 0 else h.rjust(w) for k, (h, w) in enumerate(zip(head, widths, strict=True))
+        )
+    )
     for row in rows:
-        print("  ".join(str(x).ljust(w) if k == 0 else str(x).rjust(w)
-                        for k, (x, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                str(x).ljust(w) if k == 0 else str(x).rjust(w)
+                for k, (x, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", nargs="*", metavar="KEY",
-                    help="run the tasks whose key contains any of these (default all; --list shows them)")
+    ap.add_argument(
+        "--tasks",
+        nargs="*",
+        metavar="KEY",
+        help="run the tasks whose key contains any of these (default all; --list shows them)",
+    )
     ap.add_argument("--list", action="store_true", help="list the tasks and exit")
     ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     ap.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
     ap.add_argument("--skip", nargs="*", default=[], choices=IMPLS[2:], help="competitors to leave out")
-    ap.add_argument("--repeats", type=int, default=30, help="most timed calls per implementation (default 30)")
+    ap.add_argument(
+        "--repeats", type=int, default=30, help="most timed calls per implementation (default 30)"
+    )
     ap.add_argument("--min-repeats", type=int, default=3, help="fewest timed calls (default 3)")
-    ap.add_argument("--budget", type=float, default=1.5,
-                    help="seconds of timed calls per implementation and task (default 1.5)")
-    ap.add_argument("--call-timeout", type=float, default=5.0,
-                    help="an implementation one call of which takes longer is reported as '>' that, not timed "
-                         "(default 5 s)")
-    ap.add_argument("--threads", type=int, default=1, metavar="N",
-                    help="threads for every library: OPENBLAS/OMP/MKL_NUM_THREADS=N, and XLA single-threaded for "
-                         "N=1 (default 1; 0 leaves each library its own choice)")
-    ap.add_argument("--task-timeout", type=float, default=600.0, help="seconds per task process (default 600)")
-    ap.add_argument("--rss", action="store_true",
-                    help="also measure ru_maxrss deltas, one fresh process per task and implementation (slower)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=1.5,
+        help="seconds of timed calls per implementation and task (default 1.5)",
+    )
+    ap.add_argument(
+        "--call-timeout",
+        type=float,
+        default=5.0,
+        help="an implementation one call of which takes longer is reported as '>' that, not timed "
+        "(default 5 s)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="threads for every library: OPENBLAS/OMP/MKL_NUM_THREADS=N, and XLA single-threaded for "
+        "N=1 (default 1; 0 leaves each library its own choice)",
+    )
+    ap.add_argument(
+        "--task-timeout", type=float, default=600.0, help="seconds per task process (default 600)"
+    )
+    ap.add_argument(
+        "--rss",
+        action="store_true",
+        help="also measure ru_maxrss deltas, one fresh process per task and implementation (slower)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--rss-worker", help=argparse.SUPPRESS)
@@ -1117,33 +1239,54 @@ def main(argv: list[str] | None = None) -> int:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
         if args.threads == 1:
-            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                       " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+            os.environ["XLA_FLAGS"] = (
+                os.environ.get("XLA_FLAGS", "")
+                + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            ).strip()
     if not keys:
         ap.error(f"no task matches {args.tasks}; the tasks are {', '.join(TASKS)}")
     info = machine()
-    print(f"{info['cpu']} · {info['nproc']} CPUs · Python {info['python']} · numpy {info['numpy']} · "
-          f"eingrad source {info['eingrad_source']} · {args.dtype}")
+    print(
+        f"{info['cpu']} · {info['nproc']} CPUs · Python {info['python']} · numpy {info['numpy']} · "
+        f"eingrad source {info['eingrad_source']} · {args.dtype}"
+    )
     blas = info.get("blas")
     if blas:
         print("BLAS: " + ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']}" for b in blas))
-    print("threads per library in the task processes: "
-          + (str(args.threads) if args.threads else "each library's default"))
+    print(
+        "threads per library in the task processes: "
+        + (str(args.threads) if args.threads else "each library's default")
+    )
     if info["env"]:
         print("environment: " + " ".join(f"{k}={v}" for k, v in info["env"].items()))
     for impl, mod in COMPETITORS.items():
         if impl in args.skip:
             print(f"{impl}: skipped (--skip)")
         elif mod not in info:
-            print(f"{impl}: not installed, its column is skipped ({INSTALL[impl]}; benchmark-only, not a dependency)")
+            print(
+                f"{impl}: not installed, its column is skipped ({INSTALL[impl]}; benchmark-only, not a dependency)"
+            )
         else:
             print(f"{impl} {info[mod]}")
-    print(f"timing: warm-up, then the median of {args.min_repeats}..{args.repeats} calls "
-          f"({args.budget:g} s per implementation), one process per task\n")
+    print(
+        f"timing: warm-up, then the median of {args.min_repeats}..{args.repeats} calls "
+        f"({args.budget:g} s per implementation), one process per task\n"
+    )
 
-    passthrough = ["--dtype", args.dtype, "--seed", str(args.seed), "--repeats", str(args.repeats),
-                   "--min-repeats", str(args.min_repeats), "--budget", str(args.budget),
-                   "--call-timeout", str(args.call_timeout)]
+    passthrough = [
+        "--dtype",
+        args.dtype,
+        "--seed",
+        str(args.seed),
+        "--repeats",
+        str(args.repeats),
+        "--min-repeats",
+        str(args.min_repeats),
+        "--budget",
+        str(args.budget),
+        "--call-timeout",
+        str(args.call_timeout),
+    ]
     if args.skip:
         passthrough += ["--skip", *args.skip]
     results, errors = [], {}
@@ -1157,8 +1300,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results.append(res)
         t = res["timings"]
-        print(f"{key:24} eingrad {fmt_ms(t.get('eingrad'))} ms · closed {fmt_ms(t.get('closed'))} ms "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"{key:24} eingrad {fmt_ms(t.get('eingrad'))} ms · closed {fmt_ms(t.get('closed'))} ms "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
         if args.rss:
             rss[key] = {}
             for impl in RSS_IMPLS:
@@ -1169,8 +1315,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 # glibc: every block of 64 KiB or more gets its own mapping, given back when freed,
                 # so RSS follows what is live (else freed heap is reused and a peak can hide).
-                out, err = run_child(["--rss-worker", key, "--rss-impl", impl, *passthrough], args.task_timeout,
-                                     {"MALLOC_MMAP_THRESHOLD_": "65536"})
+                out, err = run_child(
+                    ["--rss-worker", key, "--rss-impl", impl, *passthrough],
+                    args.task_timeout,
+                    {"MALLOC_MMAP_THRESHOLD_": "65536"},
+                )
                 rss[key][impl] = (out or {}).get("maxrss_delta_bytes", (out or {}).get("error", err))
 
     if results:
@@ -1178,9 +1327,15 @@ def main(argv: list[str] | None = None) -> int:
     for key, err in errors.items():
         print(f"task {key} failed: {err}")
     if args.json:
-        doc = {"machine": info, "settings": {k: v for k, v in vars(args).items()
-                                             if k not in ("worker", "rss_worker", "rss_impl", "out")},
-               "results": results, "rss_maxrss_delta_bytes": rss, "errors": errors}
+        doc = {
+            "machine": info,
+            "settings": {
+                k: v for k, v in vars(args).items() if k not in ("worker", "rss_worker", "rss_impl", "out")
+            },
+            "results": results,
+            "rss_maxrss_delta_bytes": rss,
+            "errors": errors,
+        }
         for res in doc["results"]:
             res["ratios"] = ratios(res)
             res["ratios_of_min_times"] = ratios(res, "min_ms")

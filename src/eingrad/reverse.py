@@ -220,7 +220,9 @@ def _total(contributions: list[Expr], indices: tuple[str, ...]) -> tuple[Expr, t
     # index name has one size, so rename them apart across the whole sum.  New names
     # avoid the statement's ``indices``: the sum need not mention them all (a gradient
     # constant along an axis), and a binder named like one would capture it.
-    total = rename_bound_apart(add(*(c.expr for c in contributions)), avoid=set(indices))
+    # Nor may a binder of one contribution share its name with a size |n| of another.
+    sized_names = {entry[0] for c in contributions for entry in c.sizes_from}
+    total = rename_bound_apart(add(*(c.expr for c in contributions)), avoid=set(indices) | sized_names)
     combined = like_terms_combine(total)
     total = combined if combined is not None else total
     sizes = {node.index for node in E.walk(total) if isinstance(node, E.Size)}

@@ -56,7 +56,6 @@ __all__ = [
     "Power",
     "Apply",
     "Bind",
-    "FUNCTION_RANGES",
     "check_grad",
     "random_arrays",
 ]

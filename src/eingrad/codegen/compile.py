@@ -25,6 +25,7 @@ class CompiledFunction:
 
     def __init__(self, obj: Program | Derivative, backend: str = "numpy") -> None:
         self.backend = get_backend(backend)
+        self.backend.load()  # a missing package is reported now, naming the extra to install
         self.obj = obj
         self._module = None
         self._cache: dict[tuple, tuple[Any, str]] = {}
@@ -66,10 +67,7 @@ class CompiledFunction:
             # A derivative takes the arrays its program takes; those it does not read are dropped.
             merged = {k: v for k, v in merged.items() if k in self.inputs or k not in self.obj.program.inputs}
             if self.obj.wrt not in merged:
-                raise MissingInputError(
-                    f"input {self.obj.wrt!r} was not passed",
-                    hint=f"pass it: {self.obj} has its shape",
-                ).with_traceback(None)
+                raise MissingInputError(f"input {self.obj.wrt!r} was not passed", hint=f"pass it: {self.obj} has its shape")
         if self.backend.name == "numpy":
             merged = _numpy_inputs(merged)
         signature = tuple(sorted((k, tuple(_shape(v)), str(getattr(v, "dtype", type(v)))) for k, v in merged.items()))
@@ -83,7 +81,13 @@ class CompiledFunction:
             self._cache[signature] = entry
         fn, source = entry
         self._last_source = source
-        result = fn(merged)
+        if self.backend.name == "numpy":  # NaN and overflow propagate silently, as in evaluate
+            import numpy as np
+
+            with np.errstate(all="ignore"):
+                result = fn(merged)
+        else:
+            result = fn(merged)
         if self.extra is not None:
             return result[self.extra.target]
         return result
@@ -91,10 +95,8 @@ class CompiledFunction:
     @property
     def source(self) -> str:
         if self._last_source is None:
-            shapes = {}
-            for name in self.inputs:
-                program = self.obj.program if self.extra is not None else self.program
-                shapes[name] = tuple(64 for _ in range(program.rank(name)))
+            program = self.obj.program if self.extra is not None else self.program
+            shapes = {name: (64,) * program.rank(name) for name in self.inputs}
             # Every index 64, also those that only deltas fix.
             nominal = {i: 64 for stmt in self.program for i in E.all_indices(stmt.expr) | set(stmt.indices)}
             if self.extra is not None:
@@ -128,8 +130,16 @@ class CompiledFunction:
         gen = Generator(self.backend, weak=weak)
         for name in self.inputs:
             gen.var(name)
+        emitted = {stmt.target for stmt in self.program.statements}
+        if self.extra is not None:
+            # A derivative needs only the forward values its formula reads (the Hessian
+            # 2 δ_ln V_jo V_jm of a factorisation needs none): shapes come from the whole
+            # forward program, code only for what is read.
+            read = [name for name in E.mentions(self.extra.expr) if self.program.is_target(name)]
+            emitted = {s.target for s in self.program.needed_for(read)} if read else set()
         for stmt, sizes in zip(self.program.statements, info.sizes, strict=True):
-            gen.statement(stmt, sizes, statement_text(stmt))
+            if stmt.target in emitted:
+                gen.statement(stmt, sizes, statement_text(stmt))
         if self.extra is not None:
             gen.statement(self.extra, extra_sizes, str(self.obj))
         code = gen.function("compiled", self.inputs, self.outputs)

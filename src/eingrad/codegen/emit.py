@@ -5,9 +5,10 @@ order.  Contractions (a sum over a product, or a product) are planned with
 opt_einsum for the actual sizes and emitted pairwise as an expert would:
 ``tensordot`` (BLAS) where labels are contracted, batched ``@`` where some are
 also kept, a broadcast product where none are contracted.  A delta left in a
-result is written into the diagonal of the output (a strided view), never
-materialised as an identity.  Repeated subexpressions are computed once, and
-temporaries are deleted after their last use.
+result is written into the diagonal of the output (a strided view; a masked add
+for backends without in-place writes), never materialised as an identity.
+Repeated subexpressions are computed once, and temporaries are deleted after
+their last use.
 """
 
 from __future__ import annotations
@@ -134,23 +135,19 @@ class Generator:
         self.like = next(iter(self.names.values()), None)
         target = self.var(stmt.target)
         shape = tuple(sizes[i] for i in stmt.indices)
-        if not delta_terms:
-            value = self.emit(E.add(*dense_terms)) if dense_terms else Value("0.0", ())
-            if not any(isinstance(n, (Tensor, Delta)) for t in dense_terms for n in E.walk(t)):
-                # A constant (a zero derivative, L = 0.5): a Python number, made an array
-                # of the inputs' dtype, as evaluate makes it.
-                code = self.op("full", shape=shape, x=value.code, like=self.like_code())
-                self.lines.append(_Line(f"{target} = {code}", target, _uses([value])))
-                return
-            self.finish(target, value, stmt.indices, shape)
-            return
-        # A result holding deltas: the dense part (or zeros), then each delta term
-        # added into the diagonal it lives on, through a strided view.
-        if dense_terms:
-            self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, shape, copy=True)
+        # The dense part, then each delta term added into the diagonal it lives on,
+        # through a strided view.
+        if any(isinstance(n, (Tensor, Delta)) for t in dense_terms for n in E.walk(t)):
+            self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, shape, copy=bool(delta_terms))
         else:
-            code = self.op("zeros", shape=shape, like=self.like_code())
-            self.lines.append(_Line(f"{target} = {code}", target, (self.like,) if self.like else ()))
+            # A constant (zeros under a delta, a zero derivative, L = 0.5): a Python number,
+            # made an array of the inputs' dtype, as evaluate makes it.
+            value = self.emit(E.add(*dense_terms)) if dense_terms else Value("0.0", ())
+            if value.code == "0.0":
+                code = self.op("zeros", shape=shape, like=self.like_code())
+            else:
+                code = self.op("full", shape=shape, x=value.code, like=self.like_code())
+            self.lines.append(_Line(f"{target} = {code}", target, _uses([value])))
         for term in delta_terms:
             self.add_delta_term(target, term, stmt.indices)
 
@@ -356,6 +353,12 @@ class Generator:
             pb = tuple(b.labels.index(i) for i in contracted)
             code = self.op("tensordot", a=a.code, b=b.code, pa=pa, pb=pb)
             return self.temp(code, tuple(a_free + b_free), uses)
+        if not a_free and not b_free:
+            # Σ_b A_bh B_bh: no matrix product is left, only a product and a reduction.
+            labels = tuple(a.labels)
+            axes = tuple(labels.index(i) for i in contracted)
+            product = f"{self.aligned(a, labels)} * {self.aligned(b, labels)}"
+            return self.temp(self.op("sum", x=f"({product})", axes=axes), tuple(batch), uses)
         # Batched: (batch, a_free, contracted) @ (batch, contracted, b_free).
         sz = self.sizes
         a_t = self.aligned(Value(a.code, a.labels), tuple(batch + a_free + contracted))
