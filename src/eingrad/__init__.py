@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from . import expr
 from .api import canonical, compile, diff, equivalent, evaluate, explain, grad, hessian, parse, simplify
-from .reverse import GradError
 from .diff import Derivative, DiffError
 from .errors import (
     EingradError,
@@ -29,6 +28,7 @@ from .errors import (
 )
 from .functions import FUNCTIONS
 from .program import Program, ProgramBuilder, Statement
+from .reverse import GradError
 
 __version__ = "0.1.0"
 

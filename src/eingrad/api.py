@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .canonical import canonical, equivalent as _equivalent_expr
+from .canonical import canonical
+from .canonical import equivalent as _equivalent_expr
 from .codegen import CompiledFunction, compile_program
 from .diff import Derivative, differentiate
 from .errors import EingradError

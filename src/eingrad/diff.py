@@ -16,7 +16,6 @@ where that is exact and cheaper: ``exp' = exp``, ``tanh' = 1 - tanh²``,
 from __future__ import annotations
 
 import numbers
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -289,31 +288,39 @@ class Derivative:
         for name in self.program.inputs:
             env[name] = _as_array(name, arrays[name])
         shapes = {name: np.shape(value) for name, value in env.items()}
+        info = infer_shapes(self.program, {name: shapes[name] for name in self.program.inputs}, declared)
+        sizes = self.index_sizes(shapes, info.sizes[self.program.targets.index(self.output)], declared)
+        dtype = np.result_type(*[v.dtype for v in env.values()]) if env else np.dtype(float)
+        return evaluate_expression(self.expr, env, sizes, self.indices, dtype)
+
+    def index_sizes(self, shapes, own: dict[str, int], declared=None) -> dict[str, int]:
+        """The size of every index of the derivative's formula and of its result.
+
+        From the tensors it reads, then from ``sources`` (wrt's axes, renamed indices),
+        then from ``own``, the sizes of the output statement's indices (an index only
+        in a delta gets its size there), then from ``declared``.
+        """
         sizes: dict[str, int] = {}
         for node in E.walk(self.expr):
             if isinstance(node, Tensor):
                 for axis, i in enumerate(node.indices):
                     sizes.setdefault(i, shapes[node.name][axis])
         for i, (name, axis) in self.sources.items():
-            sizes.setdefault(i, shapes[name][axis])
-        # The output statement's own indices keep their names: take the sizes its
-        # evaluation found (an index only in a delta gets it from the delta's others).
-        own = infer_shapes(
-            self.program, {name: shapes[name] for name in self.program.inputs}, declared
-        ).sizes[self.program.targets.index(self.output)]
+            if name in shapes:
+                sizes.setdefault(i, shapes[name][axis])
         for i in E.all_indices(self.expr) | set(self.indices):
-            if i not in sizes:
-                if i in own and i not in self.origins:
-                    sizes[i] = own[i]
-                elif declared and self.origins.get(i, i) in declared:
-                    sizes[i] = int(declared[self.origins.get(i, i)])
-                else:
-                    raise SizeError(
-                        f"the size of index {i!r} of the derivative cannot be determined",
-                        hint=f"declare it: sizes={{{i!r}: n}}",
-                    )
-        dtype = np.result_type(*[v.dtype for v in env.values()]) if env else np.dtype(float)
-        return evaluate_expression(self.expr, env, sizes, self.indices, dtype)
+            if i in sizes:
+                continue
+            if i in own and i not in self.origins:
+                sizes[i] = own[i]
+            elif declared and self.origins.get(i, i) in declared:
+                sizes[i] = int(declared[self.origins.get(i, i)])
+            else:
+                raise SizeError(
+                    f"the size of index {i!r} of {self} cannot be determined",
+                    hint=f"declare it: sizes={{{self.origins.get(i, i)!r}: n}}",
+                )
+        return sizes
 
 
 def _as_array(name, value):
@@ -340,21 +347,26 @@ def _check_request(program: Program, wrt: str, order: object, output: str | None
             f"{output!r} is not a target of the program (its targets are {', '.join(program.targets)})",
             hint="output names the statement to differentiate; it defaults to the last one",
         )
-    if not isinstance(wrt, str) or wrt not in program.inputs:
-        if isinstance(wrt, str) and wrt in program.targets:
-            stmt = program.statement(wrt)
-            raise DiffError(
-                f"{wrt!r} is computed by the program, not an input: derivatives are taken "
-                f"with respect to inputs (the inputs are {', '.join(program.inputs)})",
-                source=program.source,
-                spans=stmt.target_span,
-                hint="differentiate with respect to the inputs it is computed from",
-            )
-        raise DiffError(
-            f"{wrt!r} is not an input of the program (its inputs are {', '.join(program.inputs)})",
-            hint="wrt names one of the program's inputs",
-        )
+    require_input(program, wrt, DiffError, "derivatives")
     return output
+
+
+def require_input(program: Program, name: object, error: type[EingradError], what: str) -> None:
+    """Raise ``error`` unless ``name`` is an input of ``program`` (wrt names inputs)."""
+    if isinstance(name, str) and name in program.inputs:
+        return
+    if isinstance(name, str) and program.is_target(name):
+        raise error(
+            f"{name!r} is computed by the program, not an input: {what} are taken "
+            f"with respect to inputs (the inputs are {', '.join(program.inputs)})",
+            source=program.source,
+            spans=program.statement(name).target_span,
+            hint="differentiate with respect to the inputs it is computed from",
+        )
+    raise error(
+        f"{name!r} is not an input of the program (its inputs are {', '.join(program.inputs)})",
+        hint="wrt names inputs of the program",
+    )
 
 
 def _needed(program: Program, output: str) -> list[Statement]:

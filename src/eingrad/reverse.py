@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from . import expr as E
-from .diff import DiffError, _Context, diff_expr, statement_index_sources
+from .diff import DiffError, _Context, diff_expr, require_input, statement_index_sources
 from .errors import ZeroDerivativeWarning, user_stacklevel
 from .expr import ONE, ZERO, Call, Expr, Tensor, add, mul, rename_indices, sum_
 from .names import fresh_index
@@ -112,20 +112,7 @@ def _check_request(program: Program, wrt: Sequence[str], output: str, seed: str 
     if not wrt:
         raise GradError("wrt is empty: name the inputs to differentiate with respect to")
     for name in wrt:
-        if name in program.targets:
-            stmt = program.statement(name)
-            raise GradError(
-                f"{name!r} is computed by the program, not an input: gradients are taken with "
-                f"respect to inputs (the inputs are {', '.join(program.inputs)})",
-                source=program.source,
-                spans=stmt.target_span,
-                hint="differentiate with respect to the inputs it is computed from",
-            )
-        if name not in program.inputs:
-            raise GradError(
-                f"{name!r} is not an input of the program (its inputs are {', '.join(program.inputs)})",
-                hint="wrt names inputs of the program",
-            )
+        require_input(program, name, GradError, "gradients")
 
 
 def gradient_program(

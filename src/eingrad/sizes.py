@@ -108,7 +108,7 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
         changed = False
         for d in deltas:
             known = [(i, size[i]) for i in d.indices if i in size]
-            for (i, n), (j, m) in zip(known, known[1:]):
+            for (i, n), (j, m) in zip(known, known[1:], strict=False):
                 if n != m:
                     raise SizeError(
                         f"the indices of {_ref_text(d, source)} have different sizes: "

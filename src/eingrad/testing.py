@@ -27,8 +27,6 @@ No test framework is imported here; the tests import what they need.
 
 from __future__ import annotations
 
-from .gradcheck import check_grad, random_arrays
-
 import itertools
 import math
 import warnings
@@ -40,6 +38,7 @@ import numpy as np
 
 from .errors import SurprisingSumWarning
 from .functions import FUNCTIONS
+from .gradcheck import check_grad, random_arrays
 from .program import Program
 
 __all__ = [

@@ -8,7 +8,7 @@ from typing import Any
 from .. import expr as E
 from ..backends import get_backend
 from ..diff import Derivative
-from ..errors import EingradError, MissingInputError, SizeError
+from ..errors import EingradError, MissingInputError
 from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes
@@ -122,7 +122,8 @@ class CompiledFunction:
             info = infer_shapes(self.program, {k: v for k, v in shapes.items() if k not in only_wrt}, declared)
             if self.extra is not None:
                 all_shapes = {**shapes, **info.shapes}
-                extra_sizes = _derivative_sizes(self.obj, self.extra, self.program, info, all_shapes, declared)
+                own = info.sizes[self.program.targets.index(self.obj.output)]
+                extra_sizes = self.obj.index_sizes(all_shapes, own, declared)
         except EingradError as err:
             if self.program.source is not None:
                 err.with_source(self.program.source)
@@ -176,33 +177,6 @@ def _fresh_target_name(d: Derivative) -> str:
     while name in taken:
         name += "x"
     return name
-
-
-def _derivative_sizes(d: Derivative, stmt: Statement, program: Program, info, shapes, declared) -> dict[str, int]:
-    """Index sizes of the derivative's statement, found as ``Derivative.evaluate`` finds them."""
-    sizes: dict[str, int] = {}
-    for node in E.walk(stmt.expr):
-        if isinstance(node, E.Tensor):
-            for axis, i in enumerate(node.indices):
-                sizes.setdefault(i, shapes[node.name][axis])
-    for index, (name, axis) in d.sources.items():
-        if name in shapes:
-            sizes.setdefault(index, shapes[name][axis])
-    # The output's own indices keep their names: the sizes its statement has.
-    own = info.sizes[program.targets.index(d.output)]
-    for i in E.all_indices(stmt.expr) | set(stmt.indices):
-        if i in sizes:
-            continue
-        if i in own and i not in d.origins:
-            sizes[i] = own[i]
-        elif declared and d.origins.get(i, i) in declared:
-            sizes[i] = int(declared[d.origins.get(i, i)])
-        else:
-            raise SizeError(
-                f"the size of index {i!r} of {d} cannot be determined",
-                hint=f"declare it: fn(..., sizes={{{d.origins.get(i, i)!r}: n}})",
-            )
-    return sizes
 
 
 def compile_program(obj: Program | Derivative, backend: str = "numpy") -> CompiledFunction:
