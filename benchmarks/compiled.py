@@ -779,8 +779,8 @@ def worker(args) -> dict[str, Any]:
 
     # Time.  A fast implementation gets one more warm-up call; then each one's
     # repeats (as many as --budget allows, within --min-repeats..--repeats) are
-    # split into 4 blocks run in alternating order (A B C, C B A, A B C, C B A),
-    # so that a change in the machine's load hits every implementation alike.
+    # interleaved call by call, in rounds of alternating order (A B C, C B A,
+    # ...), so that the machine's changing load hits every implementation alike.
     order = ["eingrad", "forward"] + [n for n in IMPLS[1:] if n in thunks]
     plan: dict[str, int] = {}
     for name in order:
@@ -789,16 +789,16 @@ def worker(args) -> dict[str, Any]:
             dt, _ = timed_call(thunks[name], args.call_timeout)
         plan[name] = max(args.min_repeats, min(args.repeats, int(args.budget / max(dt, 1e-6))))
     times: dict[str, list[float]] = {name: [] for name in order}
-    blocks = 4
-    for b in range(blocks):
-        for name in order if b % 2 == 0 else order[::-1]:
-            for _ in range(plan[name] // blocks + (b < plan[name] % blocks)):
-                try:
-                    dt, out = timed_call(thunks[name], args.call_timeout)
-                except CallTimeout:
-                    continue  # left out; the others of the block still run
-                del out
-                times[name].append(dt)
+    for r in range(max(plan.values())):
+        for name in order if r % 2 == 0 else order[::-1]:
+            if r >= plan[name]:
+                continue
+            try:
+                dt, out = timed_call(thunks[name], args.call_timeout)
+            except CallTimeout:
+                continue  # left out; the others still run
+            del out
+            times[name].append(dt)
     for name in [n for n, t in times.items() if not t]:  # every timed call ran past --call-timeout
         failed[name] = f"its timed calls took over {args.call_timeout:g} s (--call-timeout)"
         lower_bound_ms[name] = args.call_timeout * 1e3
@@ -1073,10 +1073,14 @@ def print_tables(results: list[dict], rss: dict) -> None:
         )
     table(head, rows)
 
-    print("\nRatios (eingrad time / other time; memory = eingrad peak / closed-form peak, tracemalloc)")
+    print(
+        "\nRatios of medians (eingrad time / other time; '(of mins)': the same of the fastest calls; "
+        "memory = eingrad peak / closed-form peak, tracemalloc)"
+    )
     head = [
         "task",
         "/closed",
+        "(of mins)",
         "/torch",
         "/jax",
         "/autograd",
@@ -1102,6 +1106,7 @@ def print_tables(results: list[dict], rss: dict) -> None:
             [
                 res["task"],
                 rcell("closed"),
+                fmt_ratio(ratios(res, "min_ms")["closed"]),
                 rcell("torch"),
                 rcell("jax"),
                 rcell("autograd"),
@@ -1184,9 +1189,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
     ap.add_argument("--skip", nargs="*", default=[], choices=IMPLS[2:], help="competitors to leave out")
     ap.add_argument(
-        "--repeats", type=int, default=30, help="most timed calls per implementation (default 30)"
+        "--repeats", type=int, default=50, help="most timed calls per implementation (default 50)"
     )
-    ap.add_argument("--min-repeats", type=int, default=3, help="fewest timed calls (default 3)")
+    ap.add_argument("--min-repeats", type=int, default=5, help="fewest timed calls (default 5)")
     ap.add_argument(
         "--budget",
         type=float,

@@ -160,6 +160,16 @@ class Generator:
             copy = True
         if copy:
             code = self.op("copy", x=code)
+        last = self.lines[-1] if self.lines else None
+        if code == value.code and value.temp and last is not None and last.defines == value.code:
+            # The statement's last step computes the target itself: name it so (Y = X W + b,
+            # not _t2 = ...; Y = _t2), and let later statements reuse it under that name.
+            last.text = target + last.text[len(value.code):]
+            last.defines = target
+            for key, cached in list(self.cse.items()):
+                if cached.code == value.code:
+                    self.cse[key] = Value(target, cached.labels, False)
+            return
         self.lines.append(_Line(f"{target} = {code}", target, uses))
 
     def add_delta_term(self, target: str, term: Expr, indices: tuple[str, ...]) -> None:
@@ -227,10 +237,20 @@ class Generator:
         return self.temp(code, labels, (like,) if like else ())
 
     def emit_Add(self, e: Add) -> Value:
-        parts = [self.emit(t) for t in e.terms]
+        # A term with a negative coefficient is subtracted: 1 - s^2, not 1 + (-1.0 * s^2).
+        signs, parts = [], []
+        for term in e.terms:
+            negative = isinstance(term, Mul) and isinstance(term.factors[0], Const) and term.factors[0].value < 0
+            if negative:
+                term = E.mul(Const(-term.factors[0].value), *term.factors[1:])
+            signs.append(" - " if negative else " + ")
+            parts.append(self.emit(term))
         order = max(parts, key=lambda v: len(v.labels)).labels
         labels = tuple(dict.fromkeys(order + tuple(i for v in parts for i in v.labels)))
-        code = " + ".join(self.aligned(v, labels) for v in parts)
+        code = ""
+        for k, (sign, v) in enumerate(zip(signs, parts, strict=True)):
+            text = self.aligned(v, labels)
+            code += (("-" if sign == " - " else "") + text) if k == 0 else sign + text
         return self.temp(code, labels, _uses(parts))
 
     def emit_Mul(self, e: Mul) -> Value:
