@@ -18,8 +18,11 @@ implementations:
 
 Plus eingrad's forward program alone (``eg.compile(program)``), for the
 gradient/forward ratio, and peak memory (``tracemalloc`` for the numpy-based
-implementations, XLA's own accounting for JAX; ``--rss`` adds
-``ru_maxrss`` deltas, one fresh process per implementation, for all five).
+implementations, XLA's own accounting for JAX; ``--rss`` adds ``ru_maxrss``
+deltas, one fresh process per task and implementation, for eingrad, the
+closed form, torch and autograd).  Every library runs single-threaded by
+default (``--threads``): on a small shared machine two threads that wait on
+each other make small matmuls erratically slow.
 
 A competitor whose package is missing is skipped with a message.  This is a
 benchmark, not a test: nothing here asserts a time.
@@ -658,21 +661,12 @@ def build_impls(key: str, dtype: str, seed: int, wanted: tuple[str, ...]) -> tup
 
     # eingrad, compiled.  The first call generates and compiles the code.
     if "eingrad" in wanted:
-        fn = eg.compile(bench.eg_obj)
+        # A gradient program computes only what its gradients need (outputs=).
+        outputs = bench.outputs if isinstance(bench.eg_obj, eg.Program) else None
+        fn = eg.compile(bench.eg_obj, outputs=outputs)
         inputs = bench.eg_inputs
-        try:
-            t0 = time.perf_counter()
-            first = fn(**inputs)
-        except Exception as err:  # noqa: BLE001
-            msg = f"{type(err).__name__}: {err}".splitlines()[0]
-            if not _size_workaround(err):
-                raise
-            facts["notes"].append(
-                f"eg.compile failed ({msg}); timed with the index-size workaround of this script"
-            )
-            fn = eg.compile(bench.eg_obj)
-            t0 = time.perf_counter()
-            first = fn(**inputs)
+        t0 = time.perf_counter()
+        first = fn(**inputs)
         facts["compile_s"]["eingrad"] = time.perf_counter() - t0
         facts["eingrad_source"] = fn.source
         if isinstance(first, dict):  # a gradient program: {target: array}
@@ -721,28 +715,6 @@ def build_impls(key: str, dtype: str, seed: int, wanted: tuple[str, ...]) -> tup
         autograd, anp = mods
         thunks["autograd"] = bench.autograd(autograd, anp)
     return thunks, facts, bench
-
-
-def _size_workaround(err) -> bool:
-    """eingrad bug work-around: a Hessian whose result holds a delta on an index
-    that occurs in no tensor (2 δ_lo V_jp V_jm) fails in ``_derivative_sizes``
-    with "occurs only in deltas", although the Derivative knows every result
-    index's size from ``wrt``.  Patch, in this process only, a version that
-    declares those sizes.  False (re-raise) for any other error."""
-    if "occurs only in deltas" not in str(err):
-        return False
-    from eingrad.codegen import compile as cc
-    from eingrad.sizes import statement_sizes
-
-    def derivative_sizes(d, stmt, shapes):
-        declared = {i: shapes[name][axis] for i, (name, axis) in d.sources.items()}
-        sizes = statement_sizes(stmt, shapes, declared) if cc._has_refs(stmt.expr) else {}
-        for i, n in declared.items():
-            sizes.setdefault(i, n)
-        return sizes
-
-    cc._derivative_sizes = derivative_sizes
-    return True
 
 
 def worker(args) -> dict[str, Any]:

@@ -188,12 +188,15 @@ def equivalent(a: Program | Expr | str, b: Program | Expr | str) -> bool:
     return as_program(a).equivalent(as_program(b))
 
 
-def compile(obj: Program | Derivative | str, backend: str = "numpy") -> CompiledFunction:  # noqa: A001
+def compile(  # noqa: A001
+    obj: Program | Derivative | str, backend: str = "numpy", outputs: list[str] | None = None
+) -> CompiledFunction:
     """Compile a program or a derivative to fast array code for a backend.
 
     The result is called like :func:`evaluate` and gives the same values;
     ``.source`` is the generated Python.  Code is generated per shape
-    signature (index sizes drive the contraction plan) and cached.
+    signature (index sizes drive the contraction plan) and cached.  For a
+    program, ``outputs`` limits the result (and the work) to those targets.
 
     >>> import numpy as np, eingrad as eg
     >>> fn = eg.compile(eg.grad("Y_nh = X_nd W_dh + b_h", wrt=["W", "b"], seed="dLdY"))
@@ -203,4 +206,4 @@ def compile(obj: Program | Derivative | str, backend: str = "numpy") -> Compiled
     """
     if isinstance(obj, str):
         obj = as_program(obj)
-    return compile_program(obj, backend)
+    return compile_program(obj, backend, outputs)

@@ -23,7 +23,9 @@ class CompiledFunction:
     for the last shapes it was called with (or for nominal sizes before any call).
     """
 
-    def __init__(self, obj: Program | Derivative, backend: str = "numpy") -> None:
+    def __init__(
+        self, obj: Program | Derivative, backend: str = "numpy", outputs: list[str] | None = None
+    ) -> None:
         self.backend = get_backend(backend)
         self.backend.load()  # a missing package is reported now, naming the extra to install
         self.obj = obj
@@ -40,6 +42,11 @@ class CompiledFunction:
             self.program = obj
             self.extra = None
             self.outputs = list(obj.targets)
+            if outputs is not None:
+                # Only what the requested targets need is computed (a gradient program
+                # asked for dLdW alone does not evaluate the forward Y = X W + b).
+                self.outputs = list(dict.fromkeys([outputs] if isinstance(outputs, str) else outputs))
+                self.program.needed_for(self.outputs)  # unknown names are reported now
         # What the generated code reads: the program's inputs, and wrt where the output does
         # not read it (a zero derivative takes wrt's shape and dtype).
         self.inputs = list(self.program.inputs)
@@ -131,7 +138,7 @@ class CompiledFunction:
         gen = Generator(self.backend, weak=weak)
         for name in self.inputs:
             gen.var(name)
-        emitted = {stmt.target for stmt in self.program.statements}
+        emitted = {s.target for s in self.program.needed_for(self.outputs)} if self.extra is None else set()
         if self.extra is not None:
             # A derivative needs only the forward values its formula reads (the Hessian
             # 2 δ_ln V_jo V_jm of a factorisation needs none): shapes come from the whole
@@ -179,5 +186,7 @@ def _fresh_target_name(d: Derivative) -> str:
     return name
 
 
-def compile_program(obj: Program | Derivative, backend: str = "numpy") -> CompiledFunction:
-    return CompiledFunction(obj, backend)
+def compile_program(
+    obj: Program | Derivative, backend: str = "numpy", outputs: list[str] | None = None
+) -> CompiledFunction:
+    return CompiledFunction(obj, backend, outputs)

@@ -105,6 +105,7 @@ class Generator:
     cse: dict[tuple, Value] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)
+    target_order: tuple[str, ...] = ()
     like: str | None = None  # an array defined before the current statement (for dtype/device)
     weak: frozenset[str] = frozenset()  # inputs passed as Python numbers (made arrays on entry)
 
@@ -130,6 +131,7 @@ class Generator:
     # ---------------------------------------------------------------- statements
     def statement(self, stmt: Statement, sizes: dict[str, int], text: str) -> None:
         self.sizes = sizes
+        self.target_order = tuple(stmt.indices)
         self.lines.append(_Line("# " + "".join(c if c.isprintable() else "?" for c in text)))
         dense_terms, delta_terms = _split_delta_terms(stmt.expr, set(stmt.indices))
         self.like = next(iter(self.names.values()), None)
@@ -254,11 +256,19 @@ class Generator:
         return self.temp(code, labels, _uses(parts))
 
     def emit_Mul(self, e: Mul) -> Value:
-        return self.contract(list(e.factors), _free_order(e))
+        return self.contract(list(e.factors), self.out_order(e))
+
+    def out_order(self, e: Expr) -> tuple[str, ...]:
+        """Free labels in the statement target's order where they are target indices."""
+        order = _free_order(e)
+        target = self.target_order
+        if all(i in target for i in order):
+            return tuple(sorted(order, key=target.index))
+        return order
 
     def emit_Sum(self, e: Sum) -> Value:
         factors = list(e.body.factors) if isinstance(e.body, Mul) else [e.body]
-        value = self.contract(factors, _free_order(e))
+        value = self.contract(factors, self.out_order(e))
         absent = [i for i in e.indices if i not in e.body.free]
         if absent:
             n = math.prod(self.sizes[i] for i in absent)
@@ -330,7 +340,7 @@ class Generator:
                 [i for v in operands for i in v.labels] + list(out)))}
             equation = ",".join("".join(symbols[i] for i in v.labels) for v in operands)
             equation += "->" + "".join(symbols[i] for i in out)
-            path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="auto")
+            path = _best_path(equation, shapes)
             for step in path:
                 picked = [operands[k] for k in step]
                 for k in sorted(step, reverse=True):
@@ -338,7 +348,9 @@ class Generator:
                 keep = set(out) | {i for v in operands for i in v.labels}
                 while len(picked) > 1:
                     a, b = picked.pop(0), picked.pop(0)
-                    picked.insert(0, self.pair(a, b, keep | {i for v in picked for i in v.labels}))
+                    last = not operands and not picked  # this product gives the result
+                    picked.insert(0, self.pair(a, b, keep | {i for v in picked for i in v.labels},
+                                               order=out if last else None))
                 operands.append(picked[0])
         result = operands[0]
         if coefficient:
@@ -358,7 +370,14 @@ class Generator:
         kept = tuple(i for i in v.labels if i in others)
         return self.temp(self.op("sum", x=v.code, axes=private), kept, _uses([v]))
 
-    def pair(self, a: Value, b: Value, keep: set[str]) -> Value:
+    def pair(self, a: Value, b: Value, keep: set[str], order: tuple[str, ...] | None = None) -> Value:
+        if order:
+            # tensordot gives a's free labels, then b's: swap the operands when that is
+            # the wanted order (dLdZ @ V.T, not a transposed view of V @ dLdZ.T).
+            a_first = [i for i in a.labels if i not in b.labels]
+            b_first = [i for i in b.labels if i not in a.labels]
+            if a_first and b_first and tuple(b_first + a_first) == tuple(order) != tuple(a_first + b_first):
+                a, b = b, a
         shared = [i for i in a.labels if i in b.labels]
         contracted = [i for i in shared if i not in keep]
         batch = [i for i in shared if i in keep]
@@ -414,6 +433,20 @@ class Generator:
 
 # What new arrays are like when no array was passed: float64, as evaluate computes then.
 _NO_ARRAY_LIKE = "xp.asarray(0.0, dtype=xp.float64)"
+
+
+def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
+    """The cheaper of opt_einsum's greedy and dynamic-programming paths for these sizes.
+
+    ``auto`` alone can pick a worse order (for a,a,ab->b it builds the a×b product
+    before reducing; an expert writes Xᵀ(y·s)).
+    """
+    best = None
+    for method in ("greedy", "dp"):
+        path, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=method)
+        if best is None or info.opt_cost < best[1]:
+            best = (path, info.opt_cost)
+    return best[0]
 
 
 def _uses(values: list[Value]) -> tuple[str, ...]:
