@@ -17,9 +17,11 @@ gradient needs are not emitted, and symbolic zeros never become statements.
 
 from __future__ import annotations
 
+import gc
 import re
 import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import expr as E
@@ -115,6 +117,24 @@ def _check_request(program: Program, wrt: Sequence[str], output: str, seed: str 
         require_input(program, name, GradError, "gradients")
 
 
+@contextmanager
+def _without_cyclic_gc():
+    """Pause Python's cyclic garbage collector while a gradient is built.
+
+    Expression trees are immutable and acyclic, so reference counting frees
+    everything; the collector's full passes over a heap that grows with the
+    program only made grad superlinear (0.75 ms a step at τ = 100, 1.5 ms at
+    τ = 2000).  Its state is restored afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def gradient_program(
     program: Program,
     wrt: Iterable[str],
@@ -123,6 +143,17 @@ def gradient_program(
     prefix: str | None = None,
 ) -> Program:
     """The forward statements the gradients need, then one statement per adjoint and per input."""
+    with _without_cyclic_gc():
+        return _gradient_program(program, wrt, output, seed, prefix)
+
+
+def _gradient_program(
+    program: Program,
+    wrt: Iterable[str],
+    output: str | None,
+    seed: str | None,
+    prefix: str | None,
+) -> Program:
     if not isinstance(wrt, (str, Iterable)):
         raise GradError(f"wrt must be a list of input names, got {wrt!r}", hint="write wrt=['W', 'b']")
     wrt = list(wrt) if not isinstance(wrt, str) else wrt
