@@ -37,14 +37,11 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import hashlib
 import importlib.util
 import json
 import math
 import os
-import platform
 import resource
 import signal
 import statistics
@@ -58,7 +55,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
+from machine_info import base_info, source_fingerprint  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, os.pardir, "src")
@@ -860,37 +859,13 @@ def rss_worker(args) -> dict[str, Any]:
 
 
 def eingrad_fingerprint() -> str:
-    root = os.path.join(SRC, "eingrad")
-    digest = hashlib.sha256()
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                digest.update(os.path.relpath(path, root).encode())
-                with open(path, "rb") as fh:
-                    digest.update(fh.read())
-    return digest.hexdigest()[:12]
+    return source_fingerprint(os.path.join(SRC, "eingrad"))
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     info: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "nproc": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        **base_info(os.path.join(SRC, "eingrad")),
         "numpy": np.__version__,
-        "eingrad_source": eingrad_fingerprint(),
         "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_", "XLA_"))},
     }
     for mod in ("torch", "jax", "jaxlib", "autograd", "scipy", "opt_einsum"):

@@ -34,11 +34,8 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import datetime
-import hashlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -46,6 +43,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine_info import base_info, source_fingerprint  # noqa: E402
 
 try:
     import eingrad as eg
@@ -289,38 +289,11 @@ def sympy_forms(sp) -> tuple[dict[str, Callable[[], Any]], dict[str, Callable[[]
 
 def eingrad_fingerprint() -> str:
     """sha256 (12 hex digits) of the eingrad package's .py files, to tell which code was timed."""
-    root = os.path.dirname(os.path.abspath(eg.__file__))
-    digest = hashlib.sha256()
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                digest.update(os.path.relpath(path, root).encode())
-                with open(path, "rb") as fh:
-                    digest.update(fh.read())
-    return digest.hexdigest()[:12]
+    return source_fingerprint(os.path.dirname(os.path.abspath(eg.__file__)))
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "eingrad_source": eingrad_fingerprint(),
-        "cpu": cpu,
-        "nproc": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "eingrad": getattr(eg, "__version__", "?"),
-    }
+    return {**base_info(os.path.dirname(os.path.abspath(eg.__file__))), "eingrad": getattr(eg, "__version__", "?")}
 
 
 # ---------------------------------------------------------------- main

@@ -36,12 +36,6 @@ from ..expr import (
 Rule = Callable[[Expr], Expr | None]
 
 
-def copies_binders(rule: Rule) -> Rule:
-    """Mark a rule that may copy one sum into several terms (the engine then renames apart)."""
-    rule.copies_binders = True  # type: ignore[attr-defined]
-    return rule
-
-
 def drops_indices(rule: Rule) -> Rule:
     """Mark a rule that may remove free indices (only by removing zeros or ones)."""
     rule.drops_indices = True  # type: ignore[attr-defined]
@@ -203,7 +197,6 @@ def sum_over_absent_index(e: Expr) -> Expr | None:
     return mul(*(Size(i) for i in absent), sum_(kept, e.body))
 
 
-@copies_binders
 def sum_splits_over_terms(e: Expr) -> Expr | None:
     """Σ_i (a + b) = Σ_i a + Σ_i b, where a delta in some term can then eat i
     Moves the sum below an addition (a sum never moves up).  Without a delta to
@@ -244,7 +237,6 @@ def sum_of_sums_in_product(e: Expr) -> Expr | None:
     return None
 
 
-@copies_binders
 def distribute_over_delta_terms(e: Expr) -> Expr | None:
     """Σ_j a_j (b + δ_jk c) = Σ_j a_j b + Σ_j a_j δ_jk c, so that the delta can eat j
     Moves a sum of terms holding a delta up to the sum, which then splits."""
