@@ -183,7 +183,8 @@ def test_generated_source_is_readable_straight_line_code():
     code = body(fn.source)
     assert "# Y_nh = X_nd W_dh + b_h" in code
     assert "X = arrays['X']" in code and "return {'Y': Y}" in code
-    assert "xp.tensordot(X, W, axes=((1,), (0,)))" in code  # BLAS, not einsum
+    assert "_t1 = X @ W" in code  # BLAS, not einsum
+    assert "Y = xp.add(_t1, b, out=_t1)" in code  # the bias added into the product's buffer
     assert "einsum" not in code
 
 
@@ -326,7 +327,7 @@ def test_logistic_regression_hessian_writes_lam_into_the_diagonal():
     for word in ("eye", "identity", "_kronecker(", "einsum"):
         assert word not in code, f"{word!r} in the generated code:\n{fn.source}"
     assert "_diagonal(" in code and "+= lam" in code
-    assert "tensordot" in code  # Xᵀ (X·s): one BLAS call
+    assert "x.t @ " in code  # Xᵀ (X·s): one BLAS call
 
 
 @pytest.mark.parametrize(
@@ -412,7 +413,7 @@ def test_affine_gradient_is_the_closed_form():
     close(out["dLdW"], arrays["X"].T @ arrays["dLdY"])
     close(out["dLdb"], arrays["dLdY"].sum(axis=0))
     close(out["dLdX"], arrays["dLdY"] @ arrays["W"].T)
-    assert body(fn.source).count("tensordot") == 3  # Y, dLdW, dLdX: one BLAS call each
+    assert body(fn.source).count(" @ ") == 3, fn.source  # Y, dLdW, dLdX: one BLAS call each
 
 
 def test_mlp_gradient_against_finite_differences_of_the_compiled_loss():
@@ -437,17 +438,91 @@ def test_random_program_and_its_derivative(seed):
     rng = np.random.default_rng([seed, 1])
     arrays = rp.random_inputs(rng)
     context = f"seed {seed}; the program:\n{rp.text}"
+    before = {k: np.copy(v) for k, v in arrays.items()}
     out = eg.compile(program)(arrays)
     expected = eg.evaluate(program, arrays)
     for name in expected:
         np.testing.assert_allclose(out[name], expected[name], rtol=1e-9, atol=1e-12, equal_nan=True,
                                    err_msg=f"{name}; {context}")
-    if not program.inputs:
-        return
-    wrt = program.inputs[int(rng.integers(len(program.inputs)))]
-    d = quiet_diff(program, wrt)
-    np.testing.assert_allclose(eg.compile(d)(arrays), eg.evaluate(d, arrays), rtol=1e-9, atol=1e-12,
-                               equal_nan=True, err_msg=f"{d}; {context}")
+    # Only the last target asked for: intermediates are released and their buffers reused.
+    last = program.targets[-1]
+    np.testing.assert_allclose(eg.compile(program, outputs=[last])(arrays)[last], expected[last], rtol=1e-9,
+                               atol=1e-12, equal_nan=True, err_msg=f"{last} alone; {context}")
+    if program.inputs:
+        wrt = program.inputs[int(rng.integers(len(program.inputs)))]
+        d = quiet_diff(program, wrt)
+        np.testing.assert_allclose(eg.compile(d)(arrays), eg.evaluate(d, arrays), rtol=1e-9, atol=1e-12,
+                                   equal_nan=True, err_msg=f"{d}; {context}")
+    for k, v in before.items():  # writing into dying buffers never touches an input
+        np.testing.assert_array_equal(arrays[k], v, err_msg=f"input {k} was changed; {context}")
+
+
+# ---------------------------------------------------------------- 4b. buffers and shared work
+
+
+def test_inputs_and_earlier_results_are_never_written():
+    """Steps write into dying temporaries only: inputs, and arrays returned by an earlier
+    call, are left as they were (every corpus program, its Jacobians, the gradients)."""
+    cases = [(parse(e), random_inputs(e, np.random.default_rng(3)), e.sizes) for e in CORPUS]
+    cases += [(quiet_diff(program, wrt), arrays, sizes) for program, arrays, sizes in list(cases)
+              for wrt in program.inputs[:2]]
+    cases += [(program, arrays, None) for _, program, arrays in GRADIENTS]
+    for obj, arrays, sizes in cases:
+        before = {k: np.copy(v) for k, v in arrays.items()}
+        fn = eg.compile(obj)
+        first = fn(arrays, sizes=sizes)
+        kept = {k: np.copy(v) for k, v in first.items()} if isinstance(first, dict) else np.copy(first)
+        fn(arrays, sizes=sizes)
+        for k, v in before.items():
+            np.testing.assert_array_equal(arrays[k], v, err_msg=f"{obj}: input {k} was changed")
+        if isinstance(first, dict):
+            for k, v in kept.items():
+                np.testing.assert_array_equal(first[k], v, err_msg=f"{obj}: result {k} was changed")
+        else:
+            np.testing.assert_array_equal(first, kept, err_msg=f"{obj}: result was changed")
+
+
+def test_dying_temporaries_hold_the_next_step():
+    fn = eg.compile(eg.grad("L = sum_{i,j}((X_ij - U_ik V_jk)^2)", wrt=["U", "V"]), outputs=["dLdU", "dLdV"])
+    rng = np.random.default_rng(4)
+    X, U, V = rng.standard_normal((5, 4)), rng.standard_normal((5, 2)), rng.standard_normal((4, 2))
+    out = fn(X=X, U=U, V=V)
+    R = X - U @ V.T
+    close(out["dLdU"], -2 * R @ V)
+    close(out["dLdV"], -2 * R.T @ U)
+    code = body(fn.source)
+    assert "_t2 = xp.subtract(X, _t1, out=_t1)" in code, fn.source  # the residual in UVᵀ's buffer
+    assert "_t2.T @ U" in code, fn.source  # Rᵀ U read through a transposed view, not copied
+
+
+def test_mixed_dtypes_are_not_written_in_place():
+    """float32 X and float64 w give float64, as evaluate does: no float64 step may be
+    written into a float32 buffer."""
+    program = eg.parse("z_n = tanh(X_nd w_d) + X_nd X_nd")
+    X = np.random.default_rng(5).standard_normal((6, 3)).astype(np.float32)
+    w = np.random.default_rng(6).standard_normal(3)
+    fn = eg.compile(program)
+    out = fn(X=X, w=w)["z"]
+    assert out.dtype == np.float64
+    close(out, eg.evaluate(program, X=X, w=w)["z"])
+    assert "out=" not in body(fn.source)
+    fn(X=X, w=w.astype(np.float32))
+    assert "out=" in body(fn.source)  # one float dtype: the buffers are reused
+
+
+def test_a_value_repeated_under_other_index_names_is_computed_once():
+    """(1 - s_t²) ⊙ dLds_t feeds dLds_{t-1}, dLdW, dLdU and dLdb under different index
+    names: one step per time step, not four."""
+    steps = 4
+    fn = eg.compile(eg.grad(rnn_program(steps), wrt=["W", "U", "b"]), outputs=["dLdW", "dLdU", "dLdb"])
+    arrays = rnn_arrays(np.random.default_rng(8), steps)
+    expected = eg.evaluate(eg.grad(rnn_program(steps), wrt=["W", "U", "b"]), arrays)
+    out = fn(arrays)
+    for name in out:
+        close(out[name], expected[name], name)
+    code = body(fn.source)
+    assert code.count("xp.subtract(1.0, ") == steps, fn.source
+    assert code.count(" += ") >= 2 * (steps - 2), fn.source  # the weight gradients accumulate in place
 
 
 # ---------------------------------------------------------------- 5. bad input

@@ -34,6 +34,9 @@ class Backend:
     inplace: bool = False  # may generated code update temporaries in place (out=, +=)?
     helpers: str = ""  # source of helper functions the generated code calls
     ops: dict[str, str] = field(default_factory=dict)  # structural operations, as templates
+    # Do the library's elementwise functions take numpy's ``out=`` (so a temporary that dies
+    # can hold the next result)?  Templates for those that do, with {x} and {out}.
+    out_functions: dict[str, str] = field(default_factory=dict)
 
     def load(self) -> ModuleType:
         try:
@@ -80,7 +83,44 @@ def _logsumexp(x, axes):
     return xp.squeeze(xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m, axis=axes)
 '''
 
-_NUMPY_HELPERS = _NUMPY_LIKE_HELPERS + '''
+# numpy and cupy: the helpers take ``out=`` and work in one buffer.  The sigmoid is
+# 1/(1 + exp(-x)) in place: exp overflows to inf for x far below 0 and the result is
+# 0 (generated numpy code runs with floating-point warnings off), and it is twice
+# as fast as the tanh form.
+_UFUNC_HELPERS = '''
+def _sigmoid(x, out=None):
+    if out is None:
+        out = xp.exp(-x)
+        if not isinstance(out, xp.ndarray):  # a scalar
+            return 1.0 / (1.0 + out)
+    else:
+        xp.negative(x, out=out)
+        xp.exp(out, out=out)
+    out += 1.0
+    return xp.reciprocal(out, out=out)
+
+def _softplus(x, out=None):
+    return xp.logaddexp(0.0, x, out=out)
+
+def _relu(x, out=None):
+    return xp.maximum(x, 0.0, out=out)
+
+def _step(x):
+    return (x > 0).astype(x.dtype)
+
+def _logsumexp(x, axes):
+    m = xp.max(x, axis=axes, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    return xp.squeeze(xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m, axis=axes)
+'''
+
+_UFUNC_OUT = {
+    fn: template.replace("({x})", "({x}, out={out})")
+    for fn, template in _COMMON.items()
+    if fn != "step"
+}
+
+_NUMPY_HELPERS = _UFUNC_HELPERS + '''
 def _diagonal(a, spec):
     return xp.einsum(spec, a)
 
@@ -178,6 +218,8 @@ _NUMPY_OPS = {
     "reshape": "xp.reshape({x}, {shape})",
     "einsum": "xp.einsum({spec!r}, {args})",
     "copy": "xp.array({x}, copy=True)",
+    "matmul": "{a} @ {b}",
+    "T": "{x}.T",
 }
 _TORCH_OPS = {
     "transpose": "xp.permute({x}, {perm})",
@@ -190,13 +232,15 @@ _TORCH_OPS = {
     "reshape": "xp.reshape({x}, {shape})",
     "einsum": "xp.einsum({spec!r}, {args})",
     "copy": "{x}.clone()",
+    "matmul": "{a} @ {b}",
+    "T": "{x}.T",
 }
 _JAX_OPS = dict(_NUMPY_OPS, copy="xp.array({x})")
 _DASK_OPS = dict(_NUMPY_OPS, copy="{x}", broadcast="xp.broadcast_to({x}, {shape})")
 
 BACKENDS: dict[str, Backend] = {
-    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS),
-    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS),
+    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT),
+    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT),
     "dask": Backend("dask", "dask.array", "dask", "xp", _COMMON, False, _DASK_HELPERS, _DASK_OPS),
     "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS),
     "jax": Backend("jax", "jax.numpy", "jax", "xp", _COMMON, False, _JAX_HELPERS + _FUNCTIONAL_HELPERS, _JAX_OPS),

@@ -84,7 +84,9 @@ class CompiledFunction:
         entry = self._cache.get(signature)
         if entry is None:
             weak = frozenset(k for k, v in merged.items() if _is_python_number(v))
-            entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, weak)
+            dtypes = {str(getattr(v, "dtype", "")) for k, v in merged.items() if k not in weak}
+            fuse = len(dtypes) == 1 and "float" in dtypes.pop()
+            entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, weak, fuse)
             self._cache[signature] = entry
         fn, source = entry
         self._last_source = source
@@ -123,7 +125,10 @@ class CompiledFunction:
         shapes: dict[str, tuple[int, ...]],
         declared: Mapping[str, int] | None = None,
         weak: frozenset[str] = frozenset(),
+        fuse: bool = True,
     ):
+        """Source and function for these shapes; ``fuse`` when every array input has one
+        floating dtype (steps may then reuse the buffers of dying temporaries)."""
         try:
             only_wrt = set(self.inputs) - set(self.program.inputs)
             info = infer_shapes(self.program, {k: v for k, v in shapes.items() if k not in only_wrt}, declared)
@@ -135,7 +140,7 @@ class CompiledFunction:
             if self.program.source is not None:
                 err.with_source(self.program.source)
             raise err.with_traceback(None) from None
-        gen = Generator(self.backend, weak=weak)
+        gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace)
         for name in self.inputs:
             gen.var(name)
         emitted = {s.target for s in self.program.needed_for(self.outputs)} if self.extra is None else set()

@@ -50,6 +50,10 @@ class _Line:
     text: str
     defines: str | None = None
     uses: tuple[str, ...] = ()
+    fresh: bool = False  # ``defines`` is a new array no other name refers to
+    # Operand -> the same step written into that operand's buffer (used when it dies here).
+    inplace: dict[str, str] = field(default_factory=dict)
+    alias: str | None = None  # ``defines`` is another name for this array
 
 
 @dataclass
@@ -108,13 +112,33 @@ class Generator:
     target_order: tuple[str, ...] = ()
     like: str | None = None  # an array defined before the current statement (for dtype/device)
     weak: frozenset[str] = frozenset()  # inputs passed as Python numbers (made arrays on entry)
+    # Every array input has one floating dtype: a step may write into a dying temporary
+    # (out=, +=) without changing the result's dtype.
+    fuse: bool = False
 
     # ---------------------------------------------------------------- plumbing
-    def temp(self, code: str, labels: tuple[str, ...], uses: tuple[str, ...]) -> Value:
+    def temp(
+        self,
+        code: str,
+        labels: tuple[str, ...],
+        uses: tuple[str, ...],
+        fresh: bool = False,
+        inplace: dict[str, str] | None = None,
+    ) -> Value:
         self.counter += 1
         name = f"_t{self.counter}"
-        self.lines.append(_Line(f"{name} = {code}", name, uses))
+        self.lines.append(_Line(f"{name} = {code}", name, uses, fresh, inplace or {}))
         return Value(name, labels, True)
+
+    def elementwise(self, code: str, labels: tuple[str, ...], operands: list[Value], out_code) -> Value:
+        """A fresh array from an elementwise step; ``out_code(v)`` is the step written into
+        operand ``v``'s buffer, offered for operands of the result's full shape."""
+        inplace = {}
+        if self.fuse and self.backend.out_functions:
+            for v in operands:
+                if v.labels == labels and labels and v.code.isidentifier() and v.code not in inplace:
+                    inplace[v.code] = out_code(v)
+        return self.temp(code, labels, _uses(operands), fresh=True, inplace=inplace)
 
     def op(self, kind: str, **kw) -> str:
         return self.backend.ops[kind].format(**kw)
@@ -149,7 +173,7 @@ class Generator:
                 code = self.op("zeros", shape=shape, like=self.like_code())
             else:
                 code = self.op("full", shape=shape, x=value.code, like=self.like_code())
-            self.lines.append(_Line(f"{target} = {code}", target, _uses([value])))
+            self.lines.append(_Line(f"{target} = {code}", target, _uses([value]), fresh=True))
         for term in delta_terms:
             self.add_delta_term(target, term, stmt.indices)
 
@@ -172,7 +196,8 @@ class Generator:
                 if cached.code == value.code:
                     self.cse[key] = Value(target, cached.labels, False)
             return
-        self.lines.append(_Line(f"{target} = {code}", target, uses))
+        alias = code if code == value.code and code.isidentifier() else None
+        self.lines.append(_Line(f"{target} = {code}", target, uses, fresh=copy, alias=alias))
 
     def add_delta_term(self, target: str, term: Expr, indices: tuple[str, ...]) -> None:
         factors = term.factors if isinstance(term, Mul) else (term,)
@@ -207,11 +232,15 @@ class Generator:
 
     # ---------------------------------------------------------------- expressions
     def emit(self, e: Expr) -> Value:
-        key = (_cse_key(e), tuple(sorted((i, self.sizes.get(i)) for i in e.free)))
-        if key in self.cse:
-            return self.cse[key]
+        # Keyed up to index names: (1 - H_nk^2) dLdH_nk and (1 - H_nh^2) dLdH_nh are one value.
+        shape, mapping = _cse_key(e)
+        key = (shape, tuple(sorted((mapping[i], self.sizes.get(i)) for i in e.free)))
+        cached = self.cse.get(key)
+        if cached is not None:
+            names = {canonical: i for i, canonical in mapping.items()}
+            return Value(cached.code, tuple(names[label] for label in cached.labels), cached.temp)
         value = getattr(self, "emit_" + type(e).__name__)(e)
-        self.cse[key] = value
+        self.cse[key] = Value(value.code, tuple(mapping[label] for label in value.labels), value.temp)
         return value
 
     def emit_Tensor(self, e: Tensor) -> Value:
@@ -240,20 +269,46 @@ class Generator:
 
     def emit_Add(self, e: Add) -> Value:
         # A term with a negative coefficient is subtracted: 1 - s^2, not 1 + (-1.0 * s^2).
-        signs, parts = [], []
+        # The widest term comes first, a positive one where there is one (lam w - Xᵀ(y s)).
+        terms = []
         for term in e.terms:
             negative = isinstance(term, Mul) and isinstance(term.factors[0], Const) and term.factors[0].value < 0
             if negative:
                 term = E.mul(Const(-term.factors[0].value), *term.factors[1:])
-            signs.append(" - " if negative else " + ")
-            parts.append(self.emit(term))
+            terms.append((negative, term))
+        terms.sort(key=lambda t: (t[0], -len(t[1].free)))  # positive first, widest first
+        if self.fuse and len(terms) > 2 and len(terms[0][1].free) == len(e.free):
+            # A long sum is accumulated in one buffer: each term is computed and added,
+            # then released (50 per-step products of an RNN's weight gradient are not
+            # all alive at once).
+            first = self.emit(terms[0][1])
+            labels = first.labels
+            total = self.combine(terms[0][0], first, terms[1][0], self.emit(terms[1][1]), labels)
+            for negative, term in terms[2:]:
+                part = self.emit(term)
+                op = "-=" if negative else "+="
+                self.lines.append(_Line(f"{total.code} {op} {self.aligned(part, labels)}", None,
+                                        _uses([total, part])))
+            return total
+        parts = [self.emit(t) for _, t in terms]
         order = max(parts, key=lambda v: len(v.labels)).labels
         labels = tuple(dict.fromkeys(order + tuple(i for v in parts for i in v.labels)))
+        if len(parts) == 2:
+            return self.combine(terms[0][0], parts[0], terms[1][0], parts[1], labels)
         code = ""
-        for k, (sign, v) in enumerate(zip(signs, parts, strict=True)):
+        for k, ((negative, _), v) in enumerate(zip(terms, parts, strict=True)):
             text = self.aligned(v, labels)
-            code += (("-" if sign == " - " else "") + text) if k == 0 else sign + text
-        return self.temp(code, labels, _uses(parts))
+            code += (("-" if negative else "") + text) if k == 0 else (" - " if negative else " + ") + text
+        return self.temp(code, labels, _uses(parts), fresh=True)
+
+    def combine(self, neg_a: bool, a: Value, neg_b: bool, b: Value, labels: tuple[str, ...]) -> Value:
+        """``a + b``, ``a - b`` or ``-a - b``: one elementwise step."""
+        x, y = self.aligned(a, labels), self.aligned(b, labels)
+        code = ("-" if neg_a else "") + x + (" - " if neg_b else " + ") + y
+        if neg_a:
+            return self.temp(code, labels, _uses([a, b]), fresh=True)
+        fn = "xp.subtract" if neg_b else "xp.add"
+        return self.elementwise(code, labels, [a, b], lambda v: f"{fn}({x}, {y}, out={v.code})")
 
     def emit_Mul(self, e: Mul) -> Value:
         return self.contract(list(e.factors), self.out_order(e))
@@ -272,25 +327,33 @@ class Generator:
         absent = [i for i in e.indices if i not in e.body.free]
         if absent:
             n = math.prod(self.sizes[i] for i in absent)
-            value = self.temp(f"{float(n)!r} * {value.code}", value.labels, _uses([value]))
+            value = self.scaled(repr(float(n)), value)
         return value
+
+    def scaled(self, coefficient: str, value: Value) -> Value:
+        """``coefficient * value``, a scalar times an array."""
+        return self.elementwise(f"{coefficient} * {value.code}", value.labels, [value],
+                                lambda v: f"xp.multiply({v.code}, {coefficient}, out={v.code})")
 
     def emit_Pow(self, e: Pow) -> Value:
         base = self.emit(e.base)
         x, k = base.code, e.exponent
+        out = None
         if k == 2:
-            code = f"{x} * {x}"
+            code, out = f"{x} * {x}", f"xp.multiply({x}, {x}, out={x})"
         elif k == -1:
-            code = f"1.0 / {x}"
+            code, out = f"1.0 / {x}", f"xp.divide(1.0, {x}, out={x})"
         elif k == E.Fraction(1, 2):
-            code = f"xp.sqrt({x})"
+            code, out = f"xp.sqrt({x})", f"xp.sqrt({x}, out={x})"
         elif k == E.Fraction(-1, 2):
             code = f"1.0 / xp.sqrt({x})"
         elif k.denominator == 1:
             code = f"{x} ** {int(k)}"
         else:
             code = f"{x} ** {float(k)!r}"
-        return self.temp(code, base.labels, _uses([base]))
+        if out is None or not base.labels:
+            return self.temp(code, base.labels, _uses([base]), fresh=bool(base.labels))
+        return self.elementwise(code, base.labels, [base], lambda v: out)
 
     def emit_Call(self, e: Call) -> Value:
         arg = self.emit(e.arg)
@@ -299,13 +362,16 @@ class Generator:
             # f(constant): an array of the inputs' dtype, not a Python or float64 number
             x = self.op("asarray", x=x, like=self.like_code())
         code = self.backend.functions[e.fn].format(x=x)
-        return self.temp(code, arg.labels, _uses([arg]))
+        template = self.backend.out_functions.get(e.fn)
+        if template is None or x != arg.code:
+            return self.temp(code, arg.labels, _uses([arg]), fresh=bool(arg.labels))
+        return self.elementwise(code, arg.labels, [arg], lambda v: template.format(x=x, out=v.code))
 
     def emit_LogSumExp(self, e: LogSumExp) -> Value:
         body = self.emit(e.body)
         axes = tuple(k for k, label in enumerate(body.labels) if label in e.indices)
         labels = tuple(label for label in body.labels if label not in e.indices)
-        return self.temp(f"_logsumexp({body.code}, {axes})", labels, _uses([body]))
+        return self.temp(f"_logsumexp({body.code}, {axes})", labels, _uses([body]), fresh=bool(labels))
 
     # ---------------------------------------------------------------- layout
     def aligned(self, value: Value, target: tuple[str, ...]) -> str:
@@ -354,6 +420,13 @@ class Generator:
                 operands.append(picked[0])
         result = operands[0]
         if coefficient:
+            if len(scalars) == 1 and scalars[0].code.isidentifier() and result.labels:
+                # an array coefficient (lam w): offered in place too
+                lam = scalars[0].code
+                return self.elementwise(f"{lam} * {result.code}", result.labels, [result, scalars[0]],
+                                        lambda v: f"xp.multiply({lam}, {v.code}, out={v.code})")
+            if all(not v.code.isidentifier() for v in scalars):
+                return self.scaled(coefficient, result)
             result = self.temp(f"{coefficient} * {result.code}", result.labels, _uses(scalars + [result]))
         return result
 
@@ -368,7 +441,7 @@ class Generator:
         if not private:
             return v
         kept = tuple(i for i in v.labels if i in others)
-        return self.temp(self.op("sum", x=v.code, axes=private), kept, _uses([v]))
+        return self.temp(self.op("sum", x=v.code, axes=private), kept, _uses([v]), fresh=bool(kept))
 
     def pair(self, a: Value, b: Value, keep: set[str], order: tuple[str, ...] | None = None) -> Value:
         if order:
@@ -380,24 +453,53 @@ class Generator:
                 a, b = b, a
         shared = [i for i in a.labels if i in b.labels]
         contracted = [i for i in shared if i not in keep]
-        batch = [i for i in shared if i in keep]
+        if not contracted and (b.code, b.labels) < (a.code, a.labels):
+            a, b = b, a  # a product commutes: one order, so that repeats are recognised
+        # The same two arrays combined the same way (up to axis names) are one value:
+        # (1 - H²) ⊙ dLdH feeds dLdX, dLdU, dLdW and dLdb.
+        names: dict[str, str] = {}
+        for i in a.labels + b.labels:
+            names.setdefault(i, f"%{len(names)}")
+        key = ("pair", a.code, tuple(names[i] for i in a.labels), b.code,
+               tuple(names[i] for i in b.labels), tuple(sorted(names[i] for i in contracted)))
+        cached = self.cse.get(key)
+        if cached is not None:
+            back = {canonical: i for i, canonical in names.items()}
+            return Value(cached.code, tuple(back[c] for c in cached.labels), cached.temp)
+        value = self._pair(a, b, contracted)
+        self.cse[key] = Value(value.code, tuple(names[i] for i in value.labels), value.temp)
+        return value
+
+    def _pair(self, a: Value, b: Value, contracted: list[str]) -> Value:
+        shared = [i for i in a.labels if i in b.labels]
+        batch = [i for i in shared if i not in contracted]
         a_free = [i for i in a.labels if i not in b.labels]
         b_free = [i for i in b.labels if i not in a.labels]
         uses = _uses([a, b])
         if not contracted:  # a broadcast product
             labels = tuple(a.labels) + tuple(b_free)
-            return self.temp(f"{self.aligned(a, labels)} * {self.aligned(b, labels)}", labels, uses)
+            x, y = self.aligned(a, labels), self.aligned(b, labels)
+            return self.elementwise(f"{x} * {y}", labels, [a, b],
+                                    lambda v: f"xp.multiply({x}, {y}, out={v.code})")
+        if not batch and len(contracted) == 1 and len(a.labels) <= 2 and len(b.labels) <= 2 and a_free + b_free:
+            # A matrix (or matrix-vector) product: @, transposed views where needed, which
+            # BLAS reads without a copy (tensordot would copy Xᵀ and cost more per call).
+            (c,) = contracted
+            x = a.code if a.labels[-1] == c else self.op("T", x=a.code)
+            y = b.code if b.labels[0] == c else self.op("T", x=b.code)
+            return self.temp(self.op("matmul", a=x, b=y), tuple(a_free + b_free), uses, fresh=True)
         if not batch:  # BLAS: tensordot
             pa = tuple(a.labels.index(i) for i in contracted)
             pb = tuple(b.labels.index(i) for i in contracted)
             code = self.op("tensordot", a=a.code, b=b.code, pa=pa, pb=pb)
-            return self.temp(code, tuple(a_free + b_free), uses)
+            return self.temp(code, tuple(a_free + b_free), uses, fresh=bool(a_free + b_free))
         if not a_free and not b_free:
-            # Σ_b A_bh B_bh: no matrix product is left, only a product and a reduction.
-            labels = tuple(a.labels)
-            axes = tuple(labels.index(i) for i in contracted)
-            product = f"{self.aligned(a, labels)} * {self.aligned(b, labels)}"
-            return self.temp(self.op("sum", x=f"({product})", axes=axes), tuple(batch), uses)
+            # Σ_b A_bh B_bh: no matrix product is left, only a product (shared with other
+            # uses of it) and a reduction.
+            product = self.pair(a, b, set(a.labels))
+            axes = tuple(product.labels.index(i) for i in contracted)
+            labels = tuple(i for i in product.labels if i not in contracted)
+            return self.temp(self.op("sum", x=product.code, axes=axes), labels, _uses([product]), fresh=bool(labels))
         # Batched: (batch, a_free, contracted) @ (batch, contracted, b_free).
         sz = self.sizes
         a_t = self.aligned(Value(a.code, a.labels), tuple(batch + a_free + contracted))
@@ -410,7 +512,7 @@ class Generator:
         right = self.op("reshape", x=b_t, shape=(nb, k, n))
         shape = tuple(sz[i] for i in batch + a_free + b_free)
         code = self.op("reshape", x=f"({left} @ {right})", shape=shape)
-        return self.temp(code, tuple(batch + a_free + b_free), uses)
+        return self.temp(code, tuple(batch + a_free + b_free), uses, fresh=True)
 
     # ---------------------------------------------------------------- output
     def function(self, name: str, inputs: list[str], outputs: list[str]) -> GeneratedCode:
@@ -424,7 +526,8 @@ class Generator:
                 var = self.var(program_name)
                 like = strong[0] if strong else _NO_ARRAY_LIKE
                 body.append(f"{var} = {self.op('asarray', x=var, like=like)}")
-        lines = _release_dead(self.lines, {self.var(o) for o in outputs} | {self.var(i) for i in inputs})
+        keep = {self.var(o) for o in outputs} | {self.var(i) for i in inputs}
+        lines = _release_dead(_write_in_place(self.lines, keep), keep)
         body += [line.text for line in lines]
         body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
         source = f"def {name}(arrays):\n" + "\n".join("    " + line for line in body) + "\n"
@@ -450,7 +553,8 @@ def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
 
 
 def _uses(values: list[Value]) -> tuple[str, ...]:
-    return tuple(v.code for v in values if v.temp)
+    """The variables a line reads (temporaries and program arrays; not literals)."""
+    return tuple(v.code for v in values if v.temp or v.code.isidentifier())
 
 
 def _free_order(e: Expr) -> tuple[str, ...]:
@@ -463,14 +567,18 @@ def _free_order(e: Expr) -> tuple[str, ...]:
     return tuple(order)
 
 
-def _cse_key(e: Expr) -> Expr:
-    """``e`` with bound indices renamed by first appearance: equal keys, equal values."""
+def _cse_key(e: Expr) -> tuple[Expr, dict[str, str]]:
+    """``e`` with every index renamed by first appearance, and the renaming.
+
+    Equal keys mean equal values up to the names of their axes."""
     mapping: dict[str, str] = {}
     for node in E.walk(e):
-        if isinstance(node, (Sum, LogSumExp)):
+        if isinstance(node, (Sum, LogSumExp, Tensor, Delta)):
             for i in node.indices:
                 mapping.setdefault(i, f"%{len(mapping)}")
-    return E.rename_indices(e, mapping) if mapping else e
+        elif isinstance(node, Size):
+            mapping.setdefault(node.index, f"%{len(mapping)}")
+    return (E.rename_indices(e, mapping) if mapping else e), mapping
 
 
 def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]:
@@ -487,16 +595,44 @@ def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]
     return dense, with_delta
 
 
-def _release_dead(lines: list[_Line], keep: set[str]) -> list[_Line]:
-    """Insert ``del`` after the last use of each temporary, so peak memory stays low."""
+def _last_uses(lines: list[_Line]) -> dict[str, int]:
     last_use: dict[str, int] = {}
     for k, line in enumerate(lines):
         for name in line.uses:
             last_use[name] = k
+    return last_use
+
+
+def _write_in_place(lines: list[_Line], keep: set[str]) -> list[_Line]:
+    """Steps whose operand dies there write into that operand's buffer (``out=``):
+    ``_t3 = xp.subtract(X, _t2, out=_t2)`` reuses the memory of ``_t2``.
+
+    Only a buffer that belongs to one name (a fresh result, never aliased, not an input
+    or a requested output) is reused, and only at its last use."""
+    last_use = _last_uses(lines)
+    aliased = {name for line in lines if line.alias for name in (line.alias, line.defines)}
+    owned: set[str] = set()
+    for k, line in enumerate(lines):
+        if line.inplace and line.defines:
+            for operand, rhs in line.inplace.items():
+                if operand in owned and last_use.get(operand) == k and operand not in keep | aliased:
+                    line.text = f"{line.defines} = {rhs}"
+                    owned.discard(operand)
+                    break
+        if line.defines:
+            (owned.add if line.fresh else owned.discard)(line.defines)
+    return lines
+
+
+def _release_dead(lines: list[_Line], keep: set[str]) -> list[_Line]:
+    """Insert ``del`` after the last use of each temporary and each intermediate the caller
+    did not ask for (a forward value the gradient has finished with), so peak memory stays low."""
+    last_use = _last_uses(lines)
+    defined = {line.defines for line in lines if line.defines}
     out: list[_Line] = []
     for k, line in enumerate(lines):
         out.append(line)
-        dead = [n for n, last in last_use.items() if last == k and n.startswith("_t") and n not in keep]
+        dead = [n for n, last in last_use.items() if last == k and n in defined and n not in keep]
         if dead:
             out.append(_Line("del " + ", ".join(sorted(dead))))
     return out
