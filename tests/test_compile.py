@@ -495,6 +495,21 @@ def test_dying_temporaries_hold_the_next_step():
     assert "_t2.T @ U" in code, fn.source  # Rᵀ U read through a transposed view, not copied
 
 
+def test_outputs_need_only_the_inputs_they_read():
+    """As evaluate(outputs=): Z alone does not need the labels Y the loss reads; passing
+    them anyway is accepted, an input of no statement is not."""
+    program = eg.parse(MLP)
+    rng = np.random.default_rng(9)
+    arrays = {"X": rng.standard_normal((4, 3)), "W1": rng.standard_normal((3, 5)), "b1": rng.standard_normal(5),
+              "W2": rng.standard_normal((5, 2)), "b2": rng.standard_normal(2)}
+    fn = eg.compile(program, outputs=["Z"])
+    expected = eg.evaluate(program, arrays, outputs=["Z"])["Z"]
+    close(fn(arrays)["Z"], expected)
+    close(fn(dict(arrays, Y=np.eye(2)[[0, 1, 1, 0]]))["Z"], expected)
+    with pytest.raises(eg.UnknownInputError, match="'Q' is not an input"):
+        fn(dict(arrays, Q=np.ones(2)))
+
+
 def test_mixed_dtypes_are_not_written_in_place():
     """float32 X and float64 w give float64, as evaluate does: no float64 step may be
     written into a float32 buffer."""

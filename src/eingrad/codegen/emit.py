@@ -234,7 +234,8 @@ class Generator:
     def emit(self, e: Expr) -> Value:
         # Keyed up to index names: (1 - H_nk^2) dLdH_nk and (1 - H_nh^2) dLdH_nh are one value.
         shape, mapping = _cse_key(e)
-        key = (shape, tuple(sorted((mapping[i], self.sizes.get(i)) for i in e.free)))
+        # Sizes of every index, renamed or not (|n| keeps its name: its size is the key).
+        key = (shape, tuple(sorted((mapping.get(i, i), self.sizes.get(i)) for i in E.index_names(e))))
         cached = self.cse.get(key)
         if cached is not None:
             names = {canonical: i for i, canonical in mapping.items()}
@@ -568,16 +569,15 @@ def _free_order(e: Expr) -> tuple[str, ...]:
 
 
 def _cse_key(e: Expr) -> tuple[Expr, dict[str, str]]:
-    """``e`` with every index renamed by first appearance, and the renaming.
+    """``e`` with every index of a tensor, delta or sum renamed by first appearance, and
+    the renaming.  An index only a size ``|n|`` names keeps its name.
 
-    Equal keys mean equal values up to the names of their axes."""
+    Equal keys (with equal index sizes) mean equal values up to the names of their axes."""
     mapping: dict[str, str] = {}
     for node in E.walk(e):
         if isinstance(node, (Sum, LogSumExp, Tensor, Delta)):
             for i in node.indices:
                 mapping.setdefault(i, f"%{len(mapping)}")
-        elif isinstance(node, Size):
-            mapping.setdefault(node.index, f"%{len(mapping)}")
     return (E.rename_indices(e, mapping) if mapping else e), mapping
 
 
