@@ -1,0 +1,182 @@
+"""The examples in examples/ train real models: each runs here at a small size.
+
+Every number is checked against something outside eingrad: held-out accuracy,
+scikit-learn's solution, central differences of the loss, numpy.
+"""
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import eingrad as eg
+
+pytest.importorskip("sklearn")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def load_example(name: str):
+    """Import examples/<name>.py as a module (examples/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"eingrad_example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return load_example("mlp_classifier")
+
+
+@pytest.fixture(scope="module")
+def rnn():
+    return load_example("rnn_sine")
+
+
+@pytest.fixture(scope="module")
+def newton():
+    return load_example("newton_logistic")
+
+
+# ---------------------------------------------------------------- MLP
+
+
+def test_mlp_iris_reaches_96_percent_on_held_out_flowers(mlp):
+    result = mlp.train("iris")  # full size: a fraction of a second
+    assert result["test_size"] == 50
+    assert result["test_accuracy"] >= 0.96
+    assert result["losses"][-1] < 0.25 * result["losses"][0]
+
+
+def test_mlp_digits_reaches_95_percent_in_a_few_epochs(mlp):
+    result = mlp.train("digits", epochs=5)  # the script trains 30
+    assert result["test_accuracy"] >= 0.95
+    assert result["losses"][-1] < result["losses"][0]
+
+
+def test_mlp_compiled_gradient_matches_central_differences(mlp):
+    step, _ = mlp.build()
+    rng = np.random.default_rng(1)
+    params = mlp.init_params(4, 5, 3, rng)
+    params["b1"] = 0.1 * rng.standard_normal(5)
+    data = {"X": rng.standard_normal((7, 4)), "Y": np.eye(3)[rng.integers(0, 3, 7)], "lam": 0.01}
+    out = step(**data, **params)
+    eps = 1e-6
+    for name in mlp.PARAMETERS:
+        v = rng.standard_normal(params[name].shape)
+        plus = step(**data, **{**params, name: params[name] + eps * v})["L"]
+        minus = step(**data, **{**params, name: params[name] - eps * v})["L"]
+        numeric = (plus - minus) / (2 * eps)
+        assert np.sum(out[f"dLd{name}"] * v) == pytest.approx(numeric, rel=1e-6, abs=1e-9), name
+
+
+def test_mlp_loss_is_the_mean_cross_entropy(mlp):
+    step, logits = mlp.build()
+    rng = np.random.default_rng(2)
+    params = mlp.init_params(4, 6, 3, rng)
+    X, labels = rng.standard_normal((9, 4)), rng.integers(0, 3, 9)
+    out = step(X=X, Y=np.eye(3)[labels], lam=0.0, **params)
+    Z = np.maximum(X @ params["W1"] + params["b1"], 0) @ params["W2"] + params["b2"]
+    expected = np.mean(np.log(np.sum(np.exp(Z), axis=1)) - Z[np.arange(9), labels])
+    assert float(out["L"]) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(logits(X=X, **params)["Z"], Z, rtol=1e-12)
+
+
+def test_mlp_main_prints_the_gradient_program(mlp, capsys):
+    [result] = mlp.main(["--dataset", "iris", "--epochs", "5"])
+    text = capsys.readouterr().out
+    assert "dLdb1_h = " in text and "dLdW2_hc = " in text
+    assert "test accuracy" in text
+    assert len(result["losses"]) == 5
+
+
+# ---------------------------------------------------------------- RNN
+
+
+def test_rnn_loss_falls_and_gradient_matches_finite_differences(rnn):
+    result = rnn.train(steps=8, hidden=8, epochs=150, sequences=32)
+    assert result["grad_check_error"] < 1e-5
+    assert result["losses"][-1] < result["losses"][0] / 5
+    assert result["test_mse"] < result["zero_mse"] / 5
+    assert result["test_mse"] < result["persistence_mse"]
+
+
+def test_rnn_program_is_the_guides_recursion(rnn):
+    program = rnn.rnn_program(3)
+    assert program.inputs[:3] == ["x1", "W", "b"]
+    rng = np.random.default_rng(3)
+    params = rnn.init_params(4, rng)
+    xs = [rng.standard_normal(5) for _ in range(3)]
+    ys = [rng.standard_normal(5) for _ in range(3)]
+    arrays = {**params, **{f"x{t + 1}": x for t, x in enumerate(xs)}, **{f"y{t + 1}": y for t, y in enumerate(ys)}}
+    s, errors = np.zeros((5, 4)), []
+    for x, y in zip(xs, ys, strict=True):  # numpy, written independently
+        s = np.tanh(np.outer(x, params["W"]) + s @ params["U"] + params["b"])
+        errors.append(s @ params["V"] + params["c"] - y)
+    expected = np.mean(np.square(errors))
+    assert float(eg.evaluate(program, arrays)["L"]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_rnn_main_prints_the_unrolled_gradient(rnn, capsys):
+    result = rnn.main(["--steps", "4", "--hidden", "6", "--epochs", "10"])
+    text = capsys.readouterr().out
+    assert "dLds2_nh = " in text and "dLdU_kh = " in text
+    assert "gradient check" in text
+    assert len(result["losses"]) == 10
+
+
+# ---------------------------------------------------------------- Newton
+
+
+def test_newton_converges_in_ten_steps_to_sklearns_solution(newton):
+    result = newton.fit(lam=1.0)  # breast cancer, 569 x 30: full size is cheap
+    assert result["iterations"] <= 10
+    assert result["grad_norms"][-1] < 1e-10
+    assert result["max_abs_diff"] < 1e-6
+    # quadratic convergence: the last steps square the gradient norm (roughly)
+    assert result["grad_norms"][-1] < result["grad_norms"][-2] ** 1.5
+
+
+def test_newton_hessian_matches_numpy(newton):
+    _, _, loss_and_grad, hess = newton.build()
+    rng = np.random.default_rng(4)
+    X, y, w, lam = rng.standard_normal((12, 3)), np.sign(rng.standard_normal(12)), rng.standard_normal(3), 0.3
+    m = y * (X @ w)
+    p = 1 / (1 + np.exp(m))  # sigmoid(-m)
+    out = loss_and_grad(X=X, y=y, w=w, lam=lam)
+    assert float(out["L"]) == pytest.approx(np.sum(np.log1p(np.exp(-m))) + 0.5 * lam * w @ w, rel=1e-12)
+    np.testing.assert_allclose(out["dLdw"], -X.T @ (p * y) + lam * w, rtol=1e-12)
+    np.testing.assert_allclose(hess(X=X, y=y, w=w, lam=lam), X.T @ (X * (p * (1 - p))[:, None]) + lam * np.eye(3),
+                               rtol=1e-12)
+
+
+def test_newton_main_prints_gradient_and_hessian(newton, capsys):
+    newton.main(["--lam", "2"])
+    text = capsys.readouterr().out
+    assert "dLdw_d = " in text and "δ_" in text
+    assert "converged in" in text
+
+
+# ---------------------------------------------------------------- the guide
+
+
+def test_guide_walkthrough_checks_pass(capsys):
+    checks = load_example("guide_walkthrough").main([])
+    text = capsys.readouterr().out
+    assert checks and all(checks.values()), checks
+    for expected in ["v_i = A_ik B_ik", "dLdb_h = Σ_n dLdY_nh", "dLds1_nh = ", "U_il σ_l V_lj", "# C_ik = A_ij B_jk W_ik"]:
+        assert expected in text
+
+
+def test_guide_walkthrough_runs_as_a_script():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(EXAMPLES / "guide_walkthrough.py")], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "FAIL" not in done.stdout and "ok   svd" in done.stdout
