@@ -746,3 +746,51 @@ def test_input_read_only_by_statements_the_output_does_not_need():
     out = eg.evaluate(g, arrays)
     assert_close(out["dLdc"], np.zeros(3), "dLdc")
     assert_close(out["dLdx"], 2 * arrays["x"], "dLdx")
+
+
+@pytest.mark.parametrize(
+    "text, wrt, line",
+    [
+        ("L = sum_n(x_n) / |n|", "x", "dLdx_n = 1 / |n|"),
+        ("Z_nc = X_nd W_dc\nL = sum_n(logsumexp_c(Z_nc) - Y_nc Z_nc) / |n|", "W",
+         "dLdZ_nc = (exp(Z_nc - logsumexp_j(Z_nj)) - Y_nc) / |n|"),
+        ("e_n = y_n - X_nd w_d; L = sum_n(e_n^2) / (3 |n|)", "w", "dLde_n = 2 e_n / (3 |n|)"),
+    ],
+)
+def test_sizes_print_with_the_programs_index_names(text, wrt, line):
+    """A mean's 1/|n| prints as |n| (the name the program gives that axis), not a fresh
+    name, and the statement evaluates as written."""
+    g = eg.grad(text, wrt=[wrt])
+    assert line in str(g).splitlines(), str(g)
+    rng = np.random.default_rng(0)
+    program = eg.parse(text)
+    size = {"n": 5, "d": 3, "c": 4}
+    arrays = {name: rng.standard_normal(tuple(size[i] for i in program.first_use(name).indices))
+              for name in program.inputs}
+    loss = lambda x: eg.evaluate(program, {**arrays, wrt: x})["L"]  # noqa: E731
+    got = eg.evaluate(g, arrays)[g.targets[-1]]
+    x, eps = arrays[wrt], 1e-6
+    numeric = np.zeros_like(x)
+    for k in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[k] = eps
+        numeric[k] = (loss(x + step) - loss(x - step)) / (2 * eps)
+    np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_one_gradient_asked_for_alone_takes_its_shape_from_its_tensor():
+    """dLdb_h = Σ_n dLdY_nh reads no b, and dLdx_n = 1/|n| reads nothing: asked for alone
+    (evaluate or compile with outputs=), each still has its tensor's shape."""
+    rng = np.random.default_rng(1)
+    g = eg.grad("Y_nh = X_nd W_dh + b_h", wrt=["b"], seed="dLdY")
+    arrays = {"X": rng.standard_normal((4, 3)), "W": rng.standard_normal((3, 2)), "b": rng.standard_normal(2),
+              "dLdY": rng.standard_normal((4, 2))}
+    expected = arrays["dLdY"].sum(axis=0)
+    np.testing.assert_allclose(eg.evaluate(g, arrays, outputs=["dLdb"])["dLdb"], expected)
+    np.testing.assert_allclose(eg.compile(g, outputs=["dLdb"])(arrays)["dLdb"], expected)
+    mean = eg.grad("L = sum_n(x_n) / |n|", wrt=["x"])
+    fn = eg.compile(mean, outputs=["dLdx"])
+    for n in (5, 3):
+        x = rng.standard_normal(n)
+        np.testing.assert_allclose(eg.evaluate(mean, x=x, outputs=["dLdx"])["dLdx"], np.full(n, 1 / n))
+        np.testing.assert_allclose(fn(x=x)["dLdx"], np.full(n, 1 / n))

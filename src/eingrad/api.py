@@ -15,6 +15,8 @@ from .errors import EingradError
 from .evaluate import evaluate_program
 from .explain import Explanation, explain_derivative
 from .expr import Expr
+from .matrix import MatrixForm, NoMatrixForm
+from .matrix import matrix_form as _matrix_form
 from .program import Program, Statement
 from .reverse import gradient_program
 from .simplify import simplify as _simplify_expr
@@ -22,6 +24,7 @@ from .syntax import parse_program
 
 __all__ = [
     "parse", "evaluate", "equivalent", "canonical", "diff", "hessian", "simplify", "explain", "grad", "compile",
+    "matrix_form",
 ]
 
 
@@ -78,7 +81,11 @@ def evaluate(
             if isinstance(outputs, str):
                 outputs = [outputs]
             program = program.needed_for(outputs)
+            # Arrays of the whole program the needed statements do not read still give
+            # their shapes (dLdb_h has b's shape).
+            context = {k: np.shape(v) for k, v in merged.items() if k not in program.inputs}
             merged = {k: v for k, v in merged.items() if k in program.inputs or k not in as_program(obj).inputs}
+            return evaluate_program(program, merged, sizes, context)
         return evaluate_program(program, merged, sizes)
 
 
@@ -207,3 +214,30 @@ def compile(  # noqa: A001
     if isinstance(obj, str):
         obj = as_program(obj)
     return compile_program(obj, backend, outputs)
+
+
+def matrix_form(
+    obj: Derivative | Program | Statement | Expr | str, free: Any = None, /, *, target: str | None = None
+) -> MatrixForm | NoMatrixForm:
+    """The result in matrix notation when it has at most two free indices, as matrixcalculus.org writes it.
+
+    ``obj`` is a derivative, a program (or its text; the statement assigning
+    ``target``, the last one by default), a statement, or an expression with its
+    free indices ``free`` (rows first).  Returns a :class:`~eingrad.matrix.MatrixForm`
+    (``.text``, ``.latex()``, ``.shape``, ``.evaluate(arrays)``), or a
+    :class:`~eingrad.matrix.NoMatrixForm`, which is false and says why.
+
+    >>> import eingrad as eg
+    >>> print(eg.matrix_form(eg.diff("Y_nh = X_nd W_dh + b_h; L = G_nh Y_nh", "W")))
+    Xᵀ G
+    >>> print(eg.matrix_form("Y_nh = X_nd W_dh + b_h"))
+    X W + 𝟏 bᵀ
+    >>> print(eg.matrix_form(eg.diff("f_i = W_ij v_j", "W")))
+    no matrix form (the result has 3 free indices (i, k, l); a matrix has at most 2)
+    """
+    if isinstance(obj, str):
+        obj = as_program(obj)
+    if isinstance(obj, Program):
+        with _user_errors(obj):
+            return _matrix_form(obj, free, target=target)
+    return _matrix_form(obj, free, target=target)

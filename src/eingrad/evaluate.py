@@ -201,8 +201,10 @@ def evaluate_program(
     program: Program,
     arrays: Mapping[str, Any],
     declared: Mapping[str, int] | None = None,
+    context: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run ``program`` on ``arrays``; returns every target's value, in program order."""
+    """Run ``program`` on ``arrays``; returns every target's value, in program order.
+    ``context``: shapes only (see :func:`eingrad.sizes.infer_shapes`)."""
     inputs = {}
     for name, value in arrays.items():
         try:
@@ -211,7 +213,7 @@ def evaluate_program(
             if name in program.inputs:
                 err.spans = [program.first_use(name).span]
             raise
-    info = infer_shapes(program, {k: v.shape for k, v in inputs.items()}, declared)
+    info = infer_shapes(program, {k: v.shape for k, v in inputs.items()}, declared, context)
     # Python numbers are weak (as in numpy's NEP 50): they take the arrays' dtype, so
     # lam=0.1 next to float32 arrays keeps the computation in float32.
     weak = [name for name, value in arrays.items() if _is_python_number(value)]

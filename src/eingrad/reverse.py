@@ -188,6 +188,7 @@ def _gradient_program(
             if adjoint == ZERO:
                 continue
             if _worth_a_statement(adjoint):
+                adjoint, sized = _readable_sizes(program, adjoint, sized, stmt.indices, target)
                 name = _unique_name(prefix + target, names)
                 names.add(name)
                 adjoint_names[target] = name
@@ -213,7 +214,7 @@ def _gradient_program(
     gradients: list[Statement] = []
     for name in wrt:
         indices = _own_indices(program, name, taken, cache)
-        adjoint, sized = _total(adjoints.get(name, []), indices)
+        adjoint, sized = _readable_sizes(program, *_total(adjoints.get(name, []), indices), indices, name)
         target_name = _unique_name(prefix + name, names)
         names.add(target_name)
         if adjoint == ZERO:
@@ -246,6 +247,42 @@ def _total(contributions: list[Expr], indices: tuple[str, ...]) -> tuple[Expr, t
     sizes = {node.index for node in E.walk(total) if isinstance(node, E.Size)}
     sized = tuple(entry for c in contributions for entry in c.sizes_from if entry[0] in sizes)
     return total, sized
+
+
+def _readable_sizes(
+    program: Program, e: Expr, sized: tuple, indices: tuple[str, ...], like: str
+) -> tuple[Expr, tuple]:
+    """Sizes named as the program names their axes (``/ |n|``, not ``/ |i|``) where that
+    name is free in the statement; one name per axis.
+
+    While contributions are collected, each size has a name used nowhere else, so that
+    sums of contributions cannot confuse two sizes; a finished statement can say |n|."""
+    carried = {i for node in E.walk(e) if isinstance(node, (Tensor, E.Delta, E.Sum, E.LogSumExp))
+               for i in node.indices}
+    ugly = {name for name, _, _ in sized if name not in carried}
+    used = (E.all_indices(e) - ugly) | set(indices)
+    mapping: dict[str, str] = {}
+    by_axis: dict[tuple[str, int], str] = {}
+    for name, tensor, axis in sized:
+        if name not in ugly or name in mapping:
+            continue
+        if (tensor, axis) not in by_axis:
+            # The size of a free index the statement reads on that same axis: |n| of dLdx_n.
+            same = [node.indices[axis] for node in E.walk(e) if isinstance(node, Tensor)
+                    and node.name == tensor and node.indices[axis] in indices]
+            if tensor == like:  # the statement's own axis (dLdx_n = 1 / |n|)
+                by_axis[(tensor, axis)] = indices[axis]
+            elif same:
+                by_axis[(tensor, axis)] = same[0]
+            else:
+                ref = program.statement(tensor) if program.is_target(tensor) else program.first_use(tensor)
+                by_axis[(tensor, axis)] = fresh_index(used, ref.indices[axis])
+                used.add(by_axis[(tensor, axis)])
+        mapping[name] = by_axis[(tensor, axis)]
+    if not mapping:
+        return e, sized
+    renamed = tuple(dict.fromkeys((mapping.get(name, name), tensor, axis) for name, tensor, axis in sized))
+    return rename_indices(e, mapping), renamed
 
 
 def _worth_a_statement(adjoint: Expr) -> bool:

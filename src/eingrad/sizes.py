@@ -212,23 +212,29 @@ def infer_shapes(
     program: Program,
     shapes: Mapping[str, tuple[int, ...]],
     declared: Mapping[str, int] | None = None,
+    context: Mapping[str, tuple[int, ...]] | None = None,
 ) -> ShapeInfo:
-    """Shapes of all targets and the index sizes of every statement."""
+    """Shapes of all targets and the index sizes of every statement.
+
+    ``context``: shapes of arrays the program does not read but whose shape a gradient
+    statement takes (``dLdb_h`` has b's shape; asked for alone, its statements may not read b)."""
     check_inputs(program, shapes)
     declared = _declared_sizes(declared)
-    all_shapes = {k: tuple(int(n) for n in v) for k, v in shapes.items()}
+    all_shapes = {k: tuple(int(n) for n in v) for k, v in (context or {}).items()}
+    all_shapes.update((k, tuple(int(n) for n in v)) for k, v in shapes.items())
     per_statement = []
     for stmt in program.statements:
         known = declared
         if stmt.sizes_from:
-            known = {**declared, **{i: all_shapes[t][axis] for i, t, axis in stmt.sizes_from}}
-        if stmt.like is not None:
+            known = {**declared, **{i: all_shapes[t][axis] for i, t, axis in stmt.sizes_from if t in all_shapes}}
+        like = all_shapes.get(stmt.like) if stmt.like is not None else None
+        if like is not None:
             # The target has the shape of ``like``: its indices are sized before the deltas
             # propagate sizes (a gradient dLdu_ij = δ_ij of a trace reads no tensor).
-            known = {**known, **dict(zip(stmt.indices, all_shapes[stmt.like], strict=True))}
+            known = {**known, **dict(zip(stmt.indices, like, strict=True))}
         size = _statement_sizes(stmt.expr, all_shapes, known, program.source, stmt.indices)
-        if stmt.like is not None:
-            for i, n in zip(stmt.indices, all_shapes[stmt.like], strict=True):
+        if like is not None:
+            for i, n in zip(stmt.indices, like, strict=True):
                 size.setdefault(i, n)
         missing = [i for i in stmt.indices if i not in size]
         if missing:  # pragma: no cover - every target index occurs on the right

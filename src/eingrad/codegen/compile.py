@@ -54,7 +54,14 @@ class CompiledFunction:
         self.inputs = list(self.program.inputs)
         if self.extra is not None and obj.wrt not in self.inputs:
             self.inputs.append(obj.wrt)
-        self._takes = set((obj.program if self.extra is not None else obj).inputs) | set(self.inputs)
+        whole = obj.program if self.extra is not None else obj
+        # A gradient statement takes the shape of the tensor it is the gradient of (dLdb_h
+        # has b's shape): asked for alone, it may read neither b nor anything sized like it.
+        for stmt in self.program.statements:
+            for name in ([stmt.like] if stmt.like else []) + [t for _, t, _ in stmt.sizes_from]:
+                if name in whole.inputs and name not in self.inputs:
+                    self.inputs.append(name)
+        self._takes = set(whole.inputs) | set(self.inputs)
         # Before any code is generated: a bad name raises here, and nothing runs.
         extra = (self.extra,) if self.extra is not None else ()
         wrt = (obj.wrt,) if isinstance(obj, Derivative) else ()
@@ -146,7 +153,8 @@ class CompiledFunction:
         floating dtype (steps may then reuse the buffers of dying temporaries)."""
         try:
             only_wrt = set(self.inputs) - set(self.program.inputs)
-            info = infer_shapes(self.program, {k: v for k, v in shapes.items() if k not in only_wrt}, declared)
+            info = infer_shapes(self.program, {k: v for k, v in shapes.items() if k not in only_wrt}, declared,
+                                context={k: v for k, v in shapes.items() if k in only_wrt})
             if self.extra is not None:
                 all_shapes = {**shapes, **info.shapes}
                 own = info.sizes[self.program.targets.index(self.obj.output)]
