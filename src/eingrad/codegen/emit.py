@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import math
+import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class Generator:
     # Every array input has one floating dtype: a step may write into a dying temporary
     # (out=, +=) without changing the result's dtype.
     fuse: bool = False
+    statement_start: int = 0  # the first line of the current statement's steps
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -157,6 +159,7 @@ class Generator:
         self.sizes = sizes
         self.target_order = tuple(stmt.indices)
         self.lines.append(_Line("# " + "".join(c if c.isprintable() else "?" for c in text)))
+        self.statement_start = len(self.lines)
         dense_terms, delta_terms = _split_delta_terms(stmt.expr, set(stmt.indices))
         self.like = next(iter(self.names.values()), None)
         target = self.var(stmt.target)
@@ -186,12 +189,18 @@ class Generator:
             copy = True
         if copy:
             code = self.op("copy", x=code)
-        last = self.lines[-1] if self.lines else None
-        if code == value.code and value.temp and last is not None and last.defines == value.code:
-            # The statement's last step computes the target itself: name it so (Y = X W + b,
-            # not _t2 = ...; Y = _t2), and let later statements reuse it under that name.
-            last.text = target + last.text[len(value.code):]
-            last.defines = target
+        start = next((k for k in range(len(self.lines) - 1, self.statement_start - 1, -1)
+                      if self.lines[k].defines == value.code), None) if value.temp else None
+        if code == value.code and start is not None:
+            # The statement's steps compute the target itself: name it so (Y = X W + b,
+            # not _t2 = ...; Y = _t2; a sum accumulated in place is dLdU += ...), and let
+            # later statements reuse it under that name.
+            word = re.compile(rf"\b{re.escape(value.code)}\b")
+            for line in self.lines[start:]:
+                line.text = word.sub(target, line.text)
+                line.uses = tuple(target if u == value.code else u for u in line.uses)
+                line.defines = target if line.defines == value.code else line.defines
+                line.inplace = {(target if k == value.code else k): word.sub(target, v) for k, v in line.inplace.items()}
             for key, cached in list(self.cse.items()):
                 if cached.code == value.code:
                     self.cse[key] = Value(target, cached.labels, False)
