@@ -126,7 +126,7 @@ class CompiledFunction:
     @property
     def source(self) -> str:
         if self._last_source is None:
-            program = self.obj.program if self.extra is not None else self.program
+            program = self.obj.program if self.extra is not None else self.obj  # ranks of every input
             shapes = {name: (64,) * program.rank(name) for name in self.inputs}
             # Every index 64, also those that only deltas fix.
             nominal = {i: 64 for stmt in self.program for i in E.all_indices(stmt.expr) | set(stmt.indices)}

@@ -527,11 +527,17 @@ class Generator:
     # ---------------------------------------------------------------- output
     def function(self, name: str, inputs: list[str], outputs: list[str]) -> GeneratedCode:
         body: list[str] = []
+        # Inputs the code reads (one passed only for its shape, b of dLdb_h, is not read).
+        text = "\n".join(line.text for line in self.lines)
+        read = [n for n in inputs if n in outputs or re.search(rf"\b{re.escape(self.var(n))}\b", text)]
+        strong = [self.var(n) for n in read if n not in self.weak]
+        if self.weak & set(read) and not strong:
+            strong = [self.var(n) for n in inputs if n not in self.weak][:1]  # the dtype's source
         for program_name in inputs:
-            body.append(f"{self.var(program_name)} = arrays[{program_name!r}]")
+            if program_name in read or self.var(program_name) in strong:
+                body.append(f"{self.var(program_name)} = arrays[{program_name!r}]")
         # Python numbers are weak: arrays of the first array input's dtype (and device).
-        strong = [self.var(n) for n in inputs if n not in self.weak]
-        for program_name in inputs:
+        for program_name in read:
             if program_name in self.weak:
                 var = self.var(program_name)
                 like = strong[0] if strong else _NO_ARRAY_LIKE
