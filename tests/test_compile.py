@@ -879,3 +879,15 @@ def test_dask_logistic_regression_on_many_chunks(dask_client):
     hess = eg.compile(h, backend="dask")(given)
     assert hess.npartitions > 1
     close(dask_client.compute(hess).result(), eg.evaluate(h, arrays))
+
+
+def test_a_tensor_passed_only_for_its_shape_may_be_left_out():
+    """dLdv has v's shape but reads only B and dLdh1 (an index is also named v)."""
+    g = eg.grad("h1[hid, s, v] = B_slv v[l, s, hid]", ["v"], seed="dLdh1")
+    rng = np.random.default_rng(11)
+    B, G = rng.standard_normal((2, 3, 4)), rng.standard_normal((5, 2, 4))
+    fn = eg.compile(g, outputs=["dLdv"])
+    expected = np.einsum("slv,hsv->lsh", B, G)
+    close(fn(B=B, dLdh1=G)["dLdv"], expected)
+    close(fn(B=B, dLdh1=G, v=np.ones((3, 2, 5)))["dLdv"], expected)
+    close(eg.evaluate(g, B=B, dLdh1=G, outputs=["dLdv"])["dLdv"], expected)

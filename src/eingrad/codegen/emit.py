@@ -528,7 +528,7 @@ class Generator:
     def function(self, name: str, inputs: list[str], outputs: list[str]) -> GeneratedCode:
         body: list[str] = []
         # Inputs the code reads (one passed only for its shape, b of dLdb_h, is not read).
-        text = "\n".join(line.text for line in self.lines)
+        text = "\n".join(line.text for line in self.lines if not line.text.startswith("#"))
         read = [n for n in inputs if n in outputs or re.search(rf"\b{re.escape(self.var(n))}\b", text)]
         strong = [self.var(n) for n in read if n not in self.weak]
         if self.weak & set(read) and not strong:
