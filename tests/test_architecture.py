@@ -14,10 +14,10 @@ LAYERS = [
     {"program", "canonical"},
     {"syntax", "sizes"},
     {"printing", "evaluate"},
-    {"simplify", "diff", "explain"},
+    {"simplify", "diff", "explain", "matrix"},
     {"reverse"},
     {"backends", "codegen"},
-    {"api", "gradcheck", "testing"},
+    {"api", "gradcheck", "testing", "check"},
     {"cli", "__init__", "__main__"},
 ]
 

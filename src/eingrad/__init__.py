@@ -8,7 +8,20 @@ notation or LaTeX.  See LANGUAGE.md for the language.
 from __future__ import annotations
 
 from . import expr
-from .api import canonical, compile, diff, equivalent, evaluate, explain, grad, hessian, parse, simplify
+from .api import (
+    canonical,
+    compile,
+    diff,
+    equivalent,
+    evaluate,
+    explain,
+    grad,
+    hessian,
+    matrix_form,
+    parse,
+    simplify,
+)
+from .check import BackwardCheckFailed, BackwardReport, CheckError, TaylorReport, check_backward, taylor_check
 from .diff import Derivative, DiffError
 from .errors import (
     EingradError,
@@ -41,12 +54,19 @@ __all__ = [
     "grad",
     "GradError",
     "compile",
+    "matrix_form",
     "Derivative",
     "DiffError",
     "ZeroDerivativeWarning",
     "evaluate",
     "equivalent",
     "canonical",
+    "check_backward",
+    "taylor_check",
+    "BackwardReport",
+    "TaylorReport",
+    "CheckError",
+    "BackwardCheckFailed",
     "Program",
     "Statement",
     "ProgramBuilder",

@@ -273,6 +273,12 @@ class Derivative:
     def _repr_latex_(self) -> str:
         return f"${self.latex()}$"
 
+    def matrix(self):
+        """The derivative in matrix notation (``Xᵀ G``), or a false "no matrix form"; see ``eg.matrix_form``."""
+        from .matrix import matrix_form
+
+        return matrix_form(self)
+
     def __repr__(self) -> str:
         return f"<Derivative {self}>"
 

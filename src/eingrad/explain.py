@@ -47,13 +47,30 @@ class ExplainStep:
         from .printing.latex import latex_expr
 
         if self.rhs is None:
-            return f"\\text{{{self.reason}}}"
+            return f"\\text{{{_latex_text(self.reason)}}}"
         rhs = latex_expr(self.rhs, explicit_sums=True)
         return f"{self.lhs_latex} &= {rhs} && \\text{{{_latex_text(self.reason)}}}"
 
 
+_TEXT_MATH = {"∂": "\\partial", "·": "\\cdot", "^": "^\\wedge", "\\": "\\backslash", "~": "\\sim"}
+
+
 def _latex_text(text: str) -> str:
-    return text.replace("_", "\\_").replace("{", "\\{").replace("}", "\\}")
+    """``text`` for inside ``\\text{}``: TeX's special characters escaped, and ^, ∂ and Greek
+    letters as inline math (a bare ^ or Unicode symbol in text mode does not render)."""
+    from .printing.latex import latex_symbol
+
+    out = []
+    for ch in text:
+        if ch in "_{}#%&$":
+            out.append("\\" + ch)
+        elif ch in _TEXT_MATH:
+            out.append(f"${_TEXT_MATH[ch]}$")
+        elif not ch.isascii() and latex_symbol(ch).startswith("\\"):
+            out.append(f"${latex_symbol(ch).strip()}$")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ class Statement:
 
         return latex_statement(self)
 
+    def _repr_latex_(self) -> str:
+        return f"${self.latex()}$"
+
 
 @dataclass(frozen=True, slots=True)
 class Program:
