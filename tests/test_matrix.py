@@ -175,7 +175,8 @@ def test_latex():
     assert form.latex() == (
         "X^{\\top} \\operatorname{diag}\\left(s \\odot \\left(\\mathbf{1} - s\\right)\\right) X + \\mathit{lam} I"
     )
-    assert form._repr_latex_() == f"${form.latex()}$"
+    assert form._repr_latex_() == f"${form.equation_latex()}$"
+    assert form.equation_latex().endswith(" = " + form.latex()) and form.equation_latex().startswith("\\frac{")
     assert matrix_form(eg.parse("y_i = x_i^2")).latex() == "x^{\\odot 2}"
     assert matrix_form(quiet(eg.parse, "y = x_i^2")).latex() == "\\left(\\mathbf{1}^{\\top} x\\right)^{2}"  # (Σ_i x_i)²
     assert matrix_form(eg.parse("y_i = sigmoid(x_i)")).latex() == "\\sigma\\left(x\\right)"

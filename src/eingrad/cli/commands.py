@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..api import compile as compile_
-from ..api import diff, evaluate, explain, grad
+from ..api import diff, evaluate, explain, grad, matrix_form
 from ..backends import get_backend
 from ..diff import Derivative
 from ..errors import EingradError
@@ -142,10 +142,28 @@ def cmd_diff(args: argparse.Namespace) -> int:
             # Known where --size reaches the axis (through the program's index names).
             "shape": _shape(program, d, sizes) if sizes else None,
             "zero": d.is_zero,
+            "matrix": _matrix_json(matrix_form(d)),
         })
     else:
         emit(str(d))
+        if args.matrix:
+            emit(_matrix_line(matrix_form(d), latex=False))
+    if args.format == "latex" and args.matrix:
+        emit(_matrix_line(matrix_form(d), latex=True))
     return 0
+
+
+def _matrix_line(form: Any, latex: bool) -> str:
+    """``matrix form: ∂L/∂W = Xᵀ G``, or why there is none."""
+    if not form:
+        return f"% {form}" if latex else str(form)
+    return form.equation_latex() if latex else f"matrix form: {form.equation}"
+
+
+def _matrix_json(form: Any) -> dict[str, Any]:
+    if not form:
+        return {"text": None, "latex": None, "reason": form.reason}
+    return {"text": form.text, "equation": form.equation, "latex": form.equation_latex(), "reason": None}
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -203,10 +221,21 @@ def cmd_grad(args: argparse.Namespace) -> int:
             "seed": seed,
             "gradients": dict(zip(wrt, g.targets[-len(wrt):], strict=True)),
             "result": _program_json(g),
+            "matrix": {s.target: _matrix_json(matrix_form(s)) for s in _gradient_statements(program, g)},
         })
     else:
         emit(str(g))
+    if args.matrix and args.format != "json":
+        if args.format == "text":
+            emit("")
+        for stmt in _gradient_statements(program, g):
+            emit(_matrix_line(matrix_form(stmt), latex=args.format == "latex"))
     return 0
+
+
+def _gradient_statements(program: Program, g: Program) -> list:
+    """The statements ``grad`` added (adjoints and gradients), not the forward ones."""
+    return [s for s in g.statements if not program.is_target(s.target)]
 
 
 # ---------------------------------------------------------------- compile

@@ -43,7 +43,7 @@ COMMANDS = {
     ),
     "diff": (
         "the exact derivative of the output (the last target) with respect to one input",
-        ['eingrad diff "f_i = W_ij v_j" --wrt W', 'eingrad diff "s = x_i A_ij x_j" --wrt x --order 2',
+        ['eingrad diff "f_i = W_ij v_j" --wrt W', 'eingrad diff "s = x_i A_ij x_j" --wrt x --order 2 --matrix',
          'eingrad diff "Y_nh = X_nd W_dh + b_h; L = G_nh Y_nh" --wrt b --latex',
          'eingrad diff -f mlp.eg --wrt W1 --output H --json'],
     ),
@@ -107,6 +107,12 @@ def _format_arguments(p: argparse.ArgumentParser, *formats: str) -> None:
     for fmt in formats:
         group.add_argument(f"--{fmt}", dest="format", action="store_const", const=fmt, help=helps[fmt])
     p.set_defaults(format="text")
+
+
+def _matrix_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--matrix", action="store_true",
+                   help="also the matrix notation (Xᵀ G, A + Aᵀ) where the result has one, as matrixcalculus.org "
+                        "writes it; said plainly where it has none (always in --json)")
 
 
 def _output_argument(p: argparse.ArgumentParser) -> None:
@@ -176,12 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", nargs="+", action="extend", default=[], metavar="INDEX=N",
                    help="index sizes, for the shape in --json")
     _format_arguments(d, "latex", "json")
+    _matrix_argument(d)
     d.set_defaults(func=cmd_diff)
 
     g = _subparser(sub, "grad")
     _program_arguments(g)
     _grad_arguments(g, required=True)
     _format_arguments(g, "latex", "json")
+    _matrix_argument(g)
     g.set_defaults(func=cmd_grad)
 
     x = _subparser(sub, "explain")

@@ -60,6 +60,10 @@ class MatrixForm:
         """``name = text`` (``∂L/∂W = Xᵀ G``), or the text alone when nothing is named."""
         return f"{self.name} = {self.text}" if self.name else self.text
 
+    def equation_latex(self) -> str:
+        """``equation`` in LaTeX: the derivative's or target's name, then the form."""
+        return f"{self.name_latex} = {self.latex()}" if self.name_latex else self.latex()
+
     @property
     def shape(self) -> str:
         """What the value is: a scalar, a column vector along an index, or a matrix."""
@@ -94,7 +98,7 @@ class MatrixForm:
         return f"<MatrixForm {self.equation}>"
 
     def _repr_latex_(self) -> str:
-        return f"${self.latex()}$"
+        return f"${self.equation_latex()}$"
 
 
 @dataclass(frozen=True)
