@@ -891,3 +891,22 @@ def test_a_tensor_passed_only_for_its_shape_may_be_left_out():
     close(fn(B=B, dLdh1=G)["dLdv"], expected)
     close(fn(B=B, dLdh1=G, v=np.ones((3, 2, 5)))["dLdv"], expected)
     close(eg.evaluate(g, B=B, dLdh1=G, outputs=["dLdv"])["dLdv"], expected)
+
+
+def test_an_error_inside_generated_code_names_its_statement():
+    """The array library's own error (here raised by a stand-in step) comes back as a
+    CompiledCallError naming the statement whose code failed, and the step."""
+    source = "def compiled(arrays):\n    X = arrays['X']\n    # Y_ij = X_ij^2\n    Y = X @ X\n    return {'Y': Y}\n"
+    namespace: dict = {}
+    exec(compile(source, "<eingrad numpy>", "exec"), namespace)  # noqa: S102 - a fixed test string
+    with pytest.raises(eg.CompiledCallError) as info:
+        compile_module._run((namespace["compiled"], source), {"X": np.ones((2, 3))}, "numpy")
+    message = str(info.value)
+    assert "failed in the code for Y_ij = X_ij^2" in message and "the step: Y = X @ X" in message
+    assert "ValueError" in message and info.value.hint
+
+
+def test_torch_arrays_of_two_dtypes_are_reported_with_the_statement(torch):
+    fn = eg.compile("Y_nh = X_nd W_dh + b_h", backend="torch")
+    with pytest.raises(eg.CompiledCallError, match="in the code for Y_nh = X_nd W_dh \\+ b_h"):
+        fn(X=torch.ones(3, 2, dtype=torch.float32), W=torch.ones(2, 4, dtype=torch.float64), b=torch.ones(4))

@@ -22,6 +22,7 @@ from .api import (
     simplify,
 )
 from .check import BackwardCheckFailed, BackwardReport, CheckError, TaylorReport, check_backward, taylor_check
+from .codegen.compile import CompiledCallError
 from .diff import Derivative, DiffError
 from .errors import (
     EingradError,
@@ -54,6 +55,7 @@ __all__ = [
     "grad",
     "GradError",
     "compile",
+    "CompiledCallError",
     "matrix_form",
     "Derivative",
     "DiffError",

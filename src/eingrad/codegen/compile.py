@@ -14,7 +14,12 @@ from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes
 from .emit import Generator, check_names, statement_text
 
-__all__ = ["CompiledFunction", "compile_program"]
+__all__ = ["CompiledFunction", "CompiledCallError", "compile_program"]
+
+
+class CompiledCallError(EingradError, RuntimeError):
+    """The array library refused a step of the generated code (arrays of two dtypes or
+    on two devices, for instance); says which statement the step comes from."""
 
 
 class CompiledFunction:
@@ -95,7 +100,7 @@ class CompiledFunction:
             if entry is not None:
                 self._last_source = entry[1]
                 with _numpy_errstate():
-                    result = entry[0](merged)
+                    result = _run(entry, merged, self.backend.name)
                 return result[self.extra.target] if self.extra is not None else result
         if numpy:
             merged = _numpy_inputs(merged)
@@ -112,13 +117,12 @@ class CompiledFunction:
             self._cache[signature] = entry
         if numpy and sizes is None and (fast := _fast_signature(merged)) is not None:
             self._fast[fast] = entry
-        fn, source = entry
-        self._last_source = source
+        self._last_source = entry[1]
         if numpy:  # NaN and overflow propagate silently, as in evaluate
             with _numpy_errstate():
-                result = fn(merged)
+                result = _run(entry, merged, self.backend.name)
         else:
-            result = fn(merged)
+            result = _run(entry, merged, self.backend.name)
         if self.extra is not None:
             return result[self.extra.target]
         return result
@@ -183,6 +187,30 @@ class CompiledFunction:
         namespace: dict[str, Any] = {"xp": self.backend.load()}
         exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names
         return namespace["compiled"], source
+
+
+def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str) -> Any:
+    """Call generated code; an error the array library raises names the statement."""
+    fn, source = entry
+    try:
+        return fn(arrays)
+    except Exception as err:  # noqa: BLE001 - reported with the statement it came from
+        line = None
+        tb = err.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith("<eingrad"):
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        lines = source.splitlines()
+        step = lines[line - 1].strip() if line and line <= len(lines) else None
+        comment = next((lines[k].strip()[2:] for k in range(min(line or 0, len(lines)) - 1, -1, -1)
+                        if lines[k].strip().startswith("# ")), None) if line else None
+        where = f" in the code for {comment}" if comment else ""
+        raise CompiledCallError(
+            f"the {backend} backend failed{where}: {type(err).__name__}: {err}"
+            + (f"\n  the step: {step}" if step else ""),
+            hint="pass arrays of one dtype, on one device; eg.evaluate(...) computes the same with numpy",
+        ) from None
 
 
 def _fast_signature(arrays: dict[str, Any]) -> tuple | None:
