@@ -29,6 +29,7 @@ from ..errors import EingradError
 from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
 from ..names import is_name
 from ..program import Program, Statement
+from .lines import Line, release_dead, write_in_place
 
 __all__ = ["Generator", "GeneratedCode", "CodegenError", "check_names"]
 
@@ -44,17 +45,6 @@ class Value:
     code: str
     labels: tuple[str, ...]
     temp: bool = False
-
-
-@dataclass
-class _Line:
-    text: str
-    defines: str | None = None
-    uses: tuple[str, ...] = ()
-    fresh: bool = False  # ``defines`` is a new array no other name refers to
-    # Operand -> the same step written into that operand's buffer (used when it dies here).
-    inplace: dict[str, str] = field(default_factory=dict)
-    alias: str | None = None  # ``defines`` is another name for this array
 
 
 @dataclass
@@ -104,7 +94,7 @@ class Generator:
     """Emits one function for a program, given the index sizes of every statement."""
 
     backend: Backend
-    lines: list[_Line] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
     counter: int = 0
     names: dict[str, str] = field(default_factory=dict)
     cse: dict[tuple, Value] = field(default_factory=dict)
@@ -129,7 +119,7 @@ class Generator:
     ) -> Value:
         self.counter += 1
         name = f"_t{self.counter}"
-        self.lines.append(_Line(f"{name} = {code}", name, uses, fresh, inplace or {}))
+        self.lines.append(Line(f"{name} = {code}", name, uses, fresh, inplace or {}))
         return Value(name, labels, True)
 
     def elementwise(self, code: str, labels: tuple[str, ...], operands: list[Value], out_code) -> Value:
@@ -158,7 +148,7 @@ class Generator:
     def statement(self, stmt: Statement, sizes: dict[str, int], text: str) -> None:
         self.sizes = sizes
         self.target_order = tuple(stmt.indices)
-        self.lines.append(_Line("# " + "".join(c if c.isprintable() else "?" for c in text)))
+        self.lines.append(Line("# " + "".join(c if c.isprintable() else "?" for c in text)))
         self.statement_start = len(self.lines)
         dense_terms, delta_terms = _split_delta_terms(stmt.expr, set(stmt.indices))
         self.like = next(iter(self.names.values()), None)
@@ -176,7 +166,7 @@ class Generator:
                 code = self.op("zeros", shape=shape, like=self.like_code())
             else:
                 code = self.op("full", shape=shape, x=value.code, like=self.like_code())
-            self.lines.append(_Line(f"{target} = {code}", target, _uses([value]), fresh=True))
+            self.lines.append(Line(f"{target} = {code}", target, _uses([value]), fresh=True))
         for term in delta_terms:
             self.add_delta_term(target, term, stmt.indices)
 
@@ -206,7 +196,7 @@ class Generator:
                     self.cse[key] = Value(target, cached.labels, False)
             return
         alias = code if code == value.code and code.isidentifier() else None
-        self.lines.append(_Line(f"{target} = {code}", target, uses, fresh=copy, alias=alias))
+        self.lines.append(Line(f"{target} = {code}", target, uses, fresh=copy, alias=alias))
 
     def add_delta_term(self, target: str, term: Expr, indices: tuple[str, ...]) -> None:
         factors = term.factors if isinstance(term, Mul) else (term,)
@@ -234,10 +224,10 @@ class Generator:
         uses = (target,) + ((value.code,) if value.temp else ())
         if self.backend.inplace:
             view = f"_diagonal({target}, {spec!r})"
-            self.lines.append(_Line(f"{view}[...] += {self.aligned(value, view_labels)}", None, uses))
+            self.lines.append(Line(f"{view}[...] += {self.aligned(value, view_labels)}", None, uses))
         else:  # immutable arrays (jax, dask): a new array, the value added where the delta is 1
             code = f"_diagonal_add({target}, {spec!r}, {self.aligned(value, view_labels)})"
-            self.lines.append(_Line(f"{target} = {code}", target, uses))
+            self.lines.append(Line(f"{target} = {code}", target, uses))
 
     # ---------------------------------------------------------------- expressions
     def emit(self, e: Expr) -> Value:
@@ -297,7 +287,7 @@ class Generator:
             for negative, term in terms[2:]:
                 part = self.emit(term)
                 op = "-=" if negative else "+="
-                self.lines.append(_Line(f"{total.code} {op} {self.aligned(part, labels)}", None,
+                self.lines.append(Line(f"{total.code} {op} {self.aligned(part, labels)}", None,
                                         _uses([total, part])))
             return total
         parts = [self.emit(t) for _, t in terms]
@@ -543,7 +533,7 @@ class Generator:
                 like = strong[0] if strong else _NO_ARRAY_LIKE
                 body.append(f"{var} = {self.op('asarray', x=var, like=like)}")
         keep = {self.var(o) for o in outputs} | {self.var(i) for i in inputs}
-        lines = _release_dead(_write_in_place(self.lines, keep), keep)
+        lines = release_dead(write_in_place(self.lines, keep), keep)
         body += [line.text for line in lines]
         body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
         source = f"def {name}(arrays):\n" + "\n".join("    " + line for line in body) + "\n"
@@ -608,49 +598,6 @@ def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]
         else:
             dense.append(term)
     return dense, with_delta
-
-
-def _last_uses(lines: list[_Line]) -> dict[str, int]:
-    last_use: dict[str, int] = {}
-    for k, line in enumerate(lines):
-        for name in line.uses:
-            last_use[name] = k
-    return last_use
-
-
-def _write_in_place(lines: list[_Line], keep: set[str]) -> list[_Line]:
-    """Steps whose operand dies there write into that operand's buffer (``out=``):
-    ``_t3 = xp.subtract(X, _t2, out=_t2)`` reuses the memory of ``_t2``.
-
-    Only a buffer that belongs to one name (a fresh result, never aliased, not an input
-    or a requested output) is reused, and only at its last use."""
-    last_use = _last_uses(lines)
-    aliased = {name for line in lines if line.alias for name in (line.alias, line.defines)}
-    owned: set[str] = set()
-    for k, line in enumerate(lines):
-        if line.inplace and line.defines:
-            for operand, rhs in line.inplace.items():
-                if operand in owned and last_use.get(operand) == k and operand not in keep | aliased:
-                    line.text = f"{line.defines} = {rhs}"
-                    owned.discard(operand)
-                    break
-        if line.defines:
-            (owned.add if line.fresh else owned.discard)(line.defines)
-    return lines
-
-
-def _release_dead(lines: list[_Line], keep: set[str]) -> list[_Line]:
-    """Insert ``del`` after the last use of each temporary and each intermediate the caller
-    did not ask for (a forward value the gradient has finished with), so peak memory stays low."""
-    last_use = _last_uses(lines)
-    defined = {line.defines for line in lines if line.defines}
-    out: list[_Line] = []
-    for k, line in enumerate(lines):
-        out.append(line)
-        dead = [n for n, last in last_use.items() if last == k and n in defined and n not in keep]
-        if dead:
-            out.append(_Line("del " + ", ".join(sorted(dead))))
-    return out
 
 
 def statement_text(stmt: Statement) -> str:
