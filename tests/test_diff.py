@@ -544,3 +544,13 @@ def test_derivative_text_and_latex():
     assert d.latex() == "\\frac{\\partial f_{i}}{\\partial W_{kl}} = \\delta_{ik} v_{l}"
     h = eg.hessian("q = x_i A_ij x_j", "x")
     assert str(h).startswith("∂²q/∂x_") and isinstance(h.expr.terms[0], (Tensor, Mul))
+
+
+def test_python_numbers_are_weak_in_derivatives_too():
+    """lam=0.5 beside float32 arrays keeps a derivative float32, as evaluate keeps a program."""
+    d = eg.diff("y_i = lam x_i^2", "x")
+    x = np.arange(1.0, 4.0, dtype=np.float32)
+    value = eg.evaluate(d, x=x, lam=0.5)
+    assert value.dtype == np.float32
+    np.testing.assert_allclose(value, np.diag(x), rtol=1e-6)
+    assert eg.evaluate(eg.diff("y = lam x", "x"), x=1.0, lam=0.5).dtype == np.float64

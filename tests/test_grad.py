@@ -794,3 +794,16 @@ def test_one_gradient_asked_for_alone_takes_its_shape_from_its_tensor():
         x = rng.standard_normal(n)
         np.testing.assert_allclose(eg.evaluate(mean, x=x, outputs=["dLdx"])["dLdx"], np.full(n, 1 / n))
         np.testing.assert_allclose(fn(x=x)["dLdx"], np.full(n, 1 / n))
+
+
+def test_a_zero_gradient_still_takes_its_seed():
+    """No requested gradient depends on the upstream gradient: the program still takes it,
+    so the same arrays can be passed whatever was asked for."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.ZeroDerivativeWarning)
+        g = eg.grad("Y_i = X_ij c_j; Z_i = W_i", wrt=["W"], output="Y", seed="dLdY")
+    arrays = {"X": np.ones((2, 3)), "c": np.ones(3), "W": np.ones(2), "dLdY": np.ones(2)}
+    np.testing.assert_array_equal(eg.evaluate(g, arrays)["dLdW"], np.zeros(2))
+    np.testing.assert_array_equal(eg.compile(g, outputs=["dLdW"])(arrays)["dLdW"], np.zeros(2))
+    with pytest.raises(eg.UnknownInputError):
+        eg.evaluate(g, dict(arrays, Q=np.ones(2)))

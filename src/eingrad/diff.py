@@ -286,7 +286,7 @@ class Derivative:
         """The derivative as an array of shape ``shape(output) + shape(wrt) * order``."""
         import numpy as np
 
-        from .evaluate import evaluate_expression, evaluate_program
+        from .evaluate import _is_python_number, evaluate_expression, evaluate_program
         from .sizes import infer_shapes
 
         forward = evaluate_program(self.program, arrays, declared)
@@ -296,7 +296,11 @@ class Derivative:
         shapes = {name: np.shape(value) for name, value in env.items()}
         info = infer_shapes(self.program, {name: shapes[name] for name in self.program.inputs}, declared)
         sizes = self.index_sizes(shapes, info.sizes[self.program.targets.index(self.output)], declared)
-        dtype = np.result_type(*[v.dtype for v in env.values()]) if env else np.dtype(float)
+        # Python numbers are weak (lam=0.5 beside float32 arrays stays float32), as in evaluate.
+        weak = {name for name in self.program.inputs if _is_python_number(arrays[name])}
+        strong = [v.dtype for name, v in env.items() if name not in weak]
+        dtype = np.result_type(*strong) if strong else np.result_type(*[v.dtype for v in env.values()], float)
+        env.update((name, env[name].astype(dtype)) for name in weak if strong)
         return evaluate_expression(self.expr, env, sizes, self.indices, dtype)
 
     def index_sizes(self, shapes, own: dict[str, int], declared=None) -> dict[str, int]:

@@ -56,6 +56,9 @@ class Program:
 
     statements: tuple[Statement, ...]
     source: str | None = field(default=None, compare=False, repr=False)
+    # Names the program takes without reading them: a gradient program's upstream
+    # gradient when no gradient asked for depends on it (all are zero).
+    unread: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     _index: _NameIndex = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -144,7 +147,7 @@ class Program:
         for stmt in reversed(self.statements):
             if stmt.target in wanted:
                 wanted.update(ref.name for ref in tensor_refs(stmt.expr))
-        return Program(tuple(s for s in self.statements if s.target in wanted), self.source)
+        return Program(tuple(s for s in self.statements if s.target in wanted), self.source, self.unread)
 
     def to_dot(self, parameters: Iterable[str] = ()) -> str:
         """The computation graph in Graphviz DOT: inputs, statements, and an edge per read.

@@ -226,7 +226,10 @@ def _gradient_program(
             # input (the output's statements may not read it) and the text parses back.
             adjoint = E.Mul((ZERO, Tensor(name, indices)))
         gradients.append(Statement(target_name, indices, adjoint, like=name, sizes_from=sized))
-    return Program(tuple(statements) + tuple(emitted) + tuple(gradients), None)
+    result = Program(tuple(statements) + tuple(emitted) + tuple(gradients), None)
+    if seed and seed not in result.inputs:  # every gradient is zero: the seed is still taken
+        result = Program(result.statements, None, frozenset({seed}))
+    return result
 
 
 def _total(contributions: list[Expr], indices: tuple[str, ...]) -> tuple[Expr, tuple]:

@@ -166,7 +166,7 @@ def check_inputs(program: Program, shapes: Mapping[str, tuple[int, ...]]) -> Non
     """Every input passed, nothing unknown passed, each with the right number of axes."""
     inputs = program.inputs
     targets = set(program.targets)
-    unknown = [name for name in shapes if name not in inputs]
+    unknown = [name for name in shapes if name not in inputs and name not in program.unread]
     if unknown:
         name = unknown[0]
         if name in targets:

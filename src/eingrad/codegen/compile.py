@@ -66,7 +66,7 @@ class CompiledFunction:
             for name in ([stmt.like] if stmt.like else []) + [t for _, t, _ in stmt.sizes_from]:
                 if name in whole.inputs and name not in self.inputs:
                     self.inputs.append(name)
-        self._takes = set(whole.inputs) | set(self.inputs)
+        self._takes = set(whole.inputs) | set(whole.unread) | set(self.inputs)
         # Before any code is generated: a bad name raises here, and nothing runs.
         extra = (self.extra,) if self.extra is not None else ()
         wrt = (obj.wrt,) if isinstance(obj, Derivative) else ()
