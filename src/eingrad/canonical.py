@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from fractions import Fraction
 from functools import lru_cache
 
 from .expr import (
@@ -230,6 +231,67 @@ def canonical(e: Expr) -> Expr:
             best, best_key = renamed, key
     assert best is not None
     return best
+
+
+def class_key(e: Expr) -> str:
+    """A cheap invariant of ``e``'s canonical class: expressions with equal canonical forms
+    have equal keys (the converse need not hold).
+
+    Summed-index names are erased, operands sorted, sums seen through (their placement
+    is not part of the class), nested products flattened and constants folded, as the
+    prenex form does.  Comparing keys first spares ``canonical`` (which tries operand
+    orders) for terms that cannot be alike.
+    """
+    return _class_key(e, e.free)
+
+
+@lru_cache(maxsize=65536)
+def _class_key(e: Expr, free: frozenset[str]) -> str:
+    def index(i: str) -> str:
+        return i if i in free else "_"
+
+    if isinstance(e, Tensor):
+        return f"{e.name}[{','.join(index(i) for i in e.indices)}]"
+    if isinstance(e, Delta):
+        return f"δ[{','.join(sorted(index(i) for i in e.indices))}]"
+    if isinstance(e, Size):
+        return f"|{index(e.index)}|"
+    if isinstance(e, Const):
+        return str(e.value)
+    if isinstance(e, Sum):
+        return _class_key(e.body, free)
+    if isinstance(e, LogSumExp):
+        return f"lse({_class_key(e.body, free)})"
+    if isinstance(e, Pow):
+        return f"({_class_key(e.base, free)})^{e.exponent}"
+    if isinstance(e, Call):
+        return f"{e.fn}({_class_key(e.arg, free)})"
+    if isinstance(e, Mul):
+        coefficient, keys = Fraction(1), []
+        for factor in _product_factors(e):
+            if isinstance(factor, Const):
+                coefficient *= factor.value
+            else:
+                keys.append(_class_key(factor, free))
+        return f"{coefficient}*[{' '.join(sorted(keys))}]"
+    if isinstance(e, Add):
+        total, keys = Fraction(0), []
+        for term in e.terms:
+            if isinstance(term, Const):
+                total += term.value
+            else:
+                keys.append(_class_key(term, free))
+        return f"{total}+[{' '.join(sorted(keys))}]"
+    raise TypeError(type(e).__name__)
+
+
+def _product_factors(e: Expr) -> list[Expr]:
+    """The factors of a product, through sums and nested products (as the prenex form)."""
+    while isinstance(e, Sum):
+        e = e.body
+    if not isinstance(e, Mul):
+        return [e]
+    return [f for factor in e.factors for f in _product_factors(factor)]
 
 
 def equivalent(a: Expr, b: Expr) -> bool:

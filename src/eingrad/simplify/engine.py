@@ -12,9 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import EingradError
-from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor, rename_indices, walk
+from ..expr import (
+    Add,
+    Call,
+    Const,
+    Delta,
+    Expr,
+    LogSumExp,
+    Mul,
+    Pow,
+    Size,
+    Sum,
+    Tensor,
+    index_names,
+    rename_indices,
+    walk,
+)
 from ..names import fresh_index
 
 Rule = Callable[[Expr], Expr | None]
@@ -50,19 +66,15 @@ def rename_bound_apart(
     an index) can never capture a name.  Each new name is recorded in
     ``aliases`` (new -> old), so callers that track index sizes can follow it.
     """
-    taken = set(avoid or ()) | set(e.free)
-    for node in walk(e):
-        if isinstance(node, (Tensor, Delta)):
-            taken.update(node.indices)
-        elif isinstance(node, Size):
-            taken.add(node.index)
-        elif isinstance(node, (Sum, LogSumExp)):
-            # A binder whose body does not mention it (Σ_s 1) still owns its name: a
-            # second binder renamed to it would clash, and its alias would be overwritten.
-            taken.update(node.indices)
+    # Every name in e, bound ones too: a binder whose body does not mention it (Σ_s 1)
+    # still owns its name (a second binder renamed to it would clash, and its alias
+    # would be overwritten).
+    taken = set(avoid or ()) | index_names(e)
     seen: set[str] = set(e.free) | set(avoid or ())
 
     def visit(node: Expr) -> Expr:
+        if not _has_binder(node):
+            return node
         if isinstance(node, (Sum, LogSumExp)):
             mapping = {}
             for i in node.indices:
@@ -82,6 +94,26 @@ def rename_bound_apart(
         return node if kids == node.children else node.with_children(kids)
 
     return visit(e)
+
+
+@lru_cache(maxsize=65536)
+def _has_binder(e: Expr) -> bool:
+    return isinstance(e, (Sum, LogSumExp)) or any(_has_binder(c) for c in e.children)
+
+
+def _binders(e: Expr) -> list[str]:
+    return [i for node in walk(e) if isinstance(node, (Sum, LogSumExp)) for i in node.indices]
+
+
+def _may_duplicate_binders(before: Expr, after: Expr) -> bool:
+    """Could rewriting ``before`` into ``after`` have made two binders share a name?
+
+    Binder names are unique before each step; a rewrite can break that only by binding
+    a name twice within ``after`` (Σ_j copied into two terms) or by binding a name that
+    ``before`` did not (which may be bound elsewhere).  Looks at the rewritten part
+    only, not the whole expression."""
+    names = _binders(after)
+    return len(names) != len(set(names)) or not set(names) <= set(_binders(before))
 
 
 def _has_duplicate_binders(e: Expr) -> bool:
@@ -159,7 +191,7 @@ class _Rewriter:
             if found is None:
                 return e
             rule, before, after, new = found
-            if _has_duplicate_binders(new):
+            if _may_duplicate_binders(before, after) and _has_duplicate_binders(new):
                 new = rename_bound_apart(new, self.avoid, aliases=self.aliases)
             if self.record:
                 self.steps.append(Step(rule, before, after, new))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 
-from ..canonical import canonical
+from ..canonical import canonical, class_key
 from ..expr import (
     ONE,
     ZERO,
@@ -26,7 +26,6 @@ from ..expr import (
     Size,
     Sum,
     add,
-    mentions,
     mul,
     power,
     rename_indices,
@@ -268,9 +267,10 @@ def like_terms_combine(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
     split = [_split_coefficient(term) for term in e.terms]
-    # Only terms that read the same tensors with the same free indices can be alike:
-    # compare those cheap signatures first, canonical forms only where they collide.
-    signatures = [(mentions(rest), rest.free) for _, rest in split]
+    # Only terms with the same class key (same tensors, functions, powers and free
+    # indices, in the same arrangement up to summed names) can be alike: compare those
+    # cheap keys first, canonical forms only where they collide.
+    signatures = [(class_key(rest), rest.free) for _, rest in split]
     if len(set(signatures)) == len(signatures):
         return None
     groups: dict[object, list[tuple[Fraction, Expr]]] = {}
