@@ -910,3 +910,32 @@ def test_torch_arrays_of_two_dtypes_are_reported_with_the_statement(torch):
     fn = eg.compile("Y_nh = X_nd W_dh + b_h", backend="torch")
     with pytest.raises(eg.CompiledCallError, match="in the code for Y_nh = X_nd W_dh \\+ b_h"):
         fn(X=torch.ones(3, 2, dtype=torch.float32), W=torch.ones(2, 4, dtype=torch.float64), b=torch.ones(4))
+
+
+@pytest.mark.parametrize(
+    "text, merged",
+    [
+        ("b_h = sum_n(A_nh) + sum_i(B_ih) - sum_j(C_jh)", True),
+        ("s = sum_{n,h}(A_nh) + sum_{i,k}(B_ik) + sum_{j,l}(C_lj)", True),  # B, C: h-by-n and n-by-h axes
+        ("b_h = sum_n(A_nh D_nh) + sum_i(B_ih) + sum_j(C_jh D_jh)", True),
+        ("W_dh = sum_n(X_nd A_nh) + sum_i(X_id B_ih) + sum_j(X_jd C_jh)", False),  # products stay contractions
+    ],
+)
+def test_sums_of_reductions_are_one_reduction(text, merged):
+    """Σ_n a_nh + Σ_i b_ih + Σ_j c_jh is computed as Σ_n (a + b + c)_nh where that widens
+    no product; the value is the same either way."""
+    program = eg.parse(text)
+    rng = np.random.default_rng(12)
+    size = {"n": 5, "i": 5, "j": 5, "h": 3, "k": 3, "l": 5, "d": 2}
+    arrays = {name: rng.standard_normal(tuple(size[i] for i in program.first_use(name).indices))
+              for name in program.inputs}
+    if "C_lj" in text:  # C's axes: (l, j) with l of n's size and j of h's size
+        arrays["C"] = rng.standard_normal((5, 3))
+        arrays["B"] = rng.standard_normal((5, 3))
+    fn = eg.compile(program)
+    out = fn(arrays)
+    expected = eg.evaluate(program, arrays)
+    for name in expected:
+        close(out[name], expected[name], name)
+    sums = body(fn.source).count("xp.sum(")
+    assert (sums == 1) == merged, fn.source

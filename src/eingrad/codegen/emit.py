@@ -277,6 +277,9 @@ class Generator:
                 term = E.mul(Const(-term.factors[0].value), *term.factors[1:])
             terms.append((negative, term))
         terms.sort(key=lambda t: (t[0], -len(t[1].free)))  # positive first, widest first
+        merged = _merged_reductions(terms, self.sizes) if len(terms) > 2 else None
+        if merged is not None:
+            return self.emit(merged)
         if self.fuse and len(terms) > 2 and len(terms[0][1].free) == len(e.free):
             # A long sum is accumulated in one buffer: each term is computed and added,
             # then released (50 per-step products of an RNN's weight gradient are not
@@ -561,6 +564,36 @@ def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
 def _uses(values: list[Value]) -> tuple[str, ...]:
     """The variables a line reads (temporaries and program arrays; not literals)."""
     return tuple(v.code for v in values if v.temp or v.code.isidentifier())
+
+
+def _merged_reductions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) -> Expr | None:
+    """Σ_n a_nh + Σ_i b_ih + Σ_j c_jh as Σ_n (a_nh + b_nh + c_nh): one reduction of an
+    accumulated array instead of one per term (an RNN's bias gradient, a term per step).
+
+    Only where every term sums an array no larger than one of its own factors (no
+    product is widened: Σ_n X_nd A_nh is left alone), the summed sizes agree, and the
+    new names capture nothing.  Which summed index maps to which does not matter: every
+    one is summed over its whole range."""
+    first = terms[0][1]
+    if not isinstance(first, Sum):
+        return None
+    target = sorted(first.indices, key=lambda i: (sizes.get(i), i))
+    bodies = []
+    for negative, term in terms:
+        if not isinstance(term, Sum) or len(term.indices) != len(target) or term.free != first.free:
+            return None
+        factors = term.body.factors if isinstance(term.body, Mul) else (term.body,)
+        if not any(term.body.free <= set(f.free) for f in factors):
+            return None
+        own = sorted(term.indices, key=lambda i: (sizes.get(i), i))
+        if [sizes.get(i) for i in own] != [sizes.get(i) for i in target] or None in (sizes.get(i) for i in own):
+            return None
+        mapping = dict(zip(own, target, strict=True))
+        if (E.index_names(term.body) - set(own)) & set(target):
+            return None  # a new name would capture one already there
+        body = E.rename_indices(term.body, mapping)
+        bodies.append(E.neg(body) if negative else body)
+    return E.sum_(target, E.add(*bodies))
 
 
 def _free_order(e: Expr) -> tuple[str, ...]:
