@@ -444,7 +444,18 @@ class Generator:
         if not private:
             return v
         kept = tuple(i for i in v.labels if i in others)
-        return self.temp(self.op("sum", x=v.code, axes=private), kept, _uses([v]), fresh=bool(kept))
+        return self.temp(self.sum_code(v, private), kept, _uses([v]), fresh=bool(kept))
+
+    def sum_code(self, v: Value, axes: tuple[int, ...]) -> str:
+        """``v`` summed over ``axes``.  A large matrix summed over one axis is a product
+        with a vector of ones (BLAS reads it once, twice as fast as ``sum`` here):
+        ``dLdb = 𝟏ᵀ dLdY``."""
+        if self.fuse and self.backend.out_functions and len(v.labels) == 2 and len(axes) == 1:
+            n = self.sizes[v.labels[axes[0]]]
+            if n * self.sizes[v.labels[1 - axes[0]]] >= _BLAS_SUM_MIN:
+                ones = f"xp.ones({n}, dtype={v.code}.dtype)"
+                return f"{ones} @ {v.code}" if axes[0] == 0 else f"{v.code} @ {ones}"
+        return self.op("sum", x=v.code, axes=axes)
 
     def pair(self, a: Value, b: Value, keep: set[str], order: tuple[str, ...] | None = None) -> Value:
         if order:
@@ -502,7 +513,7 @@ class Generator:
             product = self.pair(a, b, set(a.labels))
             axes = tuple(product.labels.index(i) for i in contracted)
             labels = tuple(i for i in product.labels if i not in contracted)
-            return self.temp(self.op("sum", x=product.code, axes=axes), labels, _uses([product]), fresh=bool(labels))
+            return self.temp(self.sum_code(product, axes), labels, _uses([product]), fresh=bool(labels))
         # Batched: (batch, a_free, contracted) @ (batch, contracted, b_free).
         sz = self.sizes
         a_t = self.aligned(Value(a.code, a.labels), tuple(batch + a_free + contracted))
@@ -542,6 +553,9 @@ class Generator:
         source = f"def {name}(arrays):\n" + "\n".join("    " + line for line in body) + "\n"
         return GeneratedCode(source, outputs, inputs)
 
+
+# Entries from which a one-axis sum of a matrix goes to BLAS (a product with ones).
+_BLAS_SUM_MIN = 1 << 16
 
 # What new arrays are like when no array was passed: float64, as evaluate computes then.
 _NO_ARRAY_LIKE = "xp.asarray(0.0, dtype=xp.float64)"
