@@ -359,8 +359,21 @@ def test_jacobians_with_deltas(text, wrt, expected):
 def test_jacobian_of_w_v_writes_v_into_the_diagonal():
     d = eg.diff("f_i = W_ij v_j", "W")
     fn = eg.compile(d)
-    fn(W=np.ones((3, 4)), v=np.arange(4.0))
-    assert "_diagonal(dfdW, 'aab->ab')[...] += v" in fn.source
+    out = fn(W=np.ones((3, 4)), v=np.arange(4.0))
+    # assigned into the fresh zeros (+= would read the zeroed pages first)
+    assert "_diagonal(dfdW, 'aab->ab')[...] = v" in fn.source
+    close(out, np.einsum("ik,l->ikl", np.eye(3), np.arange(4.0)))
+
+
+def test_two_deltas_on_one_diagonal_both_count():
+    """The first diagonal term is assigned into fresh zeros, later ones are added: the
+    Hessian of x_i x_j x_k-like forms with two delta terms on overlapping diagonals."""
+    d = eg.diff("f_ij = x_i x_j", "x")  # δ_ik x_j + x_i δ_jk: overlap where i = j = k
+    x = np.array([1.0, 2.0, 3.0])
+    out = eg.compile(d)(x=x)
+    expected = np.einsum("ik,j->ijk", np.eye(3), x) + np.einsum("i,jk->ijk", x, np.eye(3))
+    close(out, expected)
+    close(out, eg.evaluate(d, x=x))
 
 
 def test_derivative_takes_the_arrays_its_program_takes():

@@ -167,8 +167,11 @@ class Generator:
             else:
                 code = self.op("full", shape=shape, x=value.code, like=self.like_code())
             self.lines.append(Line(f"{target} = {code}", target, _uses([value]), fresh=True))
-        for term in delta_terms:
-            self.add_delta_term(target, term, stmt.indices)
+        # Into fresh zeros, the first diagonal is assigned, not added: += would read the
+        # zeroed pages before writing them (twice the page faults on a 34 MB Hessian).
+        zeros = any(_defines_zeros(line, target) for line in self.lines[-1:])
+        for k, term in enumerate(delta_terms):
+            self.add_delta_term(target, term, stmt.indices, assign=zeros and k == 0)
 
     def finish(self, target: str, value: Value, indices, shape, copy: bool = False) -> None:
         code = self.aligned(value, tuple(indices))
@@ -198,7 +201,7 @@ class Generator:
         alias = code if code == value.code and code.isidentifier() else None
         self.lines.append(Line(f"{target} = {code}", target, uses, fresh=copy, alias=alias))
 
-    def add_delta_term(self, target: str, term: Expr, indices: tuple[str, ...]) -> None:
+    def add_delta_term(self, target: str, term: Expr, indices: tuple[str, ...], assign: bool = False) -> None:
         factors = term.factors if isinstance(term, Mul) else (term,)
         deltas = [f for f in factors if isinstance(f, Delta)]
         rest = [f for f in factors if not isinstance(f, Delta)]
@@ -224,7 +227,8 @@ class Generator:
         uses = (target,) + ((value.code,) if value.temp else ())
         if self.backend.inplace:
             view = f"_diagonal({target}, {spec!r})"
-            self.lines.append(Line(f"{view}[...] += {self.aligned(value, view_labels)}", None, uses))
+            op = "=" if assign else "+="
+            self.lines.append(Line(f"{view}[...] {op} {self.aligned(value, view_labels)}", None, uses))
         else:  # immutable arrays (jax, dask): a new array, the value added where the delta is 1
             code = f"_diagonal_add({target}, {spec!r}, {self.aligned(value, view_labels)})"
             self.lines.append(Line(f"{target} = {code}", target, uses))
@@ -578,6 +582,11 @@ def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
 def _uses(values: list[Value]) -> tuple[str, ...]:
     """The variables a line reads (temporaries and program arrays; not literals)."""
     return tuple(v.code for v in values if v.temp or v.code.isidentifier())
+
+
+def _defines_zeros(line: Line, target: str) -> bool:
+    """``line`` is ``target = xp.zeros(...)``."""
+    return line.defines == target and line.text.startswith(f"{target} = xp.zeros(")
 
 
 def _merged_reductions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) -> Expr | None:
