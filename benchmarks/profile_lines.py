@@ -4,7 +4,7 @@
 
 Builds a task of ``compiled.py``, compiles eingrad's gradient, wraps each line of the
 generated function in ``perf_counter`` calls, runs it ``--calls`` times and prints the
-lines grouped by their code with temporaries' numbers erased (``X.T @ _t``), most
+lines grouped by their code with the numbers of names erased (``X.T @ _t`` for every step), most
 expensive first, next to the total time of the unwrapped function and of the closed form.
 """
 
@@ -37,7 +37,7 @@ def instrumented(source: str) -> tuple[str, list[str]]:
             out.append(line)
             continue
         assigned = "=" in step and not re.search(r"[-+*/]=", step.split("=", 1)[0] + "=")
-        kinds.append(re.sub(r"_t\d+", "_t", step.split("=", 1)[1].strip() if assigned else step))
+        kinds.append(re.sub(r"(?<=[A-Za-z_])\d+", "", step.split("=", 1)[1].strip() if assigned else step))
         out += ["    _t0 = _pc()", line, f"    _T[{len(kinds) - 1}] += _pc() - _t0"]
     return head + "\n".join(out) + "\n", kinds
 

@@ -952,3 +952,37 @@ def test_sums_of_reductions_are_one_reduction(text, merged):
         close(out[name], expected[name], name)
     sums = body(fn.source).count("xp.sum(")
     assert (sums == 1) == merged, fn.source
+
+
+@pytest.mark.parametrize("steps", [4, 7])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_an_unrolled_loops_input_products_are_one_stacked_product(steps, dtype):
+    """X_t U for every step is one product of the stacked inputs, a row block per step (as
+    the closed form writes an RNN), and the gradient is unchanged (U_dh and a transposed W_hd)."""
+    b = eg.ProgramBuilder()
+    b.add("H1_nh = tanh(X1_nd U_dh + V_hd Y1_nd)")
+    for t in range(2, steps + 1):
+        b.add(f"H{t}_nh = tanh(X{t}_nd U_dh + H{t - 1}_nk W_kh + V_hd Y{t}_nd)")
+    b.add(f"L = sum_{{n,h}}(H{steps}_nh T_nh)")
+    program = b.build()
+    g = eg.grad(program, wrt=["U", "W", "V", "X1"])
+    rng = np.random.default_rng(13)
+    arrays = {"U": rng.standard_normal((4, 5)), "W": rng.standard_normal((5, 5)) / 3,
+              "V": rng.standard_normal((5, 4)), "T": rng.standard_normal((3, 5))}
+    for t in range(1, steps + 1):
+        arrays[f"X{t}"] = rng.standard_normal((3, 4))
+        arrays[f"Y{t}"] = rng.standard_normal((3, 4))
+    arrays = {k: v.astype(dtype) for k, v in arrays.items()}
+    before = {k: v.copy() for k, v in arrays.items()}
+    fn = eg.compile(g, outputs=["dLdU", "dLdW", "dLdV", "dLdX1"])
+    out = fn(arrays)
+    expected = eg.evaluate(g, arrays)
+    for name in out:
+        assert out[name].dtype == dtype
+        close(out[name], expected[name], name, rtol=1e-10 if dtype == np.float64 else 2e-4)
+    code = body(fn.source)
+    members = ", ".join(f"X{t}" for t in range(1, steps + 1))
+    assert f"xp.concatenate([{members}], axis=0) @ U" in code, fn.source
+    assert "axis=0) @ V.T" in code, fn.source  # V_hd Y_nd: the shared matrix transposed
+    for k, v in before.items():
+        np.testing.assert_array_equal(arrays[k], v)

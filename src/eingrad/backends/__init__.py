@@ -218,6 +218,7 @@ _NUMPY_OPS = {
     "reshape": "xp.reshape({x}, {shape})",
     "einsum": "xp.einsum({spec!r}, {args})",
     "copy": "xp.array({x}, copy=True)",
+    "concat": "xp.concatenate([{args}], axis=0)",
     "matmul": "{a} @ {b}",
     "T": "{x}.T",
 }
@@ -232,6 +233,7 @@ _TORCH_OPS = {
     "reshape": "xp.reshape({x}, {shape})",
     "einsum": "xp.einsum({spec!r}, {args})",
     "copy": "{x}.clone()",
+    "concat": "xp.cat([{args}], dim=0)",
     "matmul": "{a} @ {b}",
     "T": "{x}.T",
 }

@@ -13,6 +13,7 @@ from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes
 from .emit import Generator, check_names, statement_text
+from .stacks import find_stacks
 
 __all__ = ["CompiledFunction", "CompiledCallError", "compile_program"]
 
@@ -177,11 +178,13 @@ class CompiledFunction:
             # forward program, code only for what is read.
             read = [name for name in E.mentions(self.extra.expr) if self.program.is_target(name)]
             emitted = {s.target for s in self.program.needed_for(read)} if read else set()
-        for stmt, sizes in zip(self.program.statements, info.sizes, strict=True):
-            if stmt.target in emitted:
-                gen.statement(stmt, sizes, statement_text(stmt))
+        planned = [(k, stmt, sizes) for k, (stmt, sizes) in enumerate(zip(self.program.statements, info.sizes,
+                                                                              strict=True)) if stmt.target in emitted]
         if self.extra is not None:
-            gen.statement(self.extra, extra_sizes, str(self.obj))
+            planned.append((len(planned), self.extra, extra_sizes))
+        gen.plan(find_stacks(planned, set(self.program.inputs)))
+        for k, stmt, sizes in planned:
+            gen.statement(stmt, sizes, statement_text(stmt) if stmt is not self.extra else str(self.obj), k)
         code = gen.function("compiled", self.inputs, self.outputs)
         source = self.backend.helpers.lstrip("\n") + "\n\n" + code.source
         namespace: dict[str, Any] = {"xp": self.backend.load()}

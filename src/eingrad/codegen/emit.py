@@ -30,6 +30,7 @@ from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum
 from ..names import is_name
 from ..program import Program, Statement
 from .lines import Line, release_dead, write_in_place
+from .stacks import Stack
 
 __all__ = ["Generator", "GeneratedCode", "CodegenError", "check_names"]
 
@@ -107,6 +108,7 @@ class Generator:
     # (out=, +=) without changing the result's dtype.
     fuse: bool = False
     statement_start: int = 0  # the first line of the current statement's steps
+    stacks_at: dict[int, list[Stack]] = field(default_factory=dict)  # by first member statement
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -145,11 +147,36 @@ class Generator:
         return self.names[name]
 
     # ---------------------------------------------------------------- statements
-    def statement(self, stmt: Statement, sizes: dict[str, int], text: str) -> None:
+    def plan(self, stacks: list[Stack]) -> None:
+        """Products to compute as one stacked product, at the first statement that reads one."""
+        for stack in stacks:
+            self.stacks_at.setdefault(min(m.statement for m in stack.members), []).append(stack)
+
+    def emit_stack(self, stack: Stack) -> None:
+        """``concatenate([X1, …, Xk]) @ U`` once, a row block per member; each member's
+        product is then found among the common subexpressions."""
+        members = [self.var(m.tensor.name) for m in stack.members]
+        shared = self.var(stack.shared)
+        right = self.op("T", x=shared) if stack.transpose else shared
+        code = self.op("matmul", a=self.op("concat", args=", ".join(members)), b=right)
+        total = self.temp(code, (), tuple(members) + (shared,), fresh=True)
+        for k, m in enumerate(stack.members):
+            out = [i for i in m.node.free if i != m.tensor.indices[0]]  # the shared matrix's other index
+            labels = (m.tensor.indices[0], out[0])
+            rows = f"{total.code}[{k * stack.rows}:{(k + 1) * stack.rows}]"
+            block = self.temp(rows, labels, (total.code,), fresh=True)
+            shape, mapping = _cse_key(m.node)
+            sizes = dict(m.sizes)
+            key = (shape, tuple(sorted((mapping.get(i, i), sizes.get(i)) for i in E.index_names(m.node))))
+            self.cse[key] = Value(block.code, tuple(mapping[i] for i in labels), True)
+
+    def statement(self, stmt: Statement, sizes: dict[str, int], text: str, index: int | None = None) -> None:
         self.sizes = sizes
         self.target_order = tuple(stmt.indices)
         self.lines.append(Line("# " + "".join(c if c.isprintable() else "?" for c in text)))
         self.statement_start = len(self.lines)
+        for stack in self.stacks_at.pop(index, []) if index is not None else []:
+            self.emit_stack(stack)
         dense_terms, delta_terms = _split_delta_terms(stmt.expr, set(stmt.indices))
         self.like = next(iter(self.names.values()), None)
         target = self.var(stmt.target)
