@@ -64,6 +64,18 @@ _COMMON = {
     "step": "_step({x})",
 }
 
+# step and logsumexp, the same for every numpy-like library.
+_STEP_AND_LOGSUMEXP = '''
+def _step(x):
+    return (x > 0).astype(x.dtype)
+
+def _logsumexp(x, axes):
+    m = xp.max(x, axis=axes, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    return xp.squeeze(xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m, axis=axes)
+'''
+
+# dask: lazy arrays, no out=.
 _NUMPY_LIKE_HELPERS = '''
 def _sigmoid(x):
     return 0.5 * (1.0 + xp.tanh(0.5 * x))
@@ -73,15 +85,7 @@ def _softplus(x):
 
 def _relu(x):
     return xp.maximum(x, 0.0)
-
-def _step(x):
-    return (x > 0).astype(x.dtype)
-
-def _logsumexp(x, axes):
-    m = xp.max(x, axis=axes, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0.0)
-    return xp.squeeze(xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m, axis=axes)
-'''
+''' + _STEP_AND_LOGSUMEXP
 
 # numpy and cupy: the helpers take ``out=`` and work in one buffer.  The sigmoid is
 # 1/(1 + exp(-x)) in place: exp overflows to inf for x far below 0 and the result is
@@ -104,15 +108,7 @@ def _softplus(x, out=None):
 
 def _relu(x, out=None):
     return xp.maximum(x, 0.0, out=out)
-
-def _step(x):
-    return (x > 0).astype(x.dtype)
-
-def _logsumexp(x, axes):
-    m = xp.max(x, axis=axes, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0.0)
-    return xp.squeeze(xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m, axis=axes)
-'''
+''' + _STEP_AND_LOGSUMEXP
 
 _UFUNC_OUT = {
     fn: template.replace("({x})", "({x}, out={out})")
