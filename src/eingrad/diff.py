@@ -379,15 +379,6 @@ def require_input(program: Program, name: object, error: type[EingradError], wha
     )
 
 
-def _needed(program: Program, output: str) -> list[Statement]:
-    """The statements that ``output`` depends on, in program order."""
-    needed = {output}
-    for stmt in reversed(program.statements):
-        if stmt.target in needed:
-            needed.update(ref.name for ref in E.tensor_refs(stmt.expr))
-    return [s for s in program.statements if s.target in needed]
-
-
 def differentiate(
     program: Program,
     wrt: str,
@@ -401,7 +392,7 @@ def differentiate(
     from .errors import user_stacklevel
 
     output = _check_request(program, wrt, order, output)
-    statements = _needed(program, output)
+    statements = list(program.needed_for([output]).statements)
     taken: set[str] = set()
     for stmt in program.statements:
         taken.update(stmt.indices)

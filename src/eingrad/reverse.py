@@ -40,14 +40,6 @@ class GradError(DiffError):
     """A gradient that cannot be taken as asked (non-scalar output without a seed, ...)."""
 
 
-def _needed(program: Program, output: str) -> list[Statement]:
-    needed = {output}
-    for stmt in reversed(program.statements):
-        if stmt.target in needed:
-            needed.update(ref.name for ref in E.tensor_refs(stmt.expr))
-    return [s for s in program.statements if s.target in needed]
-
-
 def _depends(statements: list[Statement], sources: set[str]) -> set[str]:
     """Targets that depend on any name in ``sources`` (forward pass)."""
     out: set[str] = set()
@@ -165,7 +157,7 @@ def _gradient_program(
     if prefix is None:
         match = re.fullmatch(rf"d(\w+)d{re.escape(output)}", seed) if seed else None
         prefix = f"d{match.group(1) if match else output}d"
-    statements = _needed(program, output)
+    statements = list(program.needed_for([output]).statements)
     depends = _depends(statements, set(wrt))
     names = set(program.targets) | set(program.inputs) | ({seed} if seed else set())
     taken: set[str] = set()
@@ -270,12 +262,12 @@ def _readable_sizes(
         if name not in ugly or name in mapping:
             continue
         if (tensor, axis) not in by_axis:
-            # The size of a free index the statement reads on that same axis: |n| of dLdx_n.
-            same = [node.indices[axis] for node in E.walk(e) if isinstance(node, Tensor)
-                    and node.name == tensor and node.indices[axis] in indices]
-            if tensor == like:  # the statement's own axis (dLdx_n = 1 / |n|)
-                by_axis[(tensor, axis)] = indices[axis]
-            elif same:
+            # The statement's own axis (dLdx_n = 1 / |n|), or a free index the statement
+            # reads on that same axis, or else a fresh name after the program's.
+            same = [indices[axis]] if tensor == like else [
+                node.indices[axis] for node in E.walk(e)
+                if isinstance(node, Tensor) and node.name == tensor and node.indices[axis] in indices]
+            if same:
                 by_axis[(tensor, axis)] = same[0]
             else:
                 ref = program.statement(tensor) if program.is_target(tensor) else program.first_use(tensor)

@@ -93,16 +93,24 @@ class CompiledFunction:
             if self.obj.wrt not in merged:
                 raise MissingInputError(f"input {self.obj.wrt!r} was not passed", hint=f"pass it: {self.obj} has its shape")
         numpy = self.backend.name == "numpy"
-        if numpy and sizes is None:
-            # The common call (float arrays, as last time) skips conversion and the sorted
-            # signature: a few microseconds, not tens, for a 0.2 ms gradient.
-            fast = _fast_signature(merged)
-            entry = self._fast.get(fast) if fast is not None else None
-            if entry is not None:
-                self._last_source = entry[1]
-                with _numpy_errstate():
-                    result = _run(entry, merged, self.backend.name)
-                return result[self.extra.target] if self.extra is not None else result
+        # The common call (float arrays, as last time) skips conversion and the sorted
+        # signature: a few microseconds, not tens, for a 0.2 ms gradient.
+        fast = _fast_signature(merged) if numpy and sizes is None else None
+        entry = self._fast.get(fast) if fast is not None else None
+        if entry is None:
+            merged, entry = self._entry(merged, sizes)
+        self._last_source = entry[1]
+        if numpy:  # NaN and overflow propagate silently, as in evaluate
+            with _numpy_errstate():
+                result = _run(entry, merged, self.backend.name)
+        else:
+            result = _run(entry, merged, self.backend.name)
+        return result[self.extra.target] if self.extra is not None else result
+
+    def _entry(self, merged: dict[str, Any], sizes: Mapping[str, int] | None) -> tuple[dict[str, Any], tuple]:
+        """The inputs as the generated code takes them, and the (function, source) for their
+        signature, generated on first use."""
+        numpy = self.backend.name == "numpy"
         if numpy:
             merged = _numpy_inputs(merged)
         signature = tuple(sorted((k, tuple(_shape(v)), str(getattr(v, "dtype", type(v)))) for k, v in merged.items()))
@@ -118,15 +126,7 @@ class CompiledFunction:
             self._cache[signature] = entry
         if numpy and sizes is None and (fast := _fast_signature(merged)) is not None:
             self._fast[fast] = entry
-        self._last_source = entry[1]
-        if numpy:  # NaN and overflow propagate silently, as in evaluate
-            with _numpy_errstate():
-                result = _run(entry, merged, self.backend.name)
-        else:
-            result = _run(entry, merged, self.backend.name)
-        if self.extra is not None:
-            return result[self.extra.target]
-        return result
+        return merged, entry
 
     @property
     def source(self) -> str:

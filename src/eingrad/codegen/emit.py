@@ -165,9 +165,7 @@ class Generator:
             labels = (m.tensor.indices[0], out[0])
             rows = f"{total.code}[{k * stack.rows}:{(k + 1) * stack.rows}]"
             block = self.temp(rows, labels, (total.code,), fresh=True)
-            shape, mapping = _cse_key(m.node)
-            sizes = dict(m.sizes)
-            key = (shape, tuple(sorted((mapping.get(i, i), sizes.get(i)) for i in E.index_names(m.node))))
+            key, mapping = _cse_key(m.node, dict(m.sizes))
             self.cse[key] = Value(block.code, tuple(mapping[i] for i in labels), True)
 
     def statement(self, stmt: Statement, sizes: dict[str, int], text: str, index: int | None = None) -> None:
@@ -183,20 +181,21 @@ class Generator:
         shape = tuple(sizes[i] for i in stmt.indices)
         # The dense part, then each delta term added into the diagonal it lives on,
         # through a strided view.
+        zeros = False  # the target is a fresh array of zeros
         if any(isinstance(n, (Tensor, Delta)) for t in dense_terms for n in E.walk(t)):
             self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, shape, copy=bool(delta_terms))
         else:
             # A constant (zeros under a delta, a zero derivative, L = 0.5): a Python number,
             # made an array of the inputs' dtype, as evaluate makes it.
             value = self.emit(E.add(*dense_terms)) if dense_terms else Value("0.0", ())
-            if value.code == "0.0":
+            zeros = value.code == "0.0"
+            if zeros:
                 code = self.op("zeros", shape=shape, like=self.like_code())
             else:
                 code = self.op("full", shape=shape, x=value.code, like=self.like_code())
             self.lines.append(Line(f"{target} = {code}", target, _uses([value]), fresh=True))
         # Into fresh zeros, the first diagonal is assigned, not added: += would read the
         # zeroed pages before writing them (twice the page faults on a 34 MB Hessian).
-        zeros = any(_defines_zeros(line, target) for line in self.lines[-1:])
         for k, term in enumerate(delta_terms):
             self.add_delta_term(target, term, stmt.indices, assign=zeros and k == 0)
 
@@ -263,9 +262,7 @@ class Generator:
     # ---------------------------------------------------------------- expressions
     def emit(self, e: Expr) -> Value:
         # Keyed up to index names: (1 - H_nk^2) dLdH_nk and (1 - H_nh^2) dLdH_nh are one value.
-        shape, mapping = _cse_key(e)
-        # Sizes of every index, renamed or not (|n| keeps its name: its size is the key).
-        key = (shape, tuple(sorted((mapping.get(i, i), self.sizes.get(i)) for i in E.index_names(e))))
+        key, mapping = _cse_key(e, self.sizes)
         cached = self.cse.get(key)
         if cached is not None:
             names = {canonical: i for i, canonical in mapping.items()}
@@ -611,11 +608,6 @@ def _uses(values: list[Value]) -> tuple[str, ...]:
     return tuple(v.code for v in values if v.temp or v.code.isidentifier())
 
 
-def _defines_zeros(line: Line, target: str) -> bool:
-    """``line`` is ``target = xp.zeros(...)``."""
-    return line.defines == target and line.text.startswith(f"{target} = xp.zeros(")
-
-
 def _merged_reductions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) -> Expr | None:
     """Σ_n a_nh + Σ_i b_ih + Σ_j c_jh as Σ_n (a_nh + b_nh + c_nh): one reduction of an
     accumulated array instead of one per term (an RNN's bias gradient, a term per step).
@@ -625,9 +617,9 @@ def _merged_reductions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) ->
     new names capture nothing.  Which summed index maps to which does not matter: every
     one is summed over its whole range."""
     first = terms[0][1]
-    if not isinstance(first, Sum):
+    if not isinstance(first, Sum) or any(i not in sizes for _, t in terms if isinstance(t, Sum) for i in t.indices):
         return None
-    target = sorted(first.indices, key=lambda i: (sizes.get(i), i))
+    target = sorted(first.indices, key=lambda i: (sizes[i], i))
     bodies = []
     for negative, term in terms:
         if not isinstance(term, Sum) or len(term.indices) != len(target) or term.free != first.free:
@@ -635,8 +627,8 @@ def _merged_reductions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) ->
         factors = term.body.factors if isinstance(term.body, Mul) else (term.body,)
         if not any(term.body.free <= set(f.free) for f in factors):
             return None
-        own = sorted(term.indices, key=lambda i: (sizes.get(i), i))
-        if [sizes.get(i) for i in own] != [sizes.get(i) for i in target] or None in (sizes.get(i) for i in own):
+        own = sorted(term.indices, key=lambda i: (sizes[i], i))
+        if [sizes[i] for i in own] != [sizes[i] for i in target]:
             return None
         mapping = dict(zip(own, target, strict=True))
         if (E.index_names(term.body) - set(own)) & set(target):
@@ -656,17 +648,19 @@ def _free_order(e: Expr) -> tuple[str, ...]:
     return tuple(order)
 
 
-def _cse_key(e: Expr) -> tuple[Expr, dict[str, str]]:
-    """``e`` with every index of a tensor, delta or sum renamed by first appearance, and
-    the renaming.  An index only a size ``|n|`` names keeps its name.
+def _cse_key(e: Expr, sizes: dict[str, int]) -> tuple[tuple, dict[str, str]]:
+    """The common-subexpression key of ``e`` and the renaming it used: ``e`` with every
+    index of a tensor, delta or sum renamed by first appearance, and the size of every
+    index (an index only a size ``|n|`` names keeps its name: its size is part of the key).
 
-    Equal keys (with equal index sizes) mean equal values up to the names of their axes."""
+    Equal keys mean equal values up to the names of their axes."""
     mapping: dict[str, str] = {}
     for node in E.walk(e):
         if isinstance(node, (Sum, LogSumExp, Tensor, Delta)):
             for i in node.indices:
                 mapping.setdefault(i, f"%{len(mapping)}")
-    return (E.rename_indices(e, mapping) if mapping else e), mapping
+    shape = E.rename_indices(e, mapping) if mapping else e
+    return (shape, tuple(sorted((mapping.get(i, i), sizes.get(i)) for i in E.index_names(e)))), mapping
 
 
 def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]:
