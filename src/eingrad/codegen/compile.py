@@ -52,7 +52,9 @@ class CompiledFunction:
             if outputs is not None:
                 # Only what the requested targets need is computed (a gradient program
                 # asked for dLdW alone does not evaluate the forward Y = X W + b).
-                self.outputs = list(dict.fromkeys([outputs] if isinstance(outputs, str) else outputs))
+                # As plain strings: a numpy string names a target too, and is written into code.
+                self.outputs = list(dict.fromkeys(str(o) if isinstance(o, str) else o
+                                                  for o in ([outputs] if isinstance(outputs, str) else outputs)))
                 # Unknown names are reported now; inputs only other targets read are not needed.
                 self.program = obj.needed_for(self.outputs)
         # What the generated code reads: the program's inputs, and wrt where the output does

@@ -29,8 +29,9 @@ from ..errors import EingradError
 from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
 from ..names import is_name
 from ..program import Program, Statement
-from .lines import Line, release_dead, write_in_place
-from .stacks import Stack
+from .buffers import resolve_stacks
+from .lines import OUT, Line, StackedProduct, release_dead, write_in_place
+from .stacks import MIN_MEMBERS, Stack, split_product, stack_worthwhile
 
 __all__ = ["Generator", "GeneratedCode", "CodegenError", "check_names"]
 
@@ -109,6 +110,8 @@ class Generator:
     fuse: bool = False
     statement_start: int = 0  # the first line of the current statement's steps
     stacks_at: dict[int, list[Stack]] = field(default_factory=dict)  # by first member statement
+    # Stacked blocks that hold a product plus a vector: (the vector, the block) by the product's key
+    biased: dict[tuple, tuple[str, Value]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -119,20 +122,28 @@ class Generator:
         fresh: bool = False,
         inplace: dict[str, str] | None = None,
     ) -> Value:
-        self.counter += 1
-        name = f"_t{self.counter}"
+        name = self.fresh_name()
         self.lines.append(Line(f"{name} = {code}", name, uses, fresh, inplace or {}))
         return Value(name, labels, True)
 
     def elementwise(self, code: str, labels: tuple[str, ...], operands: list[Value], out_code) -> Value:
-        """A fresh array from an elementwise step; ``out_code(v)`` is the step written into
-        operand ``v``'s buffer, offered for operands of the result's full shape."""
+        """A fresh array from an elementwise step; ``out_code(dest)`` is the step written into
+        the array ``dest``: offered in place for operands of the result's full shape, and
+        kept for a stacked buffer's row block (see ``buffers``)."""
         inplace = {}
-        if self.fuse and self.backend.out_functions:
-            for v in operands:
-                if v.labels == labels and labels and v.code.isidentifier() and v.code not in inplace:
-                    inplace[v.code] = out_code(v)
-        return self.temp(code, labels, _uses(operands), fresh=True, inplace=inplace)
+        if not (self.fuse and self.backend.out_functions):
+            return self.temp(code, labels, _uses(operands), fresh=True)
+        for v in operands:
+            if v.labels == labels and labels and v.code.isidentifier() and v.code not in inplace:
+                inplace[v.code] = out_code(v.code)
+        value = self.temp(code, labels, _uses(operands), fresh=True, inplace=inplace)
+        if labels:
+            self.lines[-1].out_to = out_code(OUT)
+        return value
+
+    def fresh_name(self) -> str:
+        self.counter += 1
+        return f"_t{self.counter}"
 
     def op(self, kind: str, **kw) -> str:
         return self.backend.ops[kind].format(**kw)
@@ -160,13 +171,22 @@ class Generator:
         right = self.op("T", x=shared) if stack.transpose else shared
         code = self.op("matmul", a=self.op("concat", args=", ".join(members)), b=right)
         total = self.temp(code, (), tuple(members) + (shared,), fresh=True)
+        biased = bool(stack.bias) and self.fuse  # (mixed dtypes: b may not be added in place)
+        if biased:  # every member's statement adds b: added once, to every row
+            bias = self.var(stack.bias)
+            self.lines.append(Line(f"{total.code} += {bias}", None, (total.code, bias)))
         for k, m in enumerate(stack.members):
             out = [i for i in m.node.free if i != m.tensor.indices[0]]  # the shared matrix's other index
             labels = (m.tensor.indices[0], out[0])
             rows = f"{total.code}[{k * stack.rows}:{(k + 1) * stack.rows}]"
             block = self.temp(rows, labels, (total.code,), fresh=True)
+            self.lines[-1].view = (total.code, k * stack.rows, (k + 1) * stack.rows)
             key, mapping = _cse_key(m.node, dict(m.sizes))
-            self.cse[key] = Value(block.code, tuple(mapping[i] for i in labels), True)
+            value = Value(block.code, tuple(mapping[i] for i in labels), True)
+            if biased:
+                self.biased[key] = (stack.bias, value)  # the block is X_t U + b, not X_t U
+            else:
+                self.cse[key] = value
 
     def statement(self, stmt: Statement, sizes: dict[str, int], text: str, index: int | None = None) -> None:
         self.sizes = sizes
@@ -220,6 +240,9 @@ class Generator:
                 line.uses = tuple(target if u == value.code else u for u in line.uses)
                 line.defines = target if line.defines == value.code else line.defines
                 line.inplace = {(target if k == value.code else k): word.sub(target, v) for k, v in line.inplace.items()}
+                line.out_to = word.sub(target, line.out_to) if line.out_to else None
+                if line.stacked:
+                    line.stacked = line.stacked.renamed(value.code, target)
             for key, cached in list(self.cse.items()):
                 if cached.code == value.code:
                     self.cse[key] = Value(target, cached.labels, False)
@@ -305,6 +328,14 @@ class Generator:
                 term = E.mul(Const(-term.factors[0].value), *term.factors[1:])
             terms.append((negative, term))
         terms.sort(key=lambda t: (t[0], -len(t[1].free)))  # positive first, widest first
+        if self.biased:
+            folded = self.with_bias(terms)
+            if folded is not None:
+                return folded
+        if self.fuse and self.backend.out_functions and len(terms) >= MIN_MEMBERS:
+            stacked = self.stacked_sum(terms, self.out_order(e))
+            if stacked is not None:
+                return stacked
         merged = _merged_reductions(terms, self.sizes) if len(terms) > 2 else None
         if merged is not None:
             return self.emit(merged)
@@ -332,6 +363,79 @@ class Generator:
             code += (("-" if negative else "") + text) if k == 0 else (" - " if negative else " + ") + text
         return self.temp(code, labels, _uses(parts), fresh=True)
 
+    def with_bias(self, terms: list[tuple[bool, Expr]]) -> Value | None:
+        """A sum holding X_t U + b where a stacked block holds exactly that: the block,
+        plus the other terms."""
+        for k, (negative, term) in enumerate(terms):
+            if negative:
+                continue
+            key, mapping = _cse_key(term, self.sizes)
+            if key not in self.biased:
+                continue
+            bias, block = self.biased[key]
+            names = {canonical: i for i, canonical in mapping.items()}
+            value = Value(block.code, tuple(names[label] for label in block.labels), True)
+            vector = Tensor(bias, (value.labels[1],))
+            at = next((j for j, (neg, t) in enumerate(terms) if not neg and t == vector), None)
+            if at is None:
+                continue
+            rest = [t for j, t in enumerate(terms) if j not in (k, at)]
+            if not rest:
+                return value
+            positive = [t for neg, t in rest if not neg]
+            negative = [t for neg, t in rest if neg]
+            if positive:
+                other = self.emit(E.add(*positive))
+                value = self.combine(False, value, False, other, value.labels)
+            if negative:
+                other = self.emit(E.add(*negative))
+                value = self.combine(False, value, True, other, value.labels)
+            return value
+        return None
+
+    def stacked_sum(self, terms: list[tuple[bool, Expr]], out: tuple[str, ...]) -> Value | None:
+        """Σ_t Σ_c A_t[c,i] B_t[c,j] as one product of row-stacked operands (``Aᵀ B``), and
+        Σ_t Σ_c B_t[c,j] as ``𝟏ᵀ B``: what an expert writes for a loop's weight and bias
+        gradients (one GEMM over every step, not one small one per step).  Where the blocks
+        live (one buffer, views, or a concatenation) is settled once buffers are known."""
+        if any(negative for negative, _ in terms):
+            return None
+        splits = [split_product(term, out, self.sizes) for _, term in terms]
+        if any(s is None for s in splits) or not stack_worthwhile(splits, self.sizes):
+            return None
+        pairs = []
+        for s in splits:
+            left = self.emit(E.mul(*s.left)) if s.left else None
+            pairs.append((left, self.emit(E.mul(*s.right)), s))
+        blocks = all(
+            right.code.isidentifier() and right.labels == (s.summed, s.right_index)
+            and (left is None or left.code.isidentifier() and left.labels == (s.summed, s.left_index))
+            for left, right, s in pairs
+        )
+        if not blocks:  # not row blocks: each term's product, accumulated
+            parts = [self.pair(left, right, set(out), order=out) if left is not None
+                     else self.temp(self.sum_code(right, (0,)), out, _uses([right]), fresh=True)
+                     for left, right, _ in pairs]
+            return self.accumulate(parts, out)
+        first = splits[0]
+        product = StackedProduct(
+            tuple(left.code for left, _, _ in pairs) if first.left else None,
+            tuple(right.code for _, right, _ in pairs),
+            self.sizes[first.summed],
+            self.sizes[first.left_index] if first.left else 1,
+            self.sizes[first.right_index],
+        )
+        value = self.temp(product.fallback(self.backend.ops), out, product.names(), fresh=True)
+        self.lines[-1].stacked = product
+        return value
+
+    def accumulate(self, parts: list[Value], labels: tuple[str, ...]) -> Value:
+        """``parts[0] + parts[1] + …``, added into one buffer."""
+        total = self.combine(False, parts[0], False, parts[1], labels)
+        for part in parts[2:]:
+            self.lines.append(Line(f"{total.code} += {self.aligned(part, labels)}", None, _uses([total, part])))
+        return total
+
     def combine(self, neg_a: bool, a: Value, neg_b: bool, b: Value, labels: tuple[str, ...]) -> Value:
         """``a + b``, ``a - b`` or ``-a - b``: one elementwise step."""
         x, y = self.aligned(a, labels), self.aligned(b, labels)
@@ -339,7 +443,7 @@ class Generator:
         if neg_a:
             return self.temp(code, labels, _uses([a, b]), fresh=True)
         fn = "xp.subtract" if neg_b else "xp.add"
-        return self.elementwise(code, labels, [a, b], lambda v: f"{fn}({x}, {y}, out={v.code})")
+        return self.elementwise(code, labels, [a, b], lambda out: f"{fn}({x}, {y}, out={out})")
 
     def emit_Mul(self, e: Mul) -> Value:
         return self.contract(list(e.factors), self.out_order(e))
@@ -364,18 +468,18 @@ class Generator:
     def scaled(self, coefficient: str, value: Value) -> Value:
         """``coefficient * value``, a scalar times an array."""
         return self.elementwise(f"{coefficient} * {value.code}", value.labels, [value],
-                                lambda v: f"xp.multiply({v.code}, {coefficient}, out={v.code})")
+                                lambda out: f"xp.multiply({value.code}, {coefficient}, out={out})")
 
     def emit_Pow(self, e: Pow) -> Value:
         base = self.emit(e.base)
         x, k = base.code, e.exponent
         out = None
         if k == 2:
-            code, out = f"{x} * {x}", f"xp.multiply({x}, {x}, out={x})"
+            code, out = f"{x} * {x}", f"xp.multiply({x}, {x}, out={OUT})"
         elif k == -1:
-            code, out = f"1.0 / {x}", f"xp.divide(1.0, {x}, out={x})"
+            code, out = f"1.0 / {x}", f"xp.divide(1.0, {x}, out={OUT})"
         elif k == E.Fraction(1, 2):
-            code, out = f"xp.sqrt({x})", f"xp.sqrt({x}, out={x})"
+            code, out = f"xp.sqrt({x})", f"xp.sqrt({x}, out={OUT})"
         elif k == E.Fraction(-1, 2):
             code = f"1.0 / xp.sqrt({x})"
         elif k.denominator == 1:
@@ -384,7 +488,7 @@ class Generator:
             code = f"{x} ** {float(k)!r}"
         if out is None or not base.labels:
             return self.temp(code, base.labels, _uses([base]), fresh=bool(base.labels))
-        return self.elementwise(code, base.labels, [base], lambda v: out)
+        return self.elementwise(code, base.labels, [base], lambda dest: out.replace(OUT, dest))
 
     def emit_Call(self, e: Call) -> Value:
         arg = self.emit(e.arg)
@@ -396,7 +500,7 @@ class Generator:
         template = self.backend.out_functions.get(e.fn)
         if template is None or x != arg.code:
             return self.temp(code, arg.labels, _uses([arg]), fresh=bool(arg.labels))
-        return self.elementwise(code, arg.labels, [arg], lambda v: template.format(x=x, out=v.code))
+        return self.elementwise(code, arg.labels, [arg], lambda out: template.format(x=x, out=out))
 
     def emit_LogSumExp(self, e: LogSumExp) -> Value:
         body = self.emit(e.body)
@@ -455,7 +559,7 @@ class Generator:
                 # an array coefficient (lam w): offered in place too
                 lam = scalars[0].code
                 return self.elementwise(f"{lam} * {result.code}", result.labels, [result, scalars[0]],
-                                        lambda v: f"xp.multiply({lam}, {v.code}, out={v.code})")
+                                        lambda out: f"xp.multiply({lam}, {result.code}, out={out})")
             if all(not v.code.isidentifier() for v in scalars):
                 return self.scaled(coefficient, result)
             result = self.temp(f"{coefficient} * {result.code}", result.labels, _uses(scalars + [result]))
@@ -522,7 +626,7 @@ class Generator:
             labels = tuple(a.labels) + tuple(b_free)
             x, y = self.aligned(a, labels), self.aligned(b, labels)
             return self.elementwise(f"{x} * {y}", labels, [a, b],
-                                    lambda v: f"xp.multiply({x}, {y}, out={v.code})")
+                                    lambda out: f"xp.multiply({x}, {y}, out={out})")
         if not batch and len(contracted) == 1 and len(a.labels) <= 2 and len(b.labels) <= 2 and a_free + b_free:
             # A matrix (or matrix-vector) product: @, transposed views where needed, which
             # BLAS reads without a copy (tensordot would copy Xᵀ and cost more per call).
@@ -575,7 +679,9 @@ class Generator:
                 like = strong[0] if strong else _NO_ARRAY_LIKE
                 body.append(f"{var} = {self.op('asarray', x=var, like=like)}")
         keep = {self.var(o) for o in outputs} | {self.var(i) for i in inputs}
-        lines = release_dead(write_in_place(self.lines, keep), keep)
+        lines = write_in_place(self.lines, keep)
+        lines = resolve_stacks(lines, [self.var(n) for n in inputs], keep, self.backend.ops, self.fresh_name)
+        lines = release_dead(lines, keep)
         body += [line.text for line in lines]
         body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
         source = f"def {name}(arrays):\n" + "\n".join("    " + line for line in body) + "\n"

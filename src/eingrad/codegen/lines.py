@@ -3,9 +3,12 @@ buffers of dying temporaries reused (``out=``), and ``del`` after each last use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-__all__ = ["Line", "write_in_place", "release_dead"]
+__all__ = ["OUT", "Line", "StackedProduct", "write_in_place", "release_dead"]
+
+# Stands for the array a step writes into, in ``Line.out_to`` (never in generated names).
+OUT = "⟨out⟩"
 
 
 @dataclass
@@ -19,6 +22,45 @@ class Line:
     # Operand -> the same step written into that operand's buffer (used when it dies here).
     inplace: dict[str, str] = field(default_factory=dict)
     alias: str | None = None  # ``defines`` is another name for this array
+    # The step written into any given array, OUT standing for it (``xp.tanh(_t3, out=OUT)``):
+    # an elementwise step that can fill a row block of a stacked buffer.
+    out_to: str | None = None
+    view: tuple[str, int, int] | None = None  # ``defines`` is rows [start, stop) of that buffer
+    shares: str | None = None  # written in place: ``defines`` lives in this operand's buffer
+    stacked: StackedProduct | None = None  # a product of row-stacked operands, resolved later
+
+
+@dataclass
+class StackedProduct:
+    """``concatenate(left).T @ concatenate(right)``: Σ_k left_kᵀ right_k over row blocks,
+    or ``𝟏ᵀ concatenate(right)`` (``left`` is None).  Which operands are already row blocks
+    of one buffer is known only once buffers are reused (see ``buffers.resolve_stacks``)."""
+
+    left: tuple[str, ...] | None
+    right: tuple[str, ...]
+    rows: int  # rows of every block
+    left_cols: int
+    right_cols: int
+
+    def names(self) -> tuple[str, ...]:
+        return (self.left or ()) + self.right
+
+    def renamed(self, old: str, new: str) -> StackedProduct:
+        def swap(names):
+            return None if names is None else tuple(new if n == old else n for n in names)
+
+        return replace(self, left=swap(self.left), right=swap(self.right))
+
+    def code(self, left: str | None, right: str, blocks: int) -> str:
+        """The product of ``blocks`` stacked blocks, given the code of the stacked operands."""
+        if left is None:
+            return f"xp.ones({self.rows * blocks}, dtype={self.right[0]}.dtype) @ {right}"
+        return f"{left}.T @ {right}"
+
+    def fallback(self, ops: dict[str, str]) -> str:
+        """The product with both operands concatenated (correct wherever the blocks are)."""
+        left = ops["concat"].format(args=", ".join(self.left)) if self.left else None
+        return self.code(left, ops["concat"].format(args=", ".join(self.right)), len(self.right))
 
 
 def _last_uses(lines: list[Line]) -> dict[str, int]:
@@ -43,6 +85,7 @@ def write_in_place(lines: list[Line], keep: set[str]) -> list[Line]:
             for operand, rhs in line.inplace.items():
                 if operand in owned and last_use.get(operand) == k and operand not in keep | aliased:
                     line.text = f"{line.defines} = {rhs}"
+                    line.shares = operand
                     owned.discard(operand)
                     break
         if line.defines:
