@@ -21,8 +21,10 @@ gradient/forward ratio, and peak memory (``tracemalloc`` for the numpy-based
 implementations, XLA's own accounting for JAX; ``--rss`` adds ``ru_maxrss``
 deltas, one fresh process per task and implementation, for eingrad, the
 closed form, torch and autograd).  Every library runs single-threaded by
-default (``--threads``): on a small shared machine two threads that wait on
-each other make small matmuls erratically slow.
+default (``--threads``), each task process pinned to one core (XLA's CPU runtime
+sizes its thread pool by the cores it may use, whatever ``XLA_FLAGS`` say): on a
+small shared machine two threads that wait on each other make small matmuls
+erratically slow.
 
 A competitor whose package is missing is skipped with a message.  This is a
 benchmark, not a test: nothing here asserts a time.
@@ -104,6 +106,18 @@ class Bench:
     torch: Callable[[Any], Callable[[], list]] | None = None
     jax: Callable[[Any, Any], tuple[Callable, tuple]] | None = None  # -> (function to jit, its arguments)
     autograd: Callable[[Any, Any], Callable[[], list]] | None = None
+    # The hand-written forward, where the closed form's own gradient/forward ratio is a target
+    closed_forward: Callable[[], Any] | None = None
+
+
+# Where the torch competitors put their tensors (benchmarks/gpu.py sets "cuda").
+TORCH_DEVICE = "cpu"
+
+
+def _tensor(torch, a: np.ndarray):
+    """A numpy array as a torch tensor on TORCH_DEVICE (shares memory on the CPU)."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return t if TORCH_DEVICE == "cpu" else t.to(TORCH_DEVICE)
 
 
 def _expit_function() -> Callable[[np.ndarray], np.ndarray]:
@@ -133,8 +147,13 @@ def task_affine(eg, dtype, rng, n=4096, d=512, h=512) -> Bench:
     def closed():
         return [X.T @ G, G.sum(axis=0)]
 
+    def closed_forward():
+        Y = X @ data["W"]
+        Y += data["b"]
+        return Y
+
     def torch_impl(torch):
-        t = {k: torch.from_numpy(v) for k, v in data.items()}
+        t = {k: _tensor(torch, v) for k, v in data.items()}
         W, b = t["W"].clone().requires_grad_(), t["b"].clone().requires_grad_()
 
         def run():
@@ -169,6 +188,7 @@ def task_affine(eg, dtype, rng, n=4096, d=512, h=512) -> Bench:
         torch_impl,
         jax_impl,
         autograd_impl,
+        closed_forward,
     )
 
 
@@ -193,7 +213,7 @@ def task_quadratic(eg, dtype, rng, order: int, n=2000) -> Bench:
             return [A + A.T]
 
     def torch_impl(torch):
-        tx, tA = torch.from_numpy(x), torch.from_numpy(A)
+        tx, tA = _tensor(torch, x), _tensor(torch, A)
 
         def f(x):
             return x @ tA @ x
@@ -256,15 +276,15 @@ def task_logistic(eg, dtype, rng, order: int, n: int, d: int) -> Bench:
 
     def torch_impl(torch):
         F = torch.nn.functional
-        tX, ty, tlam = torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(lam)
+        tX, ty, tlam = _tensor(torch, X), _tensor(torch, y), _tensor(torch, lam)
 
         def f(w):
             return F.softplus(-ty * (tX @ w)).sum() + 0.5 * tlam * (w @ w)
 
         if order == 1:
-            ww = torch.from_numpy(w).clone().requires_grad_()
+            ww = _tensor(torch, w).clone().requires_grad_()
             return lambda: list(torch.autograd.grad(f(ww), (ww,)))
-        hess, tw = torch.func.hessian(f), torch.from_numpy(w)
+        hess, tw = torch.func.hessian(f), _tensor(torch, w)
         return lambda: [hess(tw)]
 
     def jax_impl(jax, jnp):
@@ -315,7 +335,7 @@ def task_factorisation(eg, dtype, rng, order: int, n=300, m=200, k=10) -> Bench:
             return [H]
 
     def torch_impl(torch):
-        tX, tU, tV = (torch.from_numpy(a) for a in (X, U, V))
+        tX, tU, tV = (_tensor(torch, a) for a in (X, U, V))
         if order == 1:
             UU, VV = tU.clone().requires_grad_(), tV.clone().requires_grad_()
 
@@ -382,7 +402,7 @@ def task_mlp(eg, dtype, rng, n=1024, d=784, h=256, c=10) -> Bench:
         return [X.T @ dA, dA.sum(axis=0), dV, dc]
 
     def torch_impl(torch):
-        t = {k: torch.from_numpy(v) for k, v in data.items()}
+        t = {k: _tensor(torch, v) for k, v in data.items()}
         params = [t[k].clone().requires_grad_() for k in ("W", "b", "V", "c")]
 
         def run():
@@ -468,8 +488,8 @@ def task_rnn(eg, dtype, rng, steps=50, n=32, d=64, h=128) -> Bench:
         return [dU, dW, dA.sum(axis=(0, 1))]
 
     def torch_impl(torch):
-        tX, tT = torch.from_numpy(X), torch.from_numpy(T)
-        params = [torch.from_numpy(a).clone().requires_grad_() for a in (U, W, b)]
+        tX, tT = _tensor(torch, X), _tensor(torch, T)
+        params = [_tensor(torch, a).clone().requires_grad_() for a in (U, W, b)]
 
         def run():
             U, W, b = params
@@ -680,6 +700,8 @@ def build_impls(key: str, dtype: str, seed: int, wanted: tuple[str, ...]) -> tup
         thunks["forward"] = lambda: fwd(**fwd_inputs)
 
     thunks["closed"] = bench.closed
+    if bench.closed_forward is not None:
+        thunks["closed forward"] = bench.closed_forward
 
     def load(impl: str, *modules: str) -> list | None:
         """The competitor's modules, or None with the reason kept (never an error)."""
@@ -727,14 +749,15 @@ def worker(args) -> dict[str, Any]:
     tol = 1e-6 if args.dtype == "float64" else 2e-3
     errors, dtypes, failed, first = {}, {}, {}, {}
     lower_bound_ms = {}  # implementations cut off by --call-timeout: at least this long
-    for name in ["forward"] + [n for n in IMPLS if n in thunks]:
+    extra = [n for n in ("forward", "closed forward") if n in thunks]
+    for name in extra + [n for n in IMPLS if n in thunks]:
         try:
             first[name], got = timed_call(thunks[name], args.call_timeout)
         except CallTimeout:
             failed[name] = f"one call took over {args.call_timeout:g} s (--call-timeout)"
             lower_bound_ms[name] = args.call_timeout * 1e3
             continue
-        if name == "forward":
+        if name in extra:
             continue
         errors[name] = compare(got, want)
         dtypes[name] = str(to_numpy(got[0]).dtype)
@@ -752,7 +775,7 @@ def worker(args) -> dict[str, Any]:
     # repeats (as many as --budget allows, within --min-repeats..--repeats) are
     # interleaved call by call, in rounds of alternating order (A B C, C B A,
     # ...), so that the machine's changing load hits every implementation alike.
-    order = ["eingrad", "forward"] + [n for n in IMPLS[1:] if n in thunks]
+    order = ["eingrad", *extra] + [n for n in IMPLS[1:] if n in thunks]
     plan: dict[str, int] = {}
     for name in order:
         dt = first[name]
@@ -808,6 +831,7 @@ def worker(args) -> dict[str, Any]:
         "tracemalloc_peak_bytes": peaks,
         "jax_xla_temp_plus_output_bytes": facts["jax_memory"],
         "torch_threads": facts.get("torch_threads"),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threadpools": pools,
         "lower_bound_ms": lower_bound_ms,
         "eingrad_source": facts["eingrad_source"],
@@ -952,6 +976,7 @@ def ratios(res: dict, stat: str = "median_ms") -> dict[str, Any]:
         name: ratio(eg_ms, t.get(name, bounds.get(name))) for name in ("closed", "torch", "jax", "autograd")
     }
     out["grad/fwd"] = ratio(eg_ms, t.get("forward"))
+    out["closed grad/fwd"] = ratio(t.get("closed"), t.get("closed forward"))
     out["memory"] = ratio(peaks.get("eingrad"), peaks.get("closed"))
     out["upper_bounds"] = [name for name in bounds if name not in t and out.get(name) is not None]
     return out
@@ -1099,6 +1124,10 @@ def print_tables(results: list[dict], rss: dict) -> None:
             print(f"note {res['task']}: {note}")
         for name, why in res["failed"].items():
             print(f"note {res['task']}: {name} not timed: {why}")
+        own = ratios(res)["closed grad/fwd"]
+        if own is not None:
+            print(f"note {res['task']}: the closed form's own gradient/forward ratio is {fmt_ratio(own)} "
+                  f"(eingrad's: {fmt_ratio(ratios(res)['grad/fwd'])})")
         la = res["loadavg"]
         if max(la[0][0], la[1][0]) > 1.5:
             print(
@@ -1157,8 +1186,9 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1,
         metavar="N",
-        help="threads for every library: OPENBLAS/OMP/MKL_NUM_THREADS=N, and XLA single-threaded for "
-        "N=1 (default 1; 0 leaves each library its own choice)",
+        help="threads for every library: OPENBLAS/OMP/MKL_NUM_THREADS=N; for N=1 each task process is "
+        "also pinned to one core, which is what keeps XLA to one thread (default 1; 0 leaves each "
+        "library its own choice)",
     )
     ap.add_argument(
         "--task-timeout", type=float, default=600.0, help="seconds per task process (default 600)"
@@ -1176,6 +1206,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.worker or args.rss_worker:
+        if args.threads == 1 and hasattr(os, "sched_setaffinity"):
+            # One core for the task process: XLA's CPU runtime sizes its thread pool by the
+            # cores it may run on, whatever XLA_FLAGS say (jax used two cores here before).
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         result = worker(args) if args.worker else rss_worker(args)
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump(result, fh)

@@ -148,13 +148,18 @@ def _redirectable(names: list[str], lines: list[Line], keep: set[str], at: int) 
     if len(set(names)) != len(names):
         return False
     aliased = {n for line in lines if line.alias for n in (line.alias, line.defines)}
+    wanted = set(names)
+    defining: dict[str, list[int]] = {}
+    for k, line in enumerate(lines):
+        if line.defines in wanted:
+            defining.setdefault(line.defines, []).append(k)
     for name in names:
         if name in keep or name in aliased:
             return False
-        defining = [k for k, line in enumerate(lines) if line.defines == name]
-        if len(defining) != 1 or defining[0] > at:
+        where = defining.get(name, [])
+        if len(where) != 1 or where[0] > at:
             return False
-        line = lines[defining[0]]
+        line = lines[where[0]]
         if line.out_to is None or line.view is not None:  # not a step, or already in a stack
             return False
     return True

@@ -100,6 +100,7 @@ class Generator:
     counter: int = 0
     names: dict[str, str] = field(default_factory=dict)
     cse: dict[tuple, Value] = field(default_factory=dict)
+    cse_keys: dict[str, list[tuple]] = field(default_factory=dict)  # the keys of each value's code
     sizes: dict[str, int] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)
     target_order: tuple[str, ...] = ()
@@ -140,6 +141,11 @@ class Generator:
         if labels:
             self.lines[-1].out_to = out_code(OUT)
         return value
+
+    def remember(self, key: tuple, value: Value) -> None:
+        """``value`` is the common subexpression ``key``."""
+        self.cse[key] = value
+        self.cse_keys.setdefault(value.code, []).append(key)
 
     def fresh_name(self) -> str:
         self.counter += 1
@@ -186,7 +192,7 @@ class Generator:
             if biased:
                 self.biased[key] = (stack.bias, value)  # the block is X_t U + b, not X_t U
             else:
-                self.cse[key] = value
+                self.remember(key, value)
 
     def statement(self, stmt: Statement, sizes: dict[str, int], text: str, index: int | None = None) -> None:
         self.sizes = sizes
@@ -243,9 +249,8 @@ class Generator:
                 line.out_to = word.sub(target, line.out_to) if line.out_to else None
                 if line.stacked:
                     line.stacked = line.stacked.renamed(value.code, target)
-            for key, cached in list(self.cse.items()):
-                if cached.code == value.code:
-                    self.cse[key] = Value(target, cached.labels, False)
+            for key in self.cse_keys.pop(value.code, []):
+                self.remember(key, Value(target, self.cse[key].labels, False))
             return
         alias = code if code == value.code and code.isidentifier() else None
         self.lines.append(Line(f"{target} = {code}", target, uses, fresh=copy, alias=alias))
@@ -291,7 +296,7 @@ class Generator:
             names = {canonical: i for i, canonical in mapping.items()}
             return Value(cached.code, tuple(names[label] for label in cached.labels), cached.temp)
         value = getattr(self, "emit_" + type(e).__name__)(e)
-        self.cse[key] = Value(value.code, tuple(mapping[label] for label in value.labels), value.temp)
+        self.remember(key, Value(value.code, tuple(mapping[label] for label in value.labels), value.temp))
         return value
 
     def emit_Tensor(self, e: Tensor) -> Value:
@@ -367,7 +372,7 @@ class Generator:
         """A sum holding X_t U + b where a stacked block holds exactly that: the block,
         plus the other terms."""
         for k, (negative, term) in enumerate(terms):
-            if negative:
+            if negative or not isinstance(term, Sum):  # the blocks hold Σ_c X_rc U_c.
                 continue
             key, mapping = _cse_key(term, self.sizes)
             if key not in self.biased:
@@ -613,7 +618,7 @@ class Generator:
             back = {canonical: i for i, canonical in names.items()}
             return Value(cached.code, tuple(back[c] for c in cached.labels), cached.temp)
         value = self._pair(a, b, contracted)
-        self.cse[key] = Value(value.code, tuple(names[i] for i in value.labels), value.temp)
+        self.remember(key, Value(value.code, tuple(names[i] for i in value.labels), value.temp))
         return value
 
     def _pair(self, a: Value, b: Value, contracted: list[str]) -> Value:
@@ -784,8 +789,17 @@ def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]
 
 
 def statement_text(stmt: Statement) -> str:
+    """The statement for its comment, cut at 100 characters.  A long sum (a loss over
+    1000 time steps) is printed only as far as the comment shows it."""
     from ..printing.text import format_statement
 
+    terms = stmt.expr.terms if isinstance(stmt.expr, Add) else ()
+    k = 4
+    while k < len(terms):
+        text = format_statement(Statement(stmt.target, stmt.indices, Add(terms[:k])))
+        if len(text) > 100:
+            return text[:97] + "..."
+        k *= 4
     text = format_statement(stmt)
     return text if len(text) <= 100 else text[:97] + "..."
 

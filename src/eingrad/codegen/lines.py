@@ -96,12 +96,14 @@ def write_in_place(lines: list[Line], keep: set[str]) -> list[Line]:
 def release_dead(lines: list[Line], keep: set[str]) -> list[Line]:
     """Insert ``del`` after the last use of each temporary and each intermediate the caller
     did not ask for (a forward value the gradient has finished with), so peak memory stays low."""
-    last_use = _last_uses(lines)
     defined = {line.defines for line in lines if line.defines}
+    dying: dict[int, list[str]] = {}
+    for name, last in _last_uses(lines).items():
+        if name in defined and name not in keep:
+            dying.setdefault(last, []).append(name)
     out: list[Line] = []
     for k, line in enumerate(lines):
         out.append(line)
-        dead = [n for n, last in last_use.items() if last == k and n in defined and n not in keep]
-        if dead:
-            out.append(Line("del " + ", ".join(sorted(dead))))
+        if k in dying:
+            out.append(Line("del " + ", ".join(sorted(dying[k]))))
     return out
