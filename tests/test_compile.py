@@ -781,6 +781,26 @@ def test_torch_float32_stays_float32(torch):
         close(value.numpy(), expected[name], name, rtol=2e-4)
 
 
+def test_torch_inputs_that_require_grad_get_code_autograd_can_follow(torch):
+    """A step writes into a dying buffer (out=) only where autograd does not record:
+    tensors that require grad get code without out=, and backward through it is right."""
+    _, program, arrays = GRADIENTS[1]  # the MLP's gradient program
+    fn = eg.compile(program, backend="torch", outputs=["dLdW1"])
+    plain = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    fn(plain)
+    assert "out=" in body(fn.source)
+    tracked = dict(plain, W1=plain["W1"].clone().requires_grad_())
+    out = fn(tracked)["dLdW1"]
+    assert "out=" not in body(fn.source)
+    close(out.detach().numpy(), eg.evaluate(program, arrays)["dLdW1"], "dLdW1")
+    (direction,) = torch.autograd.grad((out * out).sum(), tracked["W1"])  # a Hessian-vector product
+    eps = 1e-6
+    bumped = dict(arrays, W1=arrays["W1"] + eps * direction.numpy())
+    f = lambda a: float((eg.evaluate(program, a)["dLdW1"] ** 2).sum())  # noqa: E731
+    assert abs((f(bumped) - f(arrays)) / eps - float((direction * direction).sum())) < 1e-3 * float(
+        (direction * direction).sum()) + 1e-6
+
+
 def test_torch_writes_deltas_into_the_diagonal(torch):
     h = eg.hessian(BY_NAME["logistic_regression"].text, "w")
     fn = eg.compile(h, backend="torch")

@@ -185,3 +185,18 @@ def test_random_loops_against_evaluate(seed):
             np.testing.assert_array_equal(second[name], kept[name])
     for k, v in before.items():
         np.testing.assert_array_equal(arrays[k], v)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_loops_on_the_torch_backend(seed):
+    """The same stacked products in torch (out= into row blocks, views, torch.cat)."""
+    torch = pytest.importorskip("torch", reason="the torch backend needs torch: pip install 'eingrad[torch]'")
+    rng = np.random.default_rng(100 + seed)
+    text, arrays, wrt = random_loop(rng)
+    grads = eg.grad(text, wrt=wrt)
+    fn = eg.compile(grads, backend="torch")
+    expected = eg.evaluate(grads, arrays)
+    out = fn({k: torch.from_numpy(v) for k, v in arrays.items()})
+    for name, value in out.items():
+        tc.close(value.numpy(), expected[name], f"{text}\n{name}")
+    assert "out=" in tc.body(fn.source)

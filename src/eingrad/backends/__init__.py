@@ -127,14 +127,15 @@ def _kronecker(n, k, like):
 '''
 
 _TORCH_HELPERS = '''
-def _sigmoid(x):
-    return xp.sigmoid(x)
+def _sigmoid(x, out=None):
+    return xp.sigmoid(x, out=out)
 
-def _softplus(x):
-    return xp.nn.functional.softplus(x)
+def _softplus(x, out=None):
+    y = xp.nn.functional.softplus(x)
+    return y if out is None else out.copy_(y)
 
-def _relu(x):
-    return xp.relu(x)
+def _relu(x, out=None):
+    return xp.relu(x) if out is None else xp.clamp_min(x, 0.0, out=out)
 
 def _step(x):
     return (x > 0).to(x.dtype)
@@ -210,6 +211,7 @@ _NUMPY_OPS = {
     "broadcast": "xp.broadcast_to({x}, {shape})",
     "zeros": "xp.zeros({shape}, dtype={like}.dtype)",
     "empty": "xp.empty({shape}, dtype={like}.dtype)",
+    "ones": "xp.ones({shape}, dtype={like}.dtype)",
     "full": "xp.full({shape}, {x}, dtype={like}.dtype)",
     "asarray": "xp.asarray({x}, dtype={like}.dtype)",
     "reshape": "xp.reshape({x}, {shape})",
@@ -226,6 +228,7 @@ _TORCH_OPS = {
     "broadcast": "xp.broadcast_to({x}, {shape})",
     "zeros": "xp.zeros({shape}, dtype={like}.dtype, device={like}.device)",
     "empty": "xp.empty({shape}, dtype={like}.dtype, device={like}.device)",
+    "ones": "xp.ones({shape}, dtype={like}.dtype, device={like}.device)",
     "full": "xp.full({shape}, {x}, dtype={like}.dtype, device={like}.device)",
     "asarray": "xp.as_tensor({x}, dtype={like}.dtype, device={like}.device)",
     "reshape": "xp.reshape({x}, {shape})",
@@ -242,7 +245,9 @@ BACKENDS: dict[str, Backend] = {
     "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT),
     "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT),
     "dask": Backend("dask", "dask.array", "dask", "xp", _COMMON, False, _DASK_HELPERS, _DASK_OPS),
-    "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS),
+    # torch's elementwise functions take out= as numpy's ufuncs do (add, subtract, multiply,
+    # divide with a number first too); the helpers take it as well.
+    "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS, _UFUNC_OUT),
     "jax": Backend("jax", "jax.numpy", "jax", "xp", _COMMON, False, _JAX_HELPERS + _FUNCTIONAL_HELPERS, _JAX_OPS),
 }
 

@@ -115,7 +115,10 @@ class CompiledFunction:
         numpy = self.backend.name == "numpy"
         if numpy:
             merged = _numpy_inputs(merged)
-        signature = tuple(sorted((k, tuple(_shape(v)), str(getattr(v, "dtype", type(v)))) for k, v in merged.items()))
+        # (torch: a tensor that requires grad is part of the signature: no step may write
+        # out= while autograd records, so such calls get code that writes nothing in place)
+        signature = tuple(sorted((k, tuple(_shape(v)), str(getattr(v, "dtype", type(v))),
+                                  bool(getattr(v, "requires_grad", False))) for k, v in merged.items()))
         if sizes is not None:
             sizes = _declared_sizes(sizes)
             signature += (("sizes", tuple(sorted(sizes.items()))),)
@@ -124,6 +127,7 @@ class CompiledFunction:
             weak = frozenset(k for k, v in merged.items() if _is_python_number(v))
             dtypes = {str(getattr(v, "dtype", "")) for k, v in merged.items() if k not in weak}
             fuse = len(dtypes) == 1 and "float" in dtypes.pop()
+            fuse = fuse and not any(getattr(v, "requires_grad", False) for v in merged.values())
             entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, weak, fuse)
             self._cache[signature] = entry
         if numpy and sizes is None and (fast := _fast_signature(merged)) is not None:

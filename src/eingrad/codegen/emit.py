@@ -424,13 +424,14 @@ class Generator:
             return self.accumulate(parts, out)
         first = splits[0]
         product = StackedProduct(
+            self.backend.ops,
             tuple(left.code for left, _, _ in pairs) if first.left else None,
             tuple(right.code for _, right, _ in pairs),
             self.sizes[first.summed],
             self.sizes[first.left_index] if first.left else 1,
             self.sizes[first.right_index],
         )
-        value = self.temp(product.fallback(self.backend.ops), out, product.names(), fresh=True)
+        value = self.temp(product.fallback(), out, product.names(), fresh=True)
         self.lines[-1].stacked = product
         return value
 
@@ -590,7 +591,7 @@ class Generator:
         if self.fuse and self.backend.out_functions and len(v.labels) == 2 and len(axes) == 1:
             n = self.sizes[v.labels[axes[0]]]
             if n * self.sizes[v.labels[1 - axes[0]]] >= _BLAS_SUM_MIN:
-                ones = f"xp.ones({n}, dtype={v.code}.dtype)"
+                ones = self.op("ones", shape=n, like=v.code)
                 return f"{ones} @ {v.code}" if axes[0] == 0 else f"{v.code} @ {ones}"
         return self.op("sum", x=v.code, axes=axes)
 

@@ -36,6 +36,7 @@ class StackedProduct:
     or ``𝟏ᵀ concatenate(right)`` (``left`` is None).  Which operands are already row blocks
     of one buffer is known only once buffers are reused (see ``buffers.resolve_stacks``)."""
 
+    ops: dict[str, str]  # the backend's structural operations
     left: tuple[str, ...] | None
     right: tuple[str, ...]
     rows: int  # rows of every block
@@ -54,13 +55,17 @@ class StackedProduct:
     def code(self, left: str | None, right: str, blocks: int) -> str:
         """The product of ``blocks`` stacked blocks, given the code of the stacked operands."""
         if left is None:
-            return f"xp.ones({self.rows * blocks}, dtype={self.right[0]}.dtype) @ {right}"
-        return f"{left}.T @ {right}"
+            left = self.ops["ones"].format(shape=self.rows * blocks, like=self.right[0])
+            return self.ops["matmul"].format(a=left, b=right)
+        return self.ops["matmul"].format(a=self.ops["T"].format(x=left), b=right)
 
-    def fallback(self, ops: dict[str, str]) -> str:
+    def concat(self, names) -> str:
+        return self.ops["concat"].format(args=", ".join(names))
+
+    def fallback(self) -> str:
         """The product with both operands concatenated (correct wherever the blocks are)."""
-        left = ops["concat"].format(args=", ".join(self.left)) if self.left else None
-        return self.code(left, ops["concat"].format(args=", ".join(self.right)), len(self.right))
+        left = self.concat(self.left) if self.left else None
+        return self.code(left, self.concat(self.right), len(self.right))
 
 
 def _last_uses(lines: list[Line]) -> dict[str, int]:
