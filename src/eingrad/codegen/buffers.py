@@ -83,7 +83,7 @@ def _operand(side: Side, first: int, last: int, rows: int, extent: dict[str, int
 
 
 # Operands that must be copied (concatenated) are copied in at most this many pieces.
-MAX_CHUNKS = 8
+MAX_CHUNKS = 4
 
 
 def _ordered(product: StackedProduct, lines: list[Line], inputs: list[str],
