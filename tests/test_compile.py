@@ -801,6 +801,17 @@ def test_torch_inputs_that_require_grad_get_code_autograd_can_follow(torch):
         (direction * direction).sum()) + 1e-6
 
 
+def test_powers_of_constants_are_arrays_of_the_inputs_dtype(torch):
+    """0.25^-0.5 and 2^0.5 in generated code: torch's sqrt takes no Python float."""
+    program = eg.parse("z_i = x_i + .25**-0.5 - 2**0.5 + 4**-1")
+    x = np.arange(3.0)
+    expected = eg.evaluate(program, x=x)["z"]
+    close(eg.compile(program, backend="torch")(x=torch.from_numpy(x))["z"].numpy(), expected)
+    out = eg.compile(program)(x=x.astype(np.float32))["z"]
+    assert out.dtype == np.float32
+    close(out, expected, rtol=1e-6)
+
+
 def test_torch_writes_deltas_into_the_diagonal(torch):
     h = eg.hessian(BY_NAME["logistic_regression"].text, "w")
     fn = eg.compile(h, backend="torch")

@@ -479,6 +479,11 @@ class Generator:
     def emit_Pow(self, e: Pow) -> Value:
         base = self.emit(e.base)
         x, k = base.code, e.exponent
+        if not any(isinstance(n, (Tensor, Delta)) for n in E.walk(e.base)):
+            # a constant's power: an array of the inputs' dtype (torch's sqrt takes no float;
+            # a negative number's square root is nan, as evaluate gives, not complex)
+            x = self.op("asarray", x=x, like=self.like_code())
+            base = Value(x, (), False)
         out = None
         if k == 2:
             code, out = f"{x} * {x}", f"xp.multiply({x}, {x}, out={OUT})"
