@@ -31,6 +31,7 @@ from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
 from .lines import OUT, Line, StackedProduct, release_dead, write_in_place
+from .rewrite import merged_reductions, regrouped_sum
 from .stacks import MIN_MEMBERS, Stack, split_product, stack_worthwhile
 
 __all__ = ["Generator", "GeneratedCode", "CodegenError", "check_names"]
@@ -341,7 +342,7 @@ class Generator:
             stacked = self.stacked_sum(terms, self.out_order(e))
             if stacked is not None:
                 return stacked
-        merged = _merged_reductions(terms, self.sizes) if len(terms) > 2 else None
+        merged = merged_reductions(terms, self.sizes) if len(terms) > 2 else None
         if merged is not None:
             return self.emit(merged)
         if self.fuse and len(terms) > 2 and len(terms[0][1].free) == len(e.free):
@@ -463,6 +464,9 @@ class Generator:
         return order
 
     def emit_Sum(self, e: Sum) -> Value:
+        regrouped = regrouped_sum(e)  # Σ_n (P_nc X_nd - X_nd Y_nc) as Xᵀ (P - Y)
+        if regrouped is not None:
+            return self.emit(regrouped)
         factors = list(e.body.factors) if isinstance(e.body, Mul) else [e.body]
         value = self.contract(factors, self.out_order(e))
         absent = [i for i in e.indices if i not in e.body.free]
@@ -723,36 +727,6 @@ def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
 def _uses(values: list[Value]) -> tuple[str, ...]:
     """The variables a line reads (temporaries and program arrays; not literals)."""
     return tuple(v.code for v in values if v.temp or v.code.isidentifier())
-
-
-def _merged_reductions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) -> Expr | None:
-    """Σ_n a_nh + Σ_i b_ih + Σ_j c_jh as Σ_n (a_nh + b_nh + c_nh): one reduction of an
-    accumulated array instead of one per term (an RNN's bias gradient, a term per step).
-
-    Only where every term sums an array no larger than one of its own factors (no
-    product is widened: Σ_n X_nd A_nh is left alone), the summed sizes agree, and the
-    new names capture nothing.  Which summed index maps to which does not matter: every
-    one is summed over its whole range."""
-    first = terms[0][1]
-    if not isinstance(first, Sum) or any(i not in sizes for _, t in terms if isinstance(t, Sum) for i in t.indices):
-        return None
-    target = sorted(first.indices, key=lambda i: (sizes[i], i))
-    bodies = []
-    for negative, term in terms:
-        if not isinstance(term, Sum) or len(term.indices) != len(target) or term.free != first.free:
-            return None
-        factors = term.body.factors if isinstance(term.body, Mul) else (term.body,)
-        if not any(term.body.free <= set(f.free) for f in factors):
-            return None
-        own = sorted(term.indices, key=lambda i: (sizes[i], i))
-        if [sizes[i] for i in own] != [sizes[i] for i in target]:
-            return None
-        mapping = dict(zip(own, target, strict=True))
-        if (E.index_names(term.body) - set(own)) & set(target):
-            return None  # a new name would capture one already there
-        body = E.rename_indices(term.body, mapping)
-        bodies.append(E.neg(body) if negative else body)
-    return E.sum_(target, E.add(*bodies))
 
 
 def _free_order(e: Expr) -> tuple[str, ...]:

@@ -1,0 +1,65 @@
+"""Sums rewritten before lowering (``codegen/rewrite.py``): a sum over a sum of products is
+never computed as a broadcast array wider than its factors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import eingrad as eg
+import test_compile as tc
+
+SOFTMAX_REGRESSION = "L = sum_n(logsumexp_c(X_nd W_dc) - X_nd W_dc Y_nc)"
+
+
+def three_axes(code: str) -> bool:
+    """Some array is broadcast to three axes (``X[:, :, None] * P[:, None, :]``)."""
+    return "[:, :, None]" in code or "[:, None, :]" in code or "[None, :, :]" in code
+
+
+def softmax_regression_arrays(rng, n=40, d=7, c=3):
+    return {"X": rng.standard_normal((n, d)), "W": rng.standard_normal((d, c)) / 3,
+            "Y": np.eye(c)[rng.integers(0, c, n)]}
+
+
+def test_softmax_regression_gradient_is_one_product():
+    """dLdW = Σ_n (softmax(XW)_nc X_nd - X_nd Y_nc) is Xᵀ (P - Y): the shared factor X_nd
+    is taken out of the terms, not an n×d×c array of products summed over n."""
+    grads = eg.grad(SOFTMAX_REGRESSION, wrt=["W"])
+    arrays = softmax_regression_arrays(np.random.default_rng(1))
+    fn = eg.compile(grads, outputs=["dLdW"])
+    out = fn(arrays)["dLdW"]
+    X, W, Y = arrays["X"], arrays["W"], arrays["Y"]
+    Z = X @ W
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    tc.close(out, X.T @ (P - Y))
+    code = tc.body(fn.source)
+    assert "dLdW = X.T @ _t" in code, fn.source
+    assert not three_axes(code), fn.source
+
+
+@pytest.mark.parametrize("text", [
+    "G_dc = sum_n(A_nd B_nc + C_nd D_nc)",         # nothing shared: one product per term
+    "G_dc = sum_n(A_nd B_nc - 2 A_nd D_nc)",       # A shared, a coefficient left in a term
+    "G_dc = sum_n(A_nd B_nc + E_dc)",              # a term without n: |n| E
+    "G_dc = sum_{n,m}(A_nd B_mc + C_nd D_nc)",     # two summed indices, one term lacks one
+    "G_dc = sum_n(A_nd A_nd B_nc + A_nd D_nc C_nd)",  # A_nd shared once, the rest kept
+])
+def test_sums_of_products_are_contractions(text):
+    program = eg.parse(text)
+    rng = np.random.default_rng(2)
+    shapes = {"A": (5, 4), "B": (5, 3), "C": (5, 4), "D": (5, 3), "E": (4, 3)}
+    arrays = {k: rng.standard_normal(v) for k, v in shapes.items() if k in program.inputs}
+    fn = eg.compile(program)
+    tc.close(fn(arrays)["G"], eg.evaluate(program, arrays)["G"], text)
+    assert not three_axes(tc.body(fn.source)), fn.source
+
+
+def test_a_sum_of_elementwise_terms_is_left_as_it_is():
+    """Σ_n (a_n + b_n) builds nothing wider than its factors: one sum of one array."""
+    program = eg.parse("s = sum_n(a_n + b_n)")
+    fn = eg.compile(program)
+    a, b = np.arange(4.0), np.ones(4)
+    tc.close(fn(a=a, b=b)["s"], 10.0)
+    assert tc.body(fn.source).count("xp.sum(") == 1, fn.source
