@@ -63,3 +63,37 @@ def test_a_sum_of_elementwise_terms_is_left_as_it_is():
     a, b = np.arange(4.0), np.ones(4)
     tc.close(fn(a=a, b=b)["s"], 10.0)
     assert tc.body(fn.source).count("xp.sum(") == 1, fn.source
+
+
+def test_a_delta_inside_a_product_is_written_into_the_diagonal():
+    """Softmax regression's Hessian, Σ_n P_nj (X_nq δ_jr - P_nr X_nq) X_ni: the delta is
+    taken out of the product and the sum, δ_jr Σ_n P_nj X_nq X_ni, and written into the
+    diagonal j = r; it is never an array, and nothing n×d×c×c is built."""
+    h = eg.hessian(SOFTMAX_REGRESSION, "W")
+    arrays = softmax_regression_arrays(np.random.default_rng(3), n=30, d=4, c=3)
+    fn = eg.compile(h)
+    tc.close(fn(arrays), eg.evaluate(h, arrays))
+    code = tc.body(fn.source)
+    assert "_kronecker(" not in code and "_diagonal(d2LdW2" in code, fn.source
+    X, W = arrays["X"], arrays["W"]
+    Z = X @ W
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    expected = np.einsum("nj,ni,nq->ijq", P, X, X)[:, :, :, None] * np.eye(3)[None, :, None, :]
+    expected -= np.einsum("nj,nr,ni,nq->ijqr", P, P, X, X)
+    tc.close(fn(arrays), expected)
+
+
+@pytest.mark.parametrize("text, wrt", [
+    ("y_i = W_ij x_j", "W"),
+    ("y_i = exp(W_ij x_j) (x_i + W_ik x_k)", "x"),
+    ("L = sum_n(relu(X_nd w_d)) + 0.5 lam w_d w_d", "w"),
+])
+def test_deltas_taken_out_keep_the_value(text, wrt):
+    rng = np.random.default_rng(4)
+    program = eg.parse(text)
+    shapes = {"W": (3, 3), "x": (3,), "X": (6, 3), "w": (3,), "lam": ()}
+    arrays = {k: rng.standard_normal(shapes[k]) for k in program.inputs}
+    for d in (eg.diff(program, wrt), eg.hessian(program, wrt) if program.rank(program.targets[-1]) == 0 else None):
+        if d is not None:
+            tc.close(eg.compile(d)(arrays), eg.evaluate(d, arrays), str(d))

@@ -31,7 +31,7 @@ from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
 from .lines import OUT, Line, StackedProduct, release_dead, write_in_place
-from .rewrite import merged_reductions, regrouped_sum
+from .rewrite import deltas_outside, merged_reductions, regrouped_sum
 from .stacks import MIN_MEMBERS, Stack, split_product, stack_worthwhile
 
 __all__ = ["Generator", "GeneratedCode", "CodegenError", "check_names"]
@@ -202,7 +202,10 @@ class Generator:
         self.statement_start = len(self.lines)
         for stack in self.stacks_at.pop(index, []) if index is not None else []:
             self.emit_stack(stack)
-        dense_terms, delta_terms = _split_delta_terms(stmt.expr, set(stmt.indices))
+        # A delta on the target's indices inside a product or a sum comes out to a term
+        # of its own, to be written into a diagonal (never an array).
+        expr = deltas_outside(stmt.expr, frozenset(stmt.indices))
+        dense_terms, delta_terms = _split_delta_terms(expr, set(stmt.indices))
         self.like = next(iter(self.names.values()), None)
         target = self.var(stmt.target)
         shape = tuple(sizes[i] for i in stmt.indices)

@@ -1,15 +1,17 @@
 """Sums rewritten before lowering into the shapes BLAS computes well: a sum over a sum
 of products, Σ_n (P_nc X_nd - X_nd Y_nc), is Xᵀ (P - Y) (the factor every term shares taken
 out), not an n×d×c array of broadcast products summed; and a sum of per-step reductions is
-one reduction of an accumulated array.  Each rewrite keeps the value, exactly."""
+one reduction of an accumulated array; a delta on the result's indices inside a product or
+a sum is brought to the top, so that it is written into a diagonal, never built.  Each
+rewrite keeps the value, exactly."""
 
 from __future__ import annotations
 
 from .. import expr as E
 from ..canonical import canonical
-from ..expr import Add, Const, Expr, Mul, Sum
+from ..expr import Add, Const, Delta, Expr, Mul, Sum
 
-__all__ = ["merged_reductions", "regrouped_sum"]
+__all__ = ["deltas_outside", "merged_reductions", "regrouped_sum"]
 
 
 def regrouped_sum(e: Sum) -> Expr | None:
@@ -87,3 +89,52 @@ def merged_reductions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) -> 
         body = E.rename_indices(term.body, mapping)
         bodies.append(E.neg(body) if negative else body)
     return E.sum_(target, E.add(*bodies))
+
+
+def deltas_outside(e: Expr, free: frozenset[str]) -> Expr:
+    """``e`` with every delta on free indices that sits in a product or under a sum brought
+    out to a term of its own: Σ_n P_nj (X_nq δ_jr - P_nr X_nq) X_ni (softmax regression's
+    Hessian) is δ_jr Σ_n P_nj X_nq X_ni - Σ_n P_nj P_nr X_nq X_ni.  The first term is then
+    written into the diagonal j = r; before, δ_jr was an array and the product n×d×c×c.
+
+    Only the sums and products that hold such a delta are expanded; functions (exp(δ_ij))
+    keep theirs."""
+    if not any(isinstance(n, Delta) and set(n.indices) <= free for n in E.walk(e)):
+        return e
+    return _outside(e, free)
+
+
+def _outside(e: Expr, free: frozenset[str]) -> Expr:
+    if isinstance(e, Add):
+        return E.add(*(_outside(t, free) for t in e.terms))
+    if isinstance(e, Mul):
+        expanded = [_outside(f, free) for f in e.factors]
+        if not any(isinstance(f, Add) and any(_has_free_delta(t, free) for t in f.terms) for f in expanded):
+            return E.mul(*expanded)
+        products: list[list[Expr]] = [[]]
+        for f in expanded:
+            if isinstance(f, Add) and any(_has_free_delta(t, free) for t in f.terms):
+                products = [p + [t] for p in products for t in f.terms]
+            else:
+                products = [p + [f] for p in products]
+        return E.add(*(E.mul(*p) for p in products))
+    if isinstance(e, Sum):
+        body = _outside(e.body, free - set(e.indices))
+        terms = body.terms if isinstance(body, Add) else (body,)
+        if not any(_has_free_delta(t, free - set(e.indices)) for t in terms):
+            return E.sum_(e.indices, body)
+        return E.add(*(_sum_of_term(e.indices, t, free - set(e.indices)) for t in terms))
+    return e
+
+
+def _sum_of_term(indices: tuple[str, ...], term: Expr, free: frozenset[str]) -> Expr:
+    """Σ_n δ_jr f = δ_jr Σ_n f: deltas on indices the sum does not bind, taken out."""
+    factors = term.factors if isinstance(term, Mul) else (term,)
+    outside = [f for f in factors if isinstance(f, Delta) and set(f.indices) <= free]
+    inside = [f for f in factors if not (isinstance(f, Delta) and set(f.indices) <= free)]
+    return E.mul(*outside, E.sum_(indices, E.mul(*inside)))
+
+
+def _has_free_delta(term: Expr, free: frozenset[str]) -> bool:
+    factors = term.factors if isinstance(term, Mul) else (term,)
+    return any(isinstance(f, Delta) and set(f.indices) <= free for f in factors)
