@@ -116,7 +116,7 @@ TORCH_DEVICE = "cpu"
 
 def _tensor(torch, a: np.ndarray):
     """A numpy array as a torch tensor on TORCH_DEVICE (shares memory on the CPU)."""
-    t = torch.from_numpy(np.ascontiguousarray(a))
+    t = torch.from_numpy(a if a.flags.c_contiguous else np.ascontiguousarray(a))  # (keeps 0-d arrays 0-d)
     return t if TORCH_DEVICE == "cpu" else t.to(TORCH_DEVICE)
 
 

@@ -136,7 +136,7 @@ def run_task(key: str, args, eg, torch, jax) -> dict[str, Any]:
             torch.cuda.synchronize()
 
     def on_device(a: np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        return torch.from_numpy(a if a.flags.c_contiguous else np.ascontiguousarray(a)).to(device)
 
     impls: dict[str, Callable[[], list]] = {}
     facts: dict[str, Any] = {"task": key, "kind": info.kind, "sizes": info.sizes, "skipped": {}}
