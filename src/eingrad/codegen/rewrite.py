@@ -15,17 +15,21 @@ __all__ = ["deltas_outside", "merged_reductions", "regrouped_sum"]
 
 
 def regrouped_sum(e: Sum) -> Expr | None:
-    """``Σ body`` for a body that is a sum of terms, when computing that body would build an
-    array wider than any of its factors: the factors every term shares taken out of the
-    terms (Σ_n X_nd (P_nc - Y_nc)); where that is not enough (nothing shared, or what is
-    left still wide), one sum per term, each a contraction of its own.  None where the
-    body is fine as it is."""
-    if not isinstance(e.body, Add) or not _widens(e.body):
+    """``Σ body`` for a body that is a sum of terms: the factors every term shares taken out
+    of the terms (Σ_n X_nd (P_nc - Y_nc), one product); where nothing is shared (or what is
+    left is still wide) and computing the body would build an array wider than any of its
+    factors, one sum per term, each a contraction of its own.  None where the body is fine
+    as it is."""
+    if not isinstance(e.body, Add):
         return None
     shared = _shared_factors(e.body)
     if shared is not None and not (isinstance(shared[1], Add) and _widens(shared[1])):
+        # Always worth it: Σ_n (e_n X_nd - y_n X_nd) is one product Xᵀ(e - y), not two
+        # broadcast products, a difference and a reduction.
         common, rest = shared
         return E.sum_(e.indices, E.mul(*common, rest))
+    if not _widens(e.body):
+        return None
     # (a term without a summed index is summed to |n| times itself when it is lowered)
     return E.add(*(E.sum_(e.indices, term) for term in e.body.terms))
 
