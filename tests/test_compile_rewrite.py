@@ -109,3 +109,60 @@ def test_a_shared_factor_is_taken_out_even_when_nothing_widens():
     tc.close(fn(X=X, w=w, y=y)["dLdw"], X.T @ (np.exp(X @ w) - y))
     code = tc.body(fn.source)
     assert "xp.sum(" not in code and "[:, None]" not in code, fn.source
+
+
+ATTENTION = """S_ij = Q_ie K_je
+P_ij = exp(S_ij - logsumexp_k(S_ik))
+O_ie = P_ij V_je
+L = sum_{i,e}((O_ie - T_ie)^2)"""
+
+
+def test_exp_of_z_minus_its_logsumexp_is_a_softmax_in_one_buffer():
+    """exp(S_ij - logsumexp_k(S_ik)) is computed as the softmax of S over j, in S's buffer
+    (one exp, no log-sum-exp array), in the program and in its gradient."""
+    rng = np.random.default_rng(6)
+    arrays = {k: rng.standard_normal((5, 3)) for k in "QKVT"}
+    program = eg.parse(ATTENTION)
+    fn = eg.compile(program)
+    out = fn(arrays)
+    S = arrays["Q"] @ arrays["K"].T
+    P = np.exp(S - S.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    tc.close(out["P"], P)
+    assert "_softmax(S, (1,))" in tc.body(fn.source), fn.source  # S is returned: not overwritten
+    grads = eg.grad(ATTENTION, wrt=["Q", "K", "V"])
+    fn = eg.compile(grads, outputs=["dLdQ", "dLdK", "dLdV"])
+    expected = eg.evaluate(grads, arrays)
+    for name, value in fn(arrays).items():
+        tc.close(value, expected[name], name)
+    code = tc.body(fn.source)
+    assert "P = _softmax(S, (1,), out=S)" in code and "_logsumexp" not in code.split("def compiled")[-1], fn.source
+
+
+@pytest.mark.parametrize("text", [
+    "P_ij = exp(S_ij - logsumexp_k(S_ik))",           # over the second axis
+    "P_ij = exp(S_ij - logsumexp_k(S_kj))",           # over the first
+    "P_ijk = exp(A_ijk - logsumexp_{m,n}(A_imn))",    # over two axes
+    "P_ij = exp(S_ij - logsumexp_k(S_ik) + 1)",       # not a softmax: three terms
+    "P_ij = exp(S_ij - logsumexp_k(S_jk))",           # not a softmax: the other axis' lse
+    "P_ij = exp(2 S_ij - logsumexp_k(S_ik))",         # not a softmax: scaled
+])
+def test_softmax_patterns_against_evaluate(text):
+    program = eg.parse(text)
+    rng = np.random.default_rng(7)
+    arrays = {name: 3 * rng.standard_normal((4,) * program.rank(name)) for name in program.inputs}
+    for dtype in (np.float64, np.float32):
+        given = {k: v.astype(dtype) for k, v in arrays.items()}
+        out = eg.compile(program)(given)["P"]
+        assert out.dtype == dtype
+        tc.close(out, eg.evaluate(program, arrays)["P"], text, rtol=1e-12 if dtype == np.float64 else 1e-5)
+
+
+def test_softmax_of_a_row_of_minus_infinity_is_nan_as_evaluate_gives():
+    program = eg.parse("P_ij = exp(S_ij - logsumexp_k(S_ik))")
+    S = np.array([[0.0, 1.0], [-np.inf, -np.inf]])
+    with np.errstate(invalid="ignore"):  # evaluate's -inf - -inf
+        expected = eg.evaluate(program, S=S)["P"]
+    out = eg.compile(program)(S=S)["P"]
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    tc.close(out[0], expected[0])

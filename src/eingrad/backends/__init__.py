@@ -73,6 +73,17 @@ def _logsumexp(x, axes):
     m = xp.max(x, axis=axes, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0.0)
     return xp.squeeze(xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m, axis=axes)
+
+def _softmax(x, axes, out=None):
+    m = xp.max(x, axis=axes, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    if out is None:
+        e = xp.exp(x - m)
+        return e / xp.sum(e, axis=axes, keepdims=True)
+    xp.subtract(x, m, out=out)
+    xp.exp(out, out=out)
+    out /= xp.sum(out, axis=axes, keepdims=True)
+    return out
 '''
 
 # dask: lazy arrays, no out=.
@@ -143,6 +154,10 @@ def _step(x):
 def _logsumexp(x, axes):
     return xp.logsumexp(x, dim=axes)
 
+def _softmax(x, axes, out=None):
+    y = xp.softmax(x, dim=axes[0]) if len(axes) == 1 else xp.exp(x - xp.logsumexp(x, dim=axes, keepdim=True))
+    return y if out is None else out.copy_(y)
+
 def _diagonal(a, spec):
     return xp.einsum(spec, a)
 
@@ -197,6 +212,9 @@ def _step(x):
 
 def _logsumexp(x, axes):
     return _jax.scipy.special.logsumexp(x, axis=axes)
+
+def _softmax(x, axes):
+    return _jax.nn.softmax(x, axis=axes)
 
 def _diagonal(a, spec):
     return xp.einsum(spec, a)

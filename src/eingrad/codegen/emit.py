@@ -31,7 +31,7 @@ from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
 from .lines import OUT, Line, StackedProduct, release_dead, write_in_place
-from .rewrite import deltas_outside, merged_reductions, regrouped_sum
+from .rewrite import deltas_outside, merged_reductions, regrouped_sum, softmax_parts
 from .stacks import MIN_MEMBERS, Stack, split_product, stack_worthwhile
 
 __all__ = ["Generator", "GeneratedCode", "CodegenError", "check_names"]
@@ -509,6 +509,8 @@ class Generator:
         return self.elementwise(code, base.labels, [base], lambda dest: out.replace(OUT, dest))
 
     def emit_Call(self, e: Call) -> Value:
+        if e.fn == "exp" and (parts := softmax_parts(e.arg)) is not None:
+            return self.softmax(*parts)
         arg = self.emit(e.arg)
         x = arg.code
         if not any(isinstance(n, (Tensor, Delta)) for n in E.walk(e.arg)):
@@ -519,6 +521,14 @@ class Generator:
         if template is None or x != arg.code:
             return self.temp(code, arg.labels, _uses([arg]), fresh=bool(arg.labels))
         return self.elementwise(code, arg.labels, [arg], lambda out: template.format(x=x, out=out))
+
+    def softmax(self, z: Expr, over: tuple[str, ...]) -> Value:
+        """exp(z - logsumexp_over(z)): the softmax of z over ``over``, in one buffer."""
+        value = self.emit(z)
+        axes = tuple(value.labels.index(i) for i in over)
+        x = value.code
+        return self.elementwise(f"_softmax({x}, {axes})", value.labels, [value],
+                                lambda out: f"_softmax({x}, {axes}, out={out})")
 
     def emit_LogSumExp(self, e: LogSumExp) -> Value:
         body = self.emit(e.body)

@@ -7,11 +7,13 @@ rewrite keeps the value, exactly."""
 
 from __future__ import annotations
 
+from itertools import permutations
+
 from .. import expr as E
 from ..canonical import canonical
-from ..expr import Add, Const, Delta, Expr, Mul, Sum
+from ..expr import Add, Const, Delta, Expr, LogSumExp, Mul, Sum
 
-__all__ = ["deltas_outside", "merged_reductions", "regrouped_sum"]
+__all__ = ["deltas_outside", "merged_reductions", "regrouped_sum", "softmax_parts"]
 
 
 def regrouped_sum(e: Sum) -> Expr | None:
@@ -142,3 +144,27 @@ def _sum_of_term(indices: tuple[str, ...], term: Expr, free: frozenset[str]) -> 
 def _has_free_delta(term: Expr, free: frozenset[str]) -> bool:
     factors = term.factors if isinstance(term, Mul) else (term,)
     return any(isinstance(f, Delta) and set(f.indices) <= free for f in factors)
+
+
+def softmax_parts(arg: Expr) -> tuple[Expr, tuple[str, ...]] | None:
+    """``(z, (j,))`` when ``arg`` is z_ij - logsumexp_k(z_ik): exp of it is the softmax of z
+    over j, computed in one buffer (max, subtract, exp, divide by the sum) instead of a
+    log-sum-exp, a difference and a second exp."""
+    if not (isinstance(arg, Add) and len(arg.terms) == 2):
+        return None
+    for z, negative in (arg.terms, arg.terms[::-1]):
+        if not (isinstance(negative, Mul) and len(negative.factors) == 2 and negative.factors[0] == Const(-1)):
+            continue
+        lse = negative.factors[1]
+        if not isinstance(lse, LogSumExp) or not lse.free <= z.free:
+            continue
+        over = tuple(sorted(z.free - lse.free))
+        if len(over) != len(lse.indices) or len(over) > 3:
+            continue
+        if set(over) & E.index_names(lse.body):
+            continue  # renaming would capture
+        target = canonical(z)
+        for order in permutations(over):
+            if canonical(E.rename_indices(lse.body, dict(zip(lse.indices, order, strict=True)))) == target:
+                return z, over
+    return None
