@@ -166,3 +166,39 @@ def test_softmax_of_a_row_of_minus_infinity_is_nan_as_evaluate_gives():
     out = eg.compile(program)(S=S)["P"]
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
     tc.close(out[0], expected[0])
+
+
+def test_relu_derivative_in_a_product_is_a_bool_mask():
+    """step(H) ⊙ dLdH multiplies by the bool array H > 0 (as the closed form writes
+    `dA *= H > 0`), a quarter of a float32 array's memory; the result keeps the dtype."""
+    grads = eg.grad(tc.MLP, wrt=["W1", "b1"])
+    rng = np.random.default_rng(8)
+    arrays = {"X": rng.standard_normal((8, 5)), "W1": rng.standard_normal((5, 6)), "b1": rng.standard_normal(6),
+              "W2": rng.standard_normal((6, 4)), "b2": rng.standard_normal(4), "Y": np.eye(4)[rng.integers(0, 4, 8)]}
+    expected = eg.evaluate(grads, arrays)
+    fn = eg.compile(grads, outputs=["dLdW1", "dLdb1"])
+    for dtype, rtol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        out = fn({k: v.astype(dtype) for k, v in arrays.items()})
+        for name, value in out.items():
+            assert value.dtype == dtype
+            tc.close(value, expected[name], name, rtol=rtol)
+    assert " > 0\n" in tc.body(fn.source) and "_step(" not in tc.body(fn.source).split("def compiled")[1], fn.source
+
+
+@pytest.mark.parametrize("text", [
+    "z_i = step(a_i) step(b_i)",        # two steps: floats
+    "z_i = 2 step(a_i)",                # nothing else carries i: a float
+    "s = sum_i(step(a_i) b_i)",         # a mask, then a sum of floats
+    "z_j = step(a_i) W_ij",             # a mask in a matrix product
+    "z_i = step(a_i) + step(a_i) b_i",  # the same step as a float and as a mask
+])
+def test_steps_against_evaluate(text):
+    program = eg.parse(text)
+    rng = np.random.default_rng(9)
+    shapes = {"a": (5,), "b": (5,), "W": (5, 3)}
+    arrays = {k: rng.standard_normal(shapes[k]) for k in program.inputs}
+    for dtype in (np.float64, np.float32):
+        out = eg.compile(program)({k: v.astype(dtype) for k, v in arrays.items()})
+        for name, value in out.items():
+            assert np.asarray(value).dtype == dtype, (text, name)
+            tc.close(value, eg.evaluate(program, arrays)[name], text, rtol=1e-6)

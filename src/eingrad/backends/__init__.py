@@ -37,6 +37,9 @@ class Backend:
     # Do the library's elementwise functions take numpy's ``out=`` (so a temporary that dies
     # can hold the next result)?  Templates for those that do, with {x} and {out}.
     out_functions: dict[str, str] = field(default_factory=dict)
+    # May step(x) in a product be the bool array x > 0 (a quarter of a float32 array's memory)?
+    # numpy promotes bool with a float array to the float, in products and matrix products alike.
+    bool_masks: bool = False
 
     def load(self) -> ModuleType:
         try:
@@ -260,8 +263,8 @@ _JAX_OPS = dict(_NUMPY_OPS, copy="xp.array({x})")
 _DASK_OPS = dict(_NUMPY_OPS, copy="{x}", broadcast="xp.broadcast_to({x}, {shape})")
 
 BACKENDS: dict[str, Backend] = {
-    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT),
-    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT),
+    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True),
+    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True),
     "dask": Backend("dask", "dask.array", "dask", "xp", _COMMON, False, _DASK_HELPERS, _DASK_OPS),
     # torch's elementwise functions take out= as numpy's ufuncs do (add, subtract, multiply,
     # divide with a number first too); the helpers take it as well.

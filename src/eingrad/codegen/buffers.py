@@ -20,14 +20,14 @@ Place = tuple[str, int, int]  # (buffer, first row, row after the last)
 
 
 def resolve_stacks(lines: list[Line], inputs: list[str], keep: set[str], ops: dict[str, str],
-                   fresh: Callable[[], str]) -> list[Line]:
+                   fresh: Callable[[], str], masks: set[str] = frozenset()) -> list[Line]:
     """Write each stacked product's operands as views of one buffer where they are
     consecutive row blocks of it, fill row blocks of a new buffer where every operand is
     an elementwise step's result the code may redirect, and concatenate otherwise (a
     few blocks at a time: a copy of all of them would hold as much memory again)."""
     lines = list(lines)
     for line in [line for line in lines if line.stacked]:
-        _resolve(line, lines, inputs, keep, ops, fresh)
+        _resolve(line, lines, inputs, keep, ops, fresh, masks)
     return lines
 
 
@@ -35,7 +35,7 @@ Side = tuple[str, int] | list[str] | None  # (buffer, first row), names to conca
 
 
 def _resolve(line: Line, lines: list[Line], inputs: list[str], keep: set[str], ops: dict[str, str],
-             fresh: Callable[[], str]) -> None:
+             fresh: Callable[[], str], masks: set[str]) -> None:
     product = line.stacked
     place = _places(lines)
     pairs = _ordered(product, lines, inputs, place)
@@ -48,7 +48,7 @@ def _resolve(line: Line, lines: list[Line], inputs: list[str], keep: set[str], o
         spot = _view(names, place, product.rows)
         if spot is None and _redirectable(names, lines, keep, lines.index(line)):
             base = fresh()
-            _redirect(lines, names, base, product.rows, cols, ops)
+            _redirect(lines, names, base, product.rows, cols, ops, masks)
             place = _places(lines)
             spot = (base, 0, len(names) * product.rows)
         if spot is None:
@@ -165,12 +165,14 @@ def _redirectable(names: list[str], lines: list[Line], keep: set[str], at: int) 
     return True
 
 
-def _redirect(lines: list[Line], names: list[str], base: str, rows: int, cols: int, ops: dict[str, str]) -> None:
+def _redirect(lines: list[Line], names: list[str], base: str, rows: int, cols: int, ops: dict[str, str],
+              masks: set[str]) -> None:
     """A buffer for every block, made before the first is computed; each step writes
-    its result into its block (``out=base[a:b]``)."""
+    its result into its block (``out=base[a:b]``).  Its dtype is that of an operand of the
+    first step (not a bool mask: every array input has the one float dtype of the result)."""
     where = {line.defines: k for k, line in enumerate(lines) if line.defines in set(names)}
     first = min(where.values())
-    like = lines[first].uses[0] if lines[first].uses else names[0]
+    like = next((u for u in lines[first].uses if u not in masks), lines[first].uses[0])
     shape = (rows * len(names), cols)
     for k, name in enumerate(names):
         line = lines[where[name]]

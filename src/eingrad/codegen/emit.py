@@ -48,6 +48,7 @@ class Value:
     code: str
     labels: tuple[str, ...]
     temp: bool = False
+    mask: bool = False  # a bool array standing for a 0/1 factor (never written into)
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Generator:
     stacks_at: dict[int, list[Stack]] = field(default_factory=dict)  # by first member statement
     # Stacked blocks that hold a product plus a vector: (the vector, the block) by the product's key
     biased: dict[tuple, tuple[str, Value]] = field(default_factory=dict)
+    masks: set[str] = field(default_factory=set)  # temporaries that are bool arrays
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -136,7 +138,7 @@ class Generator:
         if not (self.fuse and self.backend.out_functions):
             return self.temp(code, labels, _uses(operands), fresh=True)
         for v in operands:
-            if v.labels == labels and labels and v.code.isidentifier() and v.code not in inplace:
+            if v.labels == labels and labels and v.code.isidentifier() and v.code not in inplace and not v.mask:
                 inplace[v.code] = out_code(v.code)
         value = self.temp(code, labels, _uses(operands), fresh=True, inplace=inplace)
         if labels:
@@ -556,8 +558,9 @@ class Generator:
     def contract(self, factors: list[Expr], out: tuple[str, ...]) -> Value:
         scalars: list[Value] = []
         operands: list[Value] = []
+        masked = self.maskable(factors, out)
         for factor in factors:
-            value = self.emit(factor)
+            value = self.mask(factor) if factor is masked else self.emit(factor)
             (operands if value.labels else scalars).append(value)
         coefficient = " * ".join(v.code for v in scalars)
         if not operands:
@@ -592,6 +595,35 @@ class Generator:
                 return self.scaled(coefficient, result)
             result = self.temp(f"{coefficient} * {result.code}", result.labels, _uses(scalars + [result]))
         return result
+
+    def maskable(self, factors: list[Expr], out: tuple[str, ...]) -> Expr | None:
+        """The one step(x) factor of a product that may be a bool mask: another factor is an
+        array carrying all its indices (so every product with the mask is a float array, and
+        nothing sums the mask alone), and it is the only step factor."""
+        if not (self.fuse and self.backend.bool_masks):
+            return None
+        steps = [f for f in factors if isinstance(f, Call) and f.fn == "step" and f.free]
+        if len(steps) != 1:
+            return None
+        (step,) = steps
+        covered = any(f is not step and step.free <= f.free and any(isinstance(n, Tensor) for n in E.walk(f))
+                      for f in factors)
+        return step if covered else None
+
+    def mask(self, e: Call) -> Value:
+        """step(x) as the bool array x > 0, shared like any value (under its own key)."""
+        key, mapping = _cse_key(e, self.sizes)
+        key = ("mask", key)
+        cached = self.cse.get(key)
+        if cached is not None:
+            names = {canonical: i for i, canonical in mapping.items()}
+            return Value(cached.code, tuple(names[label] for label in cached.labels), True, True)
+        arg = self.emit(e.arg)
+        name = self.fresh_name()
+        self.lines.append(Line(f"{name} = {arg.code} > 0", name, _uses([arg])))
+        self.masks.add(name)
+        self.remember(key, Value(name, tuple(mapping[label] for label in arg.labels), True, True))
+        return Value(name, arg.labels, True, True)
 
     def reduce_private(self, k: int, operands: list[Value], out: tuple[str, ...]) -> Value:
         """Sum away the labels of operand ``k`` that no other operand and not the output needs.
@@ -708,7 +740,8 @@ class Generator:
                 body.append(f"{var} = {self.op('asarray', x=var, like=like)}")
         keep = {self.var(o) for o in outputs} | {self.var(i) for i in inputs}
         lines = write_in_place(self.lines, keep)
-        lines = resolve_stacks(lines, [self.var(n) for n in inputs], keep, self.backend.ops, self.fresh_name)
+        lines = resolve_stacks(lines, [self.var(n) for n in inputs], keep, self.backend.ops, self.fresh_name,
+                               self.masks)
         lines = release_dead(lines, keep)
         body += [line.text for line in lines]
         body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
