@@ -202,3 +202,45 @@ def test_steps_against_evaluate(text):
         for name, value in out.items():
             assert np.asarray(value).dtype == dtype, (text, name)
             tc.close(value, eg.evaluate(program, arrays)[name], text, rtol=1e-6)
+
+
+def test_two_products_with_a_common_factor_are_one():
+    """The gradient of ‖X Xᵀ‖²: dLdG X + dLdGᵀ X is (dLdG + dLdGᵀ) X, one matrix product."""
+    grads = eg.grad("G_ij = X_in X_jn\nL = sum_{i,j}(G_ij^2)", wrt=["X"])
+    X = np.random.default_rng(10).standard_normal((6, 20))
+    fn = eg.compile(grads, outputs=["dLdX"])
+    tc.close(fn(X=X)["dLdX"], 4 * (X @ X.T) @ X)
+    code = tc.body(fn.source).split("# dLdX_in")[1]
+    assert code.count(" @ ") == 1, fn.source
+
+
+def test_a_matrix_vector_product_is_not_merged():
+    """xᵀAx: A x + Aᵀ x stays two products (adding A + Aᵀ would cost what it saves)."""
+    grads = eg.grad("s = x_i A_ij x_j", wrt=["x"])
+    fn = eg.compile(grads, outputs=["dsdx"])
+    rng = np.random.default_rng(11)
+    x, A = rng.standard_normal(5), rng.standard_normal((5, 5))
+    tc.close(fn(x=x, A=A)["dsdx"], (A + A.T) @ x)
+    assert "xp.transpose" not in tc.body(fn.source) and tc.body(fn.source).count(" @ ") == 2, fn.source
+
+
+@pytest.mark.parametrize("text", [
+    "Y_in = A_ij X_jn + B_mi X_mn",
+    "Y_in = A_ij X_jn - B_mi X_mn",
+    "Y_in = A_ij X_jn + B_ij X_jn + C_ik X_kn",
+    "Y_in = A_ij X_jn + A_ji X_jn",
+])
+def test_merged_products_against_evaluate(text):
+    program = eg.parse(text)
+    rng = np.random.default_rng(12)
+    arrays = {k: rng.standard_normal((4, 4) if k != "X" else (4, 30)) for k in program.inputs}
+    tc.close(eg.compile(program)(arrays)["Y"], eg.evaluate(program, arrays)["Y"], text)
+
+
+def test_a_buffer_read_transposed_is_not_written_in_place_on_torch():
+    """A_t + A_tᵀ of a dying temporary: numpy copies on overlap, torch refuses the write."""
+    torch = pytest.importorskip("torch", reason="the torch backend needs torch: pip install 'eingrad[torch]'")
+    program = eg.parse("T_ij = 2 A_ij\nY_ij = T_ij + T_ji")
+    A = np.random.default_rng(13).standard_normal((4, 4))
+    out = eg.compile(program, backend="torch", outputs=["Y"])(A=torch.from_numpy(A))["Y"]
+    tc.close(out.numpy(), 2 * (A + A.T))

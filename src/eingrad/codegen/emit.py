@@ -31,7 +31,7 @@ from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
 from .lines import OUT, Line, StackedProduct, release_dead, write_in_place
-from .rewrite import deltas_outside, merged_reductions, regrouped_sum, softmax_parts
+from .rewrite import deltas_outside, merged_contractions, merged_reductions, regrouped_sum, softmax_parts
 from .stacks import MIN_MEMBERS, Stack, split_product, stack_worthwhile
 
 __all__ = ["Generator", "GeneratedCode", "CodegenError", "check_names"]
@@ -139,6 +139,8 @@ class Generator:
             return self.temp(code, labels, _uses(operands), fresh=True)
         for v in operands:
             if v.labels == labels and labels and v.code.isidentifier() and v.code not in inplace and not v.mask:
+                if any(w.code == v.code and w.labels != v.labels for w in operands):
+                    continue  # A + Aᵀ: a transposed view of the buffer is read (torch refuses it)
                 inplace[v.code] = out_code(v.code)
         value = self.temp(code, labels, _uses(operands), fresh=True, inplace=inplace)
         if labels:
@@ -347,6 +349,9 @@ class Generator:
             stacked = self.stacked_sum(terms, self.out_order(e))
             if stacked is not None:
                 return stacked
+        combined = merged_contractions(terms, self.sizes)  # A X + Bᵀ X as (A + Bᵀ) X
+        if combined is not None:
+            return self.emit(combined)
         merged = merged_reductions(terms, self.sizes) if len(terms) > 2 else None
         if merged is not None:
             return self.emit(merged)

@@ -13,7 +13,7 @@ from .. import expr as E
 from ..canonical import canonical
 from ..expr import Add, Const, Delta, Expr, LogSumExp, Mul, Sum
 
-__all__ = ["deltas_outside", "merged_reductions", "regrouped_sum", "softmax_parts"]
+__all__ = ["deltas_outside", "merged_contractions", "merged_reductions", "regrouped_sum", "softmax_parts"]
 
 
 def regrouped_sum(e: Sum) -> Expr | None:
@@ -167,4 +167,59 @@ def softmax_parts(arg: Expr) -> tuple[Expr, tuple[str, ...]] | None:
         for order in permutations(over):
             if canonical(E.rename_indices(lse.body, dict(zip(lse.indices, order, strict=True)))) == target:
                 return z, over
+    return None
+
+
+# A contraction is merged into another only where it saves at least this many multiply-adds
+# per entry of the sum it adds instead.
+MERGE_GAIN = 8
+
+
+def merged_contractions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) -> Expr | None:
+    """Σ_j A_ij X_jn + Σ_m B_mi X_mn as Σ_j (A_ij + B_ji) X_jn: two products with one factor
+    in common are one product of that factor with a sum (the gradient of ‖X Xᵀ‖² is
+    (dLdG + dLdGᵀ) X, one matrix product, not two).  Only where the product saved costs
+    MERGE_GAIN times more than the sum it adds (for A x + Aᵀ x, adding A + Aᵀ costs as much
+    as the product it saves).  None when no two terms merge."""
+    for a in range(len(terms)):
+        for b in range(a + 1, len(terms)):
+            merged = _merged_pair(terms[a], terms[b], sizes)
+            if merged is not None:
+                rest = [E.neg(t) if negative else t for k, (negative, t) in enumerate(terms) if k not in (a, b)]
+                return E.add(merged, *rest)
+    return None
+
+
+def _merged_pair(first: tuple[bool, Expr], second: tuple[bool, Expr], sizes: dict[str, int]) -> Expr | None:
+    (neg_a, a), (neg_b, b) = first, second
+    if not (isinstance(a, Sum) and isinstance(b, Sum) and len(a.indices) == len(b.indices) == 1):
+        return None
+    if not (isinstance(a.body, Mul) and isinstance(b.body, Mul)) or a.free != b.free:
+        return None
+    (j,), (m,) = a.indices, b.indices
+    if j != m:
+        if j in E.index_names(b) or sizes.get(j) != sizes.get(m):
+            return None  # renaming would capture
+        b = E.sum_((j,), E.rename_indices(b.body, {m: j}))
+    for k, factor in enumerate(a.body.factors):
+        if j not in factor.free or isinstance(factor, Const):
+            continue
+        key = canonical(factor)
+        at = next((q for q, other in enumerate(b.body.factors) if canonical(other) == key), None)
+        if at is None:
+            continue
+        rest_a = E.mul(*(f for q, f in enumerate(a.body.factors) if q != k))
+        rest_b = E.mul(*(f for q, f in enumerate(b.body.factors) if q != at))
+        if rest_a.free != rest_b.free or not all(i in sizes for i in factor.free | rest_a.free):
+            continue
+        added = 1
+        for i in rest_a.free:
+            added *= sizes[i]
+        saved = added
+        for i in factor.free - rest_a.free:
+            saved *= sizes[i]
+        if saved < MERGE_GAIN * added:
+            continue
+        rest = E.add(E.neg(rest_a) if neg_a else rest_a, E.neg(rest_b) if neg_b else rest_b)
+        return E.sum_((j,), E.mul(factor, rest))
     return None
