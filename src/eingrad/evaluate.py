@@ -16,7 +16,7 @@ import numpy as np
 import opt_einsum
 
 from .errors import InputTypeError
-from .expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
+from .expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor, factors_of
 from .functions import FUNCTIONS
 from .program import Program
 from .sizes import infer_shapes
@@ -89,7 +89,7 @@ class _Interpreter:
 
     def eval_Sum(self, e: Sum) -> Labelled:
         out = tuple(sorted(e.free, key=_first_seen(e)))
-        factors = e.body.factors if isinstance(e.body, Mul) else (e.body,)
+        factors = factors_of(e.body)
         array, labels = self.contract(factors, out)
         for index in e.indices:  # Σ_i x with x independent of i is |i| x
             if index not in e.body.free:

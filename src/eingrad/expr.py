@@ -37,6 +37,7 @@ __all__ = [
     "const",
     "add",
     "mul",
+    "factors_of",
     "neg",
     "power",
     "call",
@@ -385,6 +386,11 @@ def add(*terms: Expr) -> Expr:
     if len(flat) == 1:
         return flat[0]
     return Add(tuple(flat))
+
+
+def factors_of(e: Expr) -> tuple[Expr, ...]:
+    """The factors of a product; anything else is a product of one factor."""
+    return e.factors if isinstance(e, Mul) else (e,)
 
 
 def mul(*factors: Expr) -> Expr:

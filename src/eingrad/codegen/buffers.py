@@ -19,23 +19,23 @@ __all__ = ["resolve_stacks"]
 Place = tuple[str, int, int]  # (buffer, first row, row after the last)
 
 
-def resolve_stacks(lines: list[Line], inputs: list[str], keep: set[str], ops: dict[str, str],
-                   fresh: Callable[[], str], masks: set[str] = frozenset()) -> list[Line]:
+def resolve_stacks(lines: list[Line], inputs: list[str], keep: set[str], fresh: Callable[[], str],
+                   masks: set[str] = frozenset()) -> list[Line]:
     """Write each stacked product's operands as views of one buffer where they are
     consecutive row blocks of it, fill row blocks of a new buffer where every operand is
     an elementwise step's result the code may redirect, and concatenate otherwise (a
     few blocks at a time: a copy of all of them would hold as much memory again)."""
     lines = list(lines)
     for line in [line for line in lines if line.stacked]:
-        _resolve(line, lines, inputs, keep, ops, fresh, masks)
+        _resolve(line, lines, inputs, keep, fresh, masks)
     return lines
 
 
 Side = tuple[str, int] | list[str] | None  # (buffer, first row), names to concatenate, or none
 
 
-def _resolve(line: Line, lines: list[Line], inputs: list[str], keep: set[str], ops: dict[str, str],
-             fresh: Callable[[], str], masks: set[str]) -> None:
+def _resolve(line: Line, lines: list[Line], inputs: list[str], keep: set[str], fresh: Callable[[], str],
+             masks: set[str]) -> None:
     product = line.stacked
     place = _places(lines)
     pairs = _ordered(product, lines, inputs, place)
@@ -48,7 +48,7 @@ def _resolve(line: Line, lines: list[Line], inputs: list[str], keep: set[str], o
         spot = _view(names, place, product.rows)
         if spot is None and _redirectable(names, lines, keep, lines.index(line)):
             base = fresh()
-            _redirect(lines, names, base, product.rows, cols, ops, masks)
+            _redirect(lines, names, base, product.rows, cols, product.ops, masks)
             place = _places(lines)
             spot = (base, 0, len(names) * product.rows)
         if spot is None:
@@ -62,7 +62,7 @@ def _resolve(line: Line, lines: list[Line], inputs: list[str], keep: set[str], o
     steps = []
     for first in range(0, blocks, chunk):
         last = min(first + chunk, blocks)
-        left, right = (_operand(s, first, last, product.rows, extent, ops) for s in sides)
+        left, right = (_operand(s, first, last, product, extent) for s in sides)
         steps.append(product.code(left, right, last - first))
     line.text = f"{line.defines} = {steps[0]}"
     at = lines.index(line)
@@ -70,15 +70,15 @@ def _resolve(line: Line, lines: list[Line], inputs: list[str], keep: set[str], o
     lines[at + 1:at + 1] = [Line(f"{line.defines} += {step}", None, uses) for step in steps[1:]]
 
 
-def _operand(side: Side, first: int, last: int, rows: int, extent: dict[str, int], ops: dict[str, str]) -> str | None:
+def _operand(side: Side, first: int, last: int, product: StackedProduct, extent: dict[str, int]) -> str | None:
     """Blocks ``first`` to ``last`` of a stacked operand."""
     if side is None:
         return None
     if isinstance(side, list):
         names = side[first:last]
-        return names[0] if len(names) == 1 else ops["concat"].format(args=", ".join(names))
+        return names[0] if len(names) == 1 else product.concat(names)
     base, row = side
-    a, b = row + first * rows, row + last * rows
+    a, b = row + first * product.rows, row + last * product.rows
     return base if a == 0 and b == extent.get(base) else f"{base}[{a}:{b}]"
 
 

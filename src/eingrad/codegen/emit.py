@@ -18,15 +18,15 @@ import keyword
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 import opt_einsum
 
 from .. import expr as E
 from ..backends import Backend
 from ..errors import EingradError
-from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
+from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor, factors_of
 from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
@@ -147,10 +147,19 @@ class Generator:
             self.lines[-1].out_to = out_code(OUT)
         return value
 
-    def remember(self, key: tuple, value: Value) -> None:
-        """``value`` is the common subexpression ``key``."""
+    def remember(self, key: tuple, value: Value, mapping: dict[str, str] | None = None) -> None:
+        """``value`` is the common subexpression ``key``; ``mapping`` renames its labels (the
+        caller's index names) to the key's."""
+        if mapping is not None:
+            value = _relabeled(value, mapping)
         self.cse[key] = value
         self.cse_keys.setdefault(value.code, []).append(key)
+
+    def recall(self, key: tuple, mapping: dict[str, str]) -> Value | None:
+        """The value remembered for ``key``, in the caller's index names (``mapping`` as for
+        ``remember``), or None."""
+        cached = self.cse.get(key)
+        return None if cached is None else _relabeled(cached, {c: i for i, c in mapping.items()})
 
     def fresh_name(self) -> str:
         self.counter += 1
@@ -193,7 +202,7 @@ class Generator:
             block = self.temp(rows, labels, (total.code,), fresh=True)
             self.lines[-1].view = (total.code, k * stack.rows, (k + 1) * stack.rows)
             key, mapping = _cse_key(m.node, dict(m.sizes))
-            value = Value(block.code, tuple(mapping[i] for i in labels), True)
+            value = _relabeled(block, mapping)
             if biased:
                 self.biased[key] = (stack.bias, value)  # the block is X_t U + b, not X_t U
             else:
@@ -258,13 +267,13 @@ class Generator:
                 if line.stacked:
                     line.stacked = line.stacked.renamed(value.code, target)
             for key in self.cse_keys.pop(value.code, []):
-                self.remember(key, Value(target, self.cse[key].labels, False))
+                self.remember(key, replace(self.cse[key], code=target, temp=False))
             return
         alias = code if code == value.code and code.isidentifier() else None
         self.lines.append(Line(f"{target} = {code}", target, uses, fresh=copy, alias=alias))
 
     def add_delta_term(self, target: str, term: Expr, indices: tuple[str, ...], assign: bool = False) -> None:
-        factors = term.factors if isinstance(term, Mul) else (term,)
+        factors = factors_of(term)
         deltas = [f for f in factors if isinstance(f, Delta)]
         rest = [f for f in factors if not isinstance(f, Delta)]
         parent = {i: i for i in indices}
@@ -299,12 +308,11 @@ class Generator:
     def emit(self, e: Expr) -> Value:
         # Keyed up to index names: (1 - H_nk^2) dLdH_nk and (1 - H_nh^2) dLdH_nh are one value.
         key, mapping = _cse_key(e, self.sizes)
-        cached = self.cse.get(key)
+        cached = self.recall(key, mapping)
         if cached is not None:
-            names = {canonical: i for i, canonical in mapping.items()}
-            return Value(cached.code, tuple(names[label] for label in cached.labels), cached.temp)
+            return cached
         value = getattr(self, "emit_" + type(e).__name__)(e)
-        self.remember(key, Value(value.code, tuple(mapping[label] for label in value.labels), value.temp))
+        self.remember(key, value, mapping)
         return value
 
     def emit_Tensor(self, e: Tensor) -> Value:
@@ -359,15 +367,7 @@ class Generator:
             # A long sum is accumulated in one buffer: each term is computed and added,
             # then released (50 per-step products of an RNN's weight gradient are not
             # all alive at once).
-            first = self.emit(terms[0][1])
-            labels = first.labels
-            total = self.combine(terms[0][0], first, terms[1][0], self.emit(terms[1][1]), labels)
-            for negative, term in terms[2:]:
-                part = self.emit(term)
-                op = "-=" if negative else "+="
-                self.lines.append(Line(f"{total.code} {op} {self.aligned(part, labels)}", None,
-                                        _uses([total, part])))
-            return total
+            return self.accumulate((negative, self.emit(term)) for negative, term in terms)
         parts = [self.emit(t) for _, t in terms]
         order = max(parts, key=lambda v: len(v.labels)).labels
         labels = tuple(dict.fromkeys(order + tuple(i for v in parts for i in v.labels)))
@@ -389,8 +389,7 @@ class Generator:
             if key not in self.biased:
                 continue
             bias, block = self.biased[key]
-            names = {canonical: i for i, canonical in mapping.items()}
-            value = Value(block.code, tuple(names[label] for label in block.labels), True)
+            value = _relabeled(block, {c: i for i, c in mapping.items()})
             vector = Tensor(bias, (value.labels[1],))
             at = next((j for j, (neg, t) in enumerate(terms) if not neg and t == vector), None)
             if at is None:
@@ -429,10 +428,9 @@ class Generator:
             for left, right, s in pairs
         )
         if not blocks:  # not row blocks: each term's product, accumulated
-            parts = [self.pair(left, right, set(out), order=out) if left is not None
-                     else self.temp(self.sum_code(right, (0,)), out, _uses([right]), fresh=True)
-                     for left, right, _ in pairs]
-            return self.accumulate(parts, out)
+            return self.accumulate(((False, self.pair(left, right, set(out), order=out)) if left is not None
+                                    else (False, self.temp(self.sum_code(right, (0,)), out, _uses([right]), fresh=True))
+                                    for left, right, _ in pairs), out)
         first = splits[0]
         product = StackedProduct(
             self.backend.ops,
@@ -446,11 +444,17 @@ class Generator:
         self.lines[-1].stacked = product
         return value
 
-    def accumulate(self, parts: list[Value], labels: tuple[str, ...]) -> Value:
-        """``parts[0] + parts[1] + …``, added into one buffer."""
-        total = self.combine(False, parts[0], False, parts[1], labels)
-        for part in parts[2:]:
-            self.lines.append(Line(f"{total.code} += {self.aligned(part, labels)}", None, _uses([total, part])))
+    def accumulate(self, parts: Iterator[tuple[bool, Value]], labels: tuple[str, ...] | None = None) -> Value:
+        """± part ± part ± … (at least two; ``negative``, value pairs), added into one buffer in
+        the first part's labels unless given.  Each part is taken from the iterator only when
+        it is added, so that a long sum's terms are never all alive at once."""
+        negative, first = next(parts)
+        labels = labels or first.labels
+        second_negative, second = next(parts)
+        total = self.combine(negative, first, second_negative, second, labels)
+        for negative, part in parts:
+            op = "-=" if negative else "+="
+            self.lines.append(Line(f"{total.code} {op} {self.aligned(part, labels)}", None, _uses([total, part])))
         return total
 
     def combine(self, neg_a: bool, a: Value, neg_b: bool, b: Value, labels: tuple[str, ...]) -> Value:
@@ -477,7 +481,7 @@ class Generator:
         regrouped = regrouped_sum(e)  # Σ_n (P_nc X_nd - X_nd Y_nc) as Xᵀ (P - Y)
         if regrouped is not None:
             return self.emit(regrouped)
-        factors = list(e.body.factors) if isinstance(e.body, Mul) else [e.body]
+        factors = list(factors_of(e.body))
         value = self.contract(factors, self.out_order(e))
         absent = [i for i in e.indices if i not in e.body.free]
         if absent:
@@ -619,16 +623,16 @@ class Generator:
         """step(x) as the bool array x > 0, shared like any value (under its own key)."""
         key, mapping = _cse_key(e, self.sizes)
         key = ("mask", key)
-        cached = self.cse.get(key)
+        cached = self.recall(key, mapping)
         if cached is not None:
-            names = {canonical: i for i, canonical in mapping.items()}
-            return Value(cached.code, tuple(names[label] for label in cached.labels), True, True)
+            return cached
         arg = self.emit(e.arg)
         name = self.fresh_name()
         self.lines.append(Line(f"{name} = {arg.code} > 0", name, _uses([arg])))
         self.masks.add(name)
-        self.remember(key, Value(name, tuple(mapping[label] for label in arg.labels), True, True))
-        return Value(name, arg.labels, True, True)
+        value = Value(name, arg.labels, True, True)
+        self.remember(key, value, mapping)
+        return value
 
     def reduce_private(self, k: int, operands: list[Value], out: tuple[str, ...]) -> Value:
         """Sum away the labels of operand ``k`` that no other operand and not the output needs.
@@ -673,12 +677,11 @@ class Generator:
             names.setdefault(i, f"%{len(names)}")
         key = ("pair", a.code, tuple(names[i] for i in a.labels), b.code,
                tuple(names[i] for i in b.labels), tuple(sorted(names[i] for i in contracted)))
-        cached = self.cse.get(key)
+        cached = self.recall(key, names)
         if cached is not None:
-            back = {canonical: i for i, canonical in names.items()}
-            return Value(cached.code, tuple(back[c] for c in cached.labels), cached.temp)
+            return cached
         value = self._pair(a, b, contracted)
-        self.remember(key, Value(value.code, tuple(names[i] for i in value.labels), value.temp))
+        self.remember(key, value, names)
         return value
 
     def _pair(self, a: Value, b: Value, contracted: list[str]) -> Value:
@@ -745,8 +748,7 @@ class Generator:
                 body.append(f"{var} = {self.op('asarray', x=var, like=like)}")
         keep = {self.var(o) for o in outputs} | {self.var(i) for i in inputs}
         lines = write_in_place(self.lines, keep)
-        lines = resolve_stacks(lines, [self.var(n) for n in inputs], keep, self.backend.ops, self.fresh_name,
-                               self.masks)
+        lines = resolve_stacks(lines, [self.var(n) for n in inputs], keep, self.fresh_name, self.masks)
         lines = release_dead(lines, keep)
         body += [line.text for line in lines]
         body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
@@ -773,6 +775,11 @@ def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
         if best is None or info.opt_cost < best[1]:
             best = (path, info.opt_cost)
     return best[0]
+
+
+def _relabeled(value: Value, mapping: dict[str, str]) -> Value:
+    """``value`` with its labels renamed by ``mapping``."""
+    return replace(value, labels=tuple(mapping[label] for label in value.labels))
 
 
 def _uses(values: list[Value]) -> tuple[str, ...]:
@@ -810,7 +817,7 @@ def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]
     terms = e.terms if isinstance(e, Add) else (e,)
     dense, with_delta = [], []
     for term in terms:
-        factors = term.factors if isinstance(term, Mul) else (term,)
+        factors = factors_of(term)
         deltas = [f for f in factors if isinstance(f, Delta)]
         if deltas and all(set(d.indices) <= free for d in deltas):
             with_delta.append(term)

@@ -11,7 +11,7 @@ from itertools import permutations
 
 from .. import expr as E
 from ..canonical import canonical
-from ..expr import Add, Const, Delta, Expr, LogSumExp, Mul, Sum
+from ..expr import Add, Const, Delta, Expr, LogSumExp, Mul, Sum, factors_of
 
 __all__ = ["deltas_outside", "merged_contractions", "merged_reductions", "regrouped_sum", "softmax_parts"]
 
@@ -38,20 +38,16 @@ def regrouped_sum(e: Sum) -> Expr | None:
 
 def _widens(body: Add) -> bool:
     """The sum's value has more axes than any factor of any of its terms."""
-    widest = max(len(f.free) for term in body.terms for f in _factors(term))
+    widest = max(len(f.free) for term in body.terms for f in factors_of(term))
     return len(body.free) > widest
-
-
-def _factors(term: Expr) -> tuple[Expr, ...]:
-    return term.factors if isinstance(term, Mul) else (term,)
 
 
 def _shared_factors(body: Add) -> tuple[list[Expr], Expr] | None:
     """(the factors in every term, the sum of what is left of each term), or None."""
     keyed = []
     for term in body.terms:
-        factors = [f for f in _factors(term) if not isinstance(f, Const)]
-        coefficient = [f for f in _factors(term) if isinstance(f, Const)]
+        factors = [f for f in factors_of(term) if not isinstance(f, Const)]
+        coefficient = [f for f in factors_of(term) if isinstance(f, Const)]
         keyed.append((coefficient, [(canonical(f), f) for f in factors]))
     common: list[Expr] = []
     for key, factor in list(keyed[0][1]):
@@ -83,7 +79,7 @@ def merged_reductions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) -> 
     for negative, term in terms:
         if not isinstance(term, Sum) or len(term.indices) != len(target) or term.free != first.free:
             return None
-        factors = term.body.factors if isinstance(term.body, Mul) else (term.body,)
+        factors = factors_of(term.body)
         if not any(term.body.free <= set(f.free) for f in factors):
             return None
         own = sorted(term.indices, key=lambda i: (sizes[i], i))
@@ -135,14 +131,14 @@ def _outside(e: Expr, free: frozenset[str]) -> Expr:
 
 def _sum_of_term(indices: tuple[str, ...], term: Expr, free: frozenset[str]) -> Expr:
     """Σ_n δ_jr f = δ_jr Σ_n f: deltas on indices the sum does not bind, taken out."""
-    factors = term.factors if isinstance(term, Mul) else (term,)
+    factors = factors_of(term)
     outside = [f for f in factors if isinstance(f, Delta) and set(f.indices) <= free]
     inside = [f for f in factors if not (isinstance(f, Delta) and set(f.indices) <= free)]
     return E.mul(*outside, E.sum_(indices, E.mul(*inside)))
 
 
 def _has_free_delta(term: Expr, free: frozenset[str]) -> bool:
-    factors = term.factors if isinstance(term, Mul) else (term,)
+    factors = factors_of(term)
     return any(isinstance(f, Delta) and set(f.indices) <= free for f in factors)
 
 

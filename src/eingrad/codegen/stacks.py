@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..expr import Add, Expr, Mul, Sum, Tensor, walk
+from ..expr import Add, Expr, Mul, Sum, Tensor, factors_of, walk
 from ..program import Statement
 
 __all__ = ["MIN_MEMBERS", "Split", "Stack", "find_stacks", "split_product", "stack_worthwhile"]
@@ -132,7 +132,7 @@ def split_product(term: Expr, out: tuple[str, ...], sizes: dict[str, int]) -> Sp
     if not (isinstance(term, Sum) and len(term.indices) == 1) or len(out) not in (1, 2):
         return None
     (c,) = term.indices
-    factors = term.body.factors if isinstance(term.body, Mul) else (term.body,)
+    factors = factors_of(term.body)
     if term.free != set(out) or c not in sizes:
         return None
     left, right = [], []

@@ -26,6 +26,7 @@ from ..expr import (
     Size,
     Sum,
     add,
+    factors_of,
     mul,
     power,
     rename_indices,
@@ -45,10 +46,6 @@ def scoped(rule: Rule) -> Rule:
     """Mark a rule that also takes the indices bound around the node (by enclosing binders)."""
     rule.scoped = True  # type: ignore[attr-defined]
     return rule
-
-
-def _factors(e: Expr) -> tuple[Expr, ...]:
-    return e.factors if isinstance(e, Mul) else (e,)
 
 
 # ---------------------------------------------------------------- zeros and constants
@@ -117,7 +114,7 @@ def summed_delta_is_one(e: Expr) -> Expr | None:
     Removes one bound index and a delta."""
     if not isinstance(e, Sum):
         return None
-    factors = _factors(e.body)
+    factors = factors_of(e.body)
     for k, d in enumerate(factors):
         if not isinstance(d, Delta) or len(set(d.indices)) != 2:
             continue
@@ -133,7 +130,7 @@ def delta_eats_summed_index(e: Expr) -> Expr | None:
     Removes one bound index."""
     if not isinstance(e, Sum):
         return None
-    factors = _factors(e.body)
+    factors = factors_of(e.body)
     bound = set(e.indices)
     for d in factors:
         if not isinstance(d, Delta):
@@ -208,7 +205,7 @@ def sum_splits_over_terms(e: Expr) -> Expr | None:
 
 
 def _has_delta_on(term: Expr, indices: set[str]) -> bool:
-    return any(isinstance(f, Delta) and set(f.indices) & indices for f in _factors(term))
+    return any(isinstance(f, Delta) and set(f.indices) & indices for f in factors_of(term))
 
 
 def sum_moves_past_factors(e: Expr) -> Expr | None:
