@@ -187,6 +187,54 @@ class InputTypeError(InputError, TypeError):
     """An array is not numeric."""
 
 
+class TooLargeError(EingradError, MemoryError):
+    """An array eingrad was about to allocate cannot fit in memory.
+
+    Raised before the allocation is tried; the message names the array's shape
+    and its size in bytes.  It is also a :class:`MemoryError`.
+    """
+
+
+
+
+def max_array_bytes() -> int:
+    """The largest single array eingrad allocates: ``EINGRAD_MAX_BYTES`` or
+    the machine's physical memory (8 GiB where that cannot be read)."""
+    env = os.environ.get("EINGRAD_MAX_BYTES")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def check_allocation(shape, itemsize: int = 8, what: str = "an array") -> None:
+    """Raise :class:`TooLargeError` if an array of ``shape`` cannot fit."""
+    count = 1
+    for n in shape:
+        count *= int(n)
+    size = count * int(itemsize)
+    limit = max_array_bytes()
+    if size > limit:
+        raise TooLargeError(
+            f"{what} of shape {tuple(int(n) for n in shape)} needs {format_bytes(size)}, "
+            f"more than the {format_bytes(limit)} eingrad allows one array",
+            hint="use smaller sizes, or raise the limit with the environment variable EINGRAD_MAX_BYTES",
+        )
+
+
 class ZeroDerivativeWarning(UserWarning):
     """A derivative is identically zero (the output does not depend on wrt)."""
 
