@@ -239,5 +239,9 @@ class ZeroDerivativeWarning(UserWarning):
     """A derivative is identically zero (the output does not depend on wrt)."""
 
 
+class PrecisionWarning(UserWarning):
+    """Results are computed in a narrower dtype than the inputs (the jax backend in float32)."""
+
+
 class SurprisingSumWarning(UserWarning):
     """Legal but surprising input, such as ``L = log(p_i)`` (= log of the sum)."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from .. import expr as E
 from ..backends import get_backend
 from ..diff import Derivative
-from ..errors import EingradError, MissingInputError
+from ..errors import EingradError, MissingInputError, PrecisionWarning, user_stacklevel
 from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes
@@ -39,6 +40,7 @@ class CompiledFunction:
         self._cache: dict[tuple, tuple[Any, str]] = {}
         self._fast: dict[tuple, tuple[Any, str]] = {}  # float ndarrays only, by (name, shape, dtype)
         self._last_source: str | None = None
+        self._warned_x64 = False
         if isinstance(obj, Derivative):
             name = _fresh_target_name(obj)
             stmt = Statement(name, obj.indices, obj.expr)
@@ -95,6 +97,8 @@ class CompiledFunction:
             if self.obj.wrt not in merged:
                 raise MissingInputError(f"input {self.obj.wrt!r} was not passed", hint=f"pass it: {self.obj} has its shape")
         numpy = self.backend.name == "numpy"
+        if self.backend.name == "jax" and not self._warned_x64:
+            self._warn_float64(merged)
         # The common call (float arrays, as last time) skips conversion and the sorted
         # signature: a few microseconds, not tens, for a 0.2 ms gradient.
         fast = _fast_signature(merged) if numpy and sizes is None else None
@@ -108,6 +112,25 @@ class CompiledFunction:
         else:
             result = _run(entry, merged, self.backend.name)
         return result[self.extra.target] if self.extra is not None else result
+
+    def _warn_float64(self, arrays: dict[str, Any]) -> None:
+        """float64 arrays given to the jax backend while JAX computes in float32 (x64 off):
+        the results come back float32, so say so once, and how to keep float64."""
+        import jax
+
+        if jax.config.jax_enable_x64:
+            return
+        wide = sorted(k for k, v in arrays.items() if str(getattr(v, "dtype", "")) in ("float64", "complex128"))
+        if wide:
+            self._warned_x64 = True
+            warnings.warn(
+                f"the jax backend computes in float32: JAX's 64-bit mode is off, so the float64 "
+                f"input{'s' if len(wide) > 1 else ''} {', '.join(map(repr, wide))} "
+                f"{'are' if len(wide) > 1 else 'is'} rounded to float32 and the results are float32; "
+                "to keep float64, run jax.config.update('jax_enable_x64', True) at start-up",
+                PrecisionWarning,
+                stacklevel=user_stacklevel(),
+            )
 
     def _entry(self, merged: dict[str, Any], sizes: Mapping[str, int] | None) -> tuple[dict[str, Any], tuple]:
         """The inputs as the generated code takes them, and the (function, source) for their
@@ -195,7 +218,26 @@ class CompiledFunction:
         source = self.backend.helpers.lstrip("\n") + "\n\n" + code.source
         namespace: dict[str, Any] = {"xp": self.backend.load()}
         exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names
-        return namespace["compiled"], source
+        fn = namespace["compiled"]
+        if self.backend.name == "jax":
+            # Already jit-compiled: XLA fuses the steps (6-29x faster than op-by-op dispatch
+            # on small problems); still composable with jax.jit, jax.vmap and jax.grad.
+            fn = _jitted(fn, self.outputs)
+        return fn, source
+
+
+def _jitted(fn, outputs: list[str]):
+    """``jax.jit(fn)``, its outputs in the program's order (jit sorts a dict's keys)."""
+    import jax
+
+    jitted = jax.jit(fn)
+
+    def run(arrays):
+        out = jitted(arrays)
+        return {name: out[name] for name in outputs}
+
+    run.jitted = jitted
+    return run
 
 
 def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str) -> Any:
