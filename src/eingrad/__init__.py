@@ -29,6 +29,7 @@ from .errors import (
     IndexRuleError,
     InputError,
     InputTypeError,
+    MatrixNotationWarning,
     MissingInputError,
     ParseError,
     ProgramError,
@@ -89,4 +90,5 @@ __all__ = [
     "RankError",
     "InputTypeError",
     "SurprisingSumWarning",
+    "MatrixNotationWarning",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "InputTypeError",
     "SurprisingSumWarning",
     "ZeroDerivativeWarning",
+    "MatrixNotationWarning",
 ]
 
 
@@ -241,3 +242,7 @@ class ZeroDerivativeWarning(UserWarning):
 
 class SurprisingSumWarning(UserWarning):
     """Legal but surprising input, such as ``L = log(p_i)`` (= log of the sum)."""
+
+
+class MatrixNotationWarning(UserWarning):
+    """Text that looks like matrix algebra (``Y = X W + b``) read as index notation: all scalars."""
