@@ -22,8 +22,9 @@ _ALIASES = {"−": "-", "·": "*", "×": "*", "∑": "Σ"}
 _OPEN = "([{"
 _CLOSE = ")]}"
 
-#: The most digits a number literal may have (float64 keeps 17 significant digits).
-MAX_DIGITS = 400
+#: The most digits a number literal may have: float64 keeps 17 significant digits, but an
+#: exact decimal the printer writes (2^-1074 has 751 digits) must parse back.
+MAX_DIGITS = 1000
 
 # One token per match; the groups are tried in order.  Whitespace other than a
 # newline is skipped; a name is checked for non-letters after the match.

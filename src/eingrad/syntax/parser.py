@@ -48,9 +48,11 @@ MAX_NESTING = 64
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.text = text
+        self.text = text  # without a byte-order mark (see _without_bom)
         self.tokens = tokenize(text)
         self.pos = 0
+        self.last = len(self.tokens) - 1
+        self.tok: Token = self.tokens[0]  # the current token, tokens[pos]
         self.depth = 0
 
     def enter(self, tok: Token) -> None:
@@ -68,20 +70,18 @@ class _Parser:
         self.depth -= 1
 
     # ---------------------------------------------------------------- helpers
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.pos]
-
     def peek(self, k: int = 1) -> Token:
         return self.tokens[min(self.pos + k, len(self.tokens) - 1)]
 
     def advance(self) -> Token:
-        tok = self.tokens[self.pos]
+        tok = self.tok
         self.pos += 1
+        self.tok = self.tokens[min(self.pos, self.last)]
         return tok
 
     def at(self, text: str) -> bool:
-        return self.tok.kind == "OP" and self.tok.text == text
+        tok = self.tok
+        return tok.text == text and tok.kind == "OP"
 
     def error(
         self, message: str, span: Span | list[Span] | None = None, hint: str | None = None, cls=ParseError
@@ -436,7 +436,7 @@ class _Parser:
         return [], [], owner.end
 
     def split_letters(self, word: Token) -> tuple[list[str], list[Span]]:
-        for k, ch in enumerate(word.text):
+        for k, ch in enumerate("" if word.text.isalpha() else word.text):
             if not ch.isalpha():
                 raise self.error(
                     f"after a bare '_' every letter is one index, but {word.text!r} contains {ch!r}",
@@ -954,10 +954,17 @@ def _warn_if_matrix_notation(target: RTensor, rhs, span: Span, text: str) -> Non
 # ---------------------------------------------------------------- entry points
 
 
+def _without_bom(text: str) -> str:
+    """The text without the UTF-8 byte-order mark an editor may leave at its start
+    (so that columns and excerpts are those the user sees)."""
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def parse_program(text: str) -> Program:
     """Parse program text into a :class:`Program` with explicit sums."""
     if not isinstance(text, str):
         raise TypeError(f"parse() takes the program text as a str, got {type(text).__name__}")
+    text = _without_bom(text)
     parser = _Parser(text)
     statements = []
     for target, rhs, span in parser.parse_program():
@@ -973,6 +980,7 @@ def parse_program(text: str) -> Program:
 
 def parse_expression(text: str, free: tuple[str, ...] | list[str] = ()) -> E.Expr:
     """Parse one right-hand side whose free indices are ``free`` (used by printers and tests)."""
+    text = _without_bom(text)
     parser = _Parser(text)
     rhs = parser.parse_expr()
     if parser.tok.kind not in ("SEP", "EOF"):
