@@ -55,6 +55,11 @@ class DiffError(EingradError, ValueError):
     """A derivative that cannot be taken as asked (unknown wrt, bad order, ...)."""
 
 
+#: The highest derivative order ``diff`` takes (docs/language.md "Derivatives"): the
+#: work and the result's rank grow with the order, and no model needs more.
+MAX_ORDER = 16
+
+
 # ---------------------------------------------------------------- elementwise functions
 # f'(u) for each function, given u and the forward value y = f(u).
 
@@ -350,6 +355,12 @@ def _check_request(program: Program, wrt: str, order: object, output: str | None
         raise DiffError(f"order must be a positive integer, got {order!r}", hint="use order=1 or order=2")
     if order < 1:
         raise DiffError(f"order must be a positive integer, got {order}", hint="use order=1 or order=2")
+    if order > MAX_ORDER:
+        raise DiffError(
+            f"order {order} is above the highest order eingrad takes, {MAX_ORDER}",
+            hint=f"ask for order {MAX_ORDER} or less; the result has the axes of wrt once per order, "
+            "so its size grows as size(wrt)^order",
+        )
     if output is None:
         output = program.output
     if output not in program.targets:
@@ -440,6 +451,9 @@ def differentiate(
         group = fresh_group()
         for axis, k in enumerate(group):
             sources[k] = (wrt, axis)
+        if current == ZERO:  # every higher derivative is zero too: only the axes remain to name
+            groups.append(group)
+            continue
         ctx_k = _Context(
             wrt, group, ctx.known, base, taken, sources, statement_sources, ctx.forward_values,
             ctx.origins,

@@ -32,6 +32,7 @@ __all__ = [
     "InputTypeError",
     "SurprisingSumWarning",
     "ZeroDerivativeWarning",
+    "MatrixNotationWarning",
 ]
 
 
@@ -245,3 +246,7 @@ class PrecisionWarning(UserWarning):
 
 class SurprisingSumWarning(UserWarning):
     """Legal but surprising input, such as ``L = log(p_i)`` (= log of the sum)."""
+
+
+class MatrixNotationWarning(UserWarning):
+    """Text that looks like matrix algebra (``Y = X W + b``) read as index notation: all scalars."""

@@ -17,14 +17,14 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ..errors import EingradError, SurprisingSumWarning, ZeroDerivativeWarning
+from ..errors import EingradError, MatrixNotationWarning, SurprisingSumWarning, ZeroDerivativeWarning
 from .parser import build_parser
 from .style import Style
 
 __all__ = ["build_parser", "main"]
 
 # Warnings the user should see, printed as "SurprisingSumWarning: ...", not with a file and line.
-USER_WARNINGS = (SurprisingSumWarning, ZeroDerivativeWarning)
+USER_WARNINGS = (SurprisingSumWarning, ZeroDerivativeWarning, MatrixNotationWarning)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
