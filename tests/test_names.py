@@ -94,6 +94,8 @@ def test_batch_norm_derivative_names_the_batch_size_n() -> None:
         # a size that no tensor of the statement carries is counted on the axis it is the length of
         ("L = sum_i(x_i + b)", "b", "dLdb = Σ_i x_i^0"),
         ("L = sum_{i,j}(X_ij + b)", "b", "dLdb = Σ_ij X_ij^0"),
+        # a declared size stays as written: sizes= gives it
+        ("L = |k| sum_i(x_i)", "x", "dLdx_i = x_i^0 |k|"),
     ],
 )
 def test_constant_gradients_carry_their_axes(text: str, wrt: str, statement: str) -> None:
@@ -146,3 +148,27 @@ def test_every_corpus_gradient_prints_parses_and_evaluates(entry: Entry) -> None
     for name in program.inputs:
         _check_printed(entry, [name])
     _check_printed(entry, list(program.inputs))
+
+
+def test_a_name_an_implicit_sum_beside_it_uses_is_not_taken() -> None:
+    # Two sigmoids in one product each sum over the features: both named d, the printed
+    # product would read as one sum over d, so the second keeps a name of its own.
+    h = eg.hessian("L = sum_n(softplus(-y_n X_nd w_d)) + 0.5 lam w_d w_d", "w")
+    assert str(h) == (
+        "∂²L/∂w_i∂w_l = sigmoid(-y_n X_nd w_d) (1 - sigmoid(-y_n X_nm w_m)) y_n^2 X_nl X_ni + lam δ_il"
+    )
+
+
+def test_two_batch_indices_of_different_sizes_keep_different_names() -> None:
+    # X and Z both have a batch index n, but nothing makes their lengths equal: in one
+    # statement one name has one size, so the two terms of dLdW cannot both sum over n.
+    text = "a_h = X_nd W_dh\nb_h = Z_nd W_dh\nL = sum_h(a_h^2 + b_h^2)"
+    g = eg.grad(text, wrt=["W"])
+    assert str(g.statement("dLdW")) == "dLdW_dh = dLdb_h Σ_n Z_nd + dLda_h Σ_i X_id"
+    rng = np.random.default_rng(3)
+    arrays = {"X": rng.standard_normal((5, 3)), "Z": rng.standard_normal((7, 3)), "W": rng.standard_normal((3, 2))}
+    want = eg.evaluate(g, **arrays)["dLdW"]
+    np.testing.assert_allclose(eg.evaluate(eg.parse(str(g)), **arrays)["dLdW"], want)
+    X, Z, W = arrays["X"], arrays["Z"], arrays["W"]
+    a, b = X.sum(0) @ W, Z.sum(0) @ W
+    np.testing.assert_allclose(want, np.outer(X.sum(0), 2 * a) + np.outer(Z.sum(0), 2 * b))

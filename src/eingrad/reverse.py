@@ -19,14 +19,22 @@ from __future__ import annotations
 
 import gc
 import re
-from fractions import Fraction
 import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 
 from . import expr as E
-from .diff import AxisClasses, DiffError, _Context, diff_expr, require_input, statement_index_sources, user_names
+from .diff import (
+    AxisClasses,
+    DiffError,
+    _Context,
+    diff_expr,
+    require_input,
+    statement_index_sources,
+    user_names,
+)
 from .errors import ZeroDerivativeWarning, user_stacklevel
 from .expr import ONE, ZERO, Call, Expr, Tensor, add, mul, rename_indices, sum_
 from .names import fresh_index
@@ -188,7 +196,8 @@ def _gradient_program(
                 names.add(name)
                 adjoint_names[target] = name
                 classes.like[name] = target
-                emitted.append(_readable(Statement(name, stmt.indices, adjoint, like=target, sizes_from=sized), classes))
+                adjoint_stmt = Statement(name, stmt.indices, adjoint, like=target, sizes_from=sized)
+                emitted.append(_readable(adjoint_stmt, classes))
                 current[target] = Tensor(name, stmt.indices)
             else:
                 current[target] = adjoint
@@ -222,7 +231,8 @@ def _gradient_program(
             # 0 x_I, not 0: the statement reads x, so the program still takes x as an
             # input (the output's statements may not read it) and the text parses back.
             adjoint = E.Mul((ZERO, Tensor(name, indices)))
-        gradients.append(_readable(Statement(target_name, indices, adjoint, like=name, sizes_from=sized), classes))
+        gradient = Statement(target_name, indices, adjoint, like=name, sizes_from=sized)
+        gradients.append(_readable(gradient, classes))
     result = Program(tuple(statements) + tuple(emitted) + tuple(gradients), None)
     if seed and seed not in result.inputs:  # every gradient is zero: the seed is still taken
         result = Program(result.statements, None, frozenset({seed}))
@@ -305,7 +315,8 @@ def _readable(stmt: Statement, classes: AxisClasses) -> Statement:
         carried |= set(stmt.indices)
     renamed = {mapping.get(i, i): src for i, src in sized.items()}
     while True:
-        loose = sorted({node.index for node in E.walk(expr) if isinstance(node, E.Size)} - carried & renamed.keys())
+        sizes = {node.index for node in E.walk(expr) if isinstance(node, E.Size)}
+        loose = sorted((sizes - carried) & renamed.keys())
         if not loose:
             break
         # One count per tensor: |i| |j| of X's two axes is Σ_ij X_ij^0, not two sums.
