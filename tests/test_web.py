@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import pathlib
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import pytest
 
@@ -301,6 +298,24 @@ def test_a_busy_server_says_so():
 
 
 # ---------------------------------------------------------------- the command
+
+
+def test_serve_opens_the_page_in_a_browser(tmp_path):
+    """Without --no-browser the page's address goes to the browser ($BROWSER, as webbrowser reads it)."""
+    opened = tmp_path / "opened.txt"
+    browser = f"{sys.executable} -c \"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\" %s"
+    process = subprocess.Popen([sys.executable, "-m", "eingrad", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, env={**env(), "BROWSER": browser})
+    try:
+        url = process.stdout.readline().split()[2]
+        deadline = time.monotonic() + 30
+        while not opened.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert opened.read_text() == url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        process.stdout.close()
 
 
 def test_serve_without_the_web_extra_names_it():

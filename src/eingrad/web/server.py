@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
 import threading
@@ -48,6 +49,21 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _has_display() -> bool:
+    """A graphical browser can be opened (on Linux without a display, webbrowser would start a
+    text browser in this terminal)."""
+    if os.environ.get("BROWSER"):
+        return True
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _open(url: str) -> None:
+    try:
+        webbrowser.open(url)
+    except Exception as err:  # webbrowser.Error, OSError: the page can still be opened by hand
+        print(f"could not open a browser ({err}): open {url} in yours", file=sys.stderr, flush=True)
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = True, workers: int = 2,
           time_limit: float = 10.0) -> int:
     """Serve the playground until interrupted; returns the exit code."""
@@ -62,7 +78,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = True, 
     app = create_app(workers=workers, time_limit=time_limit)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    if open_browser:
-        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    if open_browser and _has_display():
+        threading.Timer(1.0, _open, args=(url,)).start()
+    elif open_browser:
+        print("no display to open a browser on: open the address above in yours", file=sys.stderr, flush=True)
     server.run(sockets=[sock])
     return 0

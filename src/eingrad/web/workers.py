@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,6 +38,8 @@ class WorkerDied(Exception):
 
 def _worker_main(conn, max_bytes: int) -> None:  # pragma: no cover - runs in the child
     """The worker's loop: ``(kind, payload)`` in, ``("ok", result)`` or ``("error", error)`` out."""
+    # Ctrl-C in the terminal reaches the whole process group: the server stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["EINGRAD_MAX_BYTES"] = str(max_bytes)
     from eingrad.errors import EingradError
 
