@@ -99,9 +99,11 @@ def test_typing_a_program_and_pressing_the_button_shows_the_derivative(server, p
     page.locator("#program").type("f_i = A_ij v_j")
     # The example's W is no input of the new program: the field is filled with the inputs found.
     expect(page.locator("#wrt")).to_have_value("A v")
+    expect(page.locator("#results")).to_have_class(re.compile("stale"))  # the old results, dimmed
     page.fill("#wrt", "A")
     page.click("#go")
     expect(page.locator("#status")).to_have_text(re.compile("^done"))
+    expect(page.locator("#results")).not_to_have_class(re.compile("stale"))
     assert any("\\delta_{ik} v_{l}" in t for t in tex_of(page, "#result")), tex_of(page, "#result")
     assert page.locator("#steps li").count() >= 2
     assert any("\\delta_{ik} v_{l}" in t for t in tex_of(page, "#steps li:last-child"))
@@ -129,6 +131,12 @@ def test_a_bad_program_shows_the_error_at_its_position(server, page):
     page.wait_for_selector("#results:not([hidden]) .katex")
     expect(page.locator("#error")).to_be_hidden()
     assert page.locator("#backdrop mark").count() == 0
+    # A bad program after a good one: the good one's results are not left to pass for it.
+    page.fill("#program", "y_i = x_j")
+    page.click("#go")
+    expect(page.locator("#error")).to_contain_text("IndexRuleError")
+    expect(page.locator("#results")).to_be_hidden()
+    assert page.locator("#backdrop mark").inner_text() == "i"
 
 
 def test_the_examples_menu_and_the_gradient_program(server, page):

@@ -171,18 +171,14 @@ def derive(request: Any) -> dict[str, Any]:
 
 def _derivatives(program: eg.Program, wrt: list[str], order: int) -> tuple[dict[str, Any], Any]:
     """``diff`` (mode ``diff``/``hessian``) for each input in ``wrt``."""
-    results = []
-    for w in wrt:
-        d = eg.diff(program, w, order=order)
-        form = eg.matrix_form(d)
-        results.append({"wrt": w, "text": str(d), "latex": d.latex(), "zero": d.is_zero,
-                        "matrix": _matrix_json(form, w)})
+    derivatives = [eg.diff(program, w, order=order) for w in wrt]
+    results = [{"wrt": w, "text": str(d), "latex": d.latex(), "zero": d.is_zero,
+                "matrix": _matrix_json(eg.matrix_form(d), w)} for w, d in zip(wrt, derivatives, strict=True)]
     text = "\n".join(r["text"] for r in results)
     latex = "\\begin{aligned}\n" + " \\\\\n".join(_align(r["latex"]) for r in results) + "\n\\end{aligned}"
     # The code is of the first derivative asked for (the page says which).
-    first = eg.diff(program, wrt[0], order=order)
     return {"text": text, "latex": latex, "results": results, "matrix": [r["matrix"] for r in results],
-            "seed": None}, first
+            "seed": None}, derivatives[0]
 
 
 def _align(latex: str) -> str:
@@ -241,7 +237,11 @@ def _code(target: Any, backend: str) -> dict[str, Any]:
         module = fn.backend.module
     except EingradError as err:
         return {"backend": backend, "source": None, "error": error_json(err)}
-    header = f"# compiled by eingrad for the {backend} backend\nimport {module} as xp\n\n"
+    header = (
+        f"# compiled by eingrad for the {backend} backend, for every index of size 64: eingrad\n"
+        f"# generates code per shape signature (eg.compile(...) called on your arrays)\n"
+        f"import {module} as xp\n\n"
+    )
     return {"backend": backend, "source": header + _used_helpers(source), "error": None}
 
 

@@ -161,6 +161,7 @@ async function derive() {
   $("go").disabled = false;
   if (!ok) {
     statusLine.textContent = "";
+    $("results").hidden = true;  // the results of another program must not pass for this one's
     showError(data.error);
     return;
   }
@@ -192,6 +193,7 @@ function node(tag, className, text) {
 
 function render(data) {
   $("results").hidden = false;
+  $("results").classList.remove("stale");
   const warnings = $("warnings");
   warnings.textContent = "";
   for (const w of data.warnings) warnings.append(node("div", "", `${w.type}: ${w.message}`));
@@ -396,7 +398,12 @@ async function loadExamples() {
 }
 
 async function start() {
-  editor.addEventListener("input", () => { if (errorMark) { errorMark = null; errorBox.hidden = true; } renderBackdrop(); scheduleParse(); });
+  editor.addEventListener("input", () => {
+    $("results").classList.add("stale");  // until Derive: these are the results of the text before
+    if (errorMark) { errorMark = null; errorBox.hidden = true; }
+    renderBackdrop();
+    scheduleParse();
+  });
   editor.addEventListener("scroll", syncScroll);
   editor.addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); derive(); } });
   wrtField.addEventListener("input", () => { wrtTouched = wrtField.value.trim() !== ""; });
