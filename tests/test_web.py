@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -17,7 +18,9 @@ pytest.importorskip("starlette", reason="the web extra is not installed: pip ins
 pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install 'eingrad[web]'")
 
 from eingrad.web.examples import EXAMPLES  # noqa: E402
+from eingrad.web.server import _is_loopback  # noqa: E402
 from eingrad.web.work import MAX_ORDER, derive, validate  # noqa: E402
+from eingrad.web.workers import WorkerDied, WorkerPool  # noqa: E402
 from webserver import Server, env  # noqa: E402
 
 TIME_LIMIT = 3.0
@@ -297,7 +300,37 @@ def test_a_busy_server_says_so():
         s.close()
 
 
+def test_a_worker_that_dies_mid_job_is_replaced():
+    async def main():
+        pool = WorkerPool(size=1, time_limit=60)
+        await pool.start()
+        try:
+            (worker,) = pool._all
+            job = asyncio.create_task(pool.run("derive", RUNAWAY))
+            await asyncio.sleep(1.0)
+            worker.process.kill()  # as the kernel does to a process out of memory
+            with pytest.raises(WorkerDied):
+                await job
+            status, result = await pool.run("derive", {"program": "f_i = W_ij v_j", "wrt": ["W"]})
+            assert status == "ok" and result["text"] == "∂f_i/∂W_kl = δ_ik v_l"
+            assert pool.replaced == 1 and worker not in pool._all
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
+
+
 # ---------------------------------------------------------------- the command
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True), ("::1", True),
+    ("0.0.0.0", False), ("192.168.1.5", False), ("::", False), ("example.org", False),
+])
+def test_only_loopback_addresses_are_private(host, loopback):
+    assert _is_loopback(host) is loopback
+
+
 
 
 def test_serve_opens_the_page_in_a_browser(tmp_path):
