@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .check import cmd_check
     from .commands import cmd_compile, cmd_diff, cmd_eval, cmd_explain, cmd_grad, cmd_graph, cmd_parse
     from .demo import cmd_demo
+    from .serve import add_serve_command
 
     parser = argparse.ArgumentParser(
         prog="eingrad",
@@ -258,4 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--svg", action="store_true", help="same as --format svg")
     _file_argument(r)
     r.set_defaults(func=cmd_graph)
+
+    add_serve_command(sub)
     return parser
