@@ -115,6 +115,27 @@ def test_a_delta_in_the_result_is_written_on_its_diagonal():
     np.testing.assert_array_equal(out["P"], np.diag(x))
 
 
+def test_sums_of_terms_with_deltas_and_absent_indices_agree_with_compiled_code():
+    x = np.arange(4.0)
+    for text, expected in [
+        ("L = sum_i(x_i + c)", 14.0),  # Σ_i c = |i| c
+        ("L_j = sum_ik(δ_ij x_k + δ_jk)", [10.0] * 4),  # Σ_i δ_ij = 1, Σ_k δ_jk = 1
+        ("L_j = sum_ik(δ_ij δ_jk x_k)", x),
+    ]:
+        arrays = {"x": x, "c": 2.0} if "c" in text else {"x": x}
+        np.testing.assert_array_equal(eg.evaluate(text, **arrays)["L"], expected)
+        np.testing.assert_array_equal(eg.compile(text)(**arrays)["L"], expected)
+
+
+def test_a_logsumexp_over_an_index_its_body_does_not_read_adds_the_log_of_its_size():
+    from eingrad.evaluate import evaluate_expression
+    from eingrad.expr import LogSumExp, tensor
+
+    e = LogSumExp(("k",), tensor("x", ()))  # the parser refuses it; a rewrite could build it
+    value = evaluate_expression(e, {"x": np.array(1.0)}, {"k": 3}, (), np.dtype(np.float64))
+    assert value == pytest.approx(1 + math.log(3))
+
+
 def test_the_hessian_of_a_random_program_evaluates_as_planned_and_agrees_with_compiled_code():
     # A random 4-statement program (eingrad.testing) and its Hessian w.r.t. the 7-vector θ
     # (index sizes grown by 3): Σ over 12 indices of a sum of two products, 7×7 in the
