@@ -77,14 +77,17 @@ _COMPOSITIONS = {
     ("log", "softplus"): "_log_softplus({x})",
 }
 
-# log(softplus(x)) for every library: below -20 it is x - e^x/2 to double precision
-# (softplus(-1000) is 0, its log -1000); neither branch overflows or takes log 0.
+# log(softplus(x)): below -20 it is x - e^x/2 to double precision (softplus(-1000) is 0,
+# its log -1000); neither branch overflows or takes log 0.
 _LOG_SOFTPLUS = '''
 def _log_softplus(x):
-    below = x < -20.0
-    low = xp.where(below, x, -20.0)
-    high = xp.where(below, -20.0, x)
-    return xp.where(below, low - 0.5 * xp.exp(low), xp.log(_softplus(high)))
+    low = xp.minimum(x, -20.0)
+    return xp.where(x < -20.0, low - 0.5 * xp.exp(low), xp.log(_softplus(xp.maximum(x, -20.0))))
+'''
+_TORCH_LOG_SOFTPLUS = '''
+def _log_softplus(x):
+    low = xp.clamp_max(x, -20.0)
+    return xp.where(x < -20.0, low - 0.5 * xp.exp(low), xp.log(_softplus(xp.clamp_min(x, -20.0))))
 '''
 
 # step and logsumexp, the same for every numpy-like library.
@@ -190,7 +193,7 @@ def _kronecker(n, k, like):
     a = xp.zeros((n,) * k, dtype=getattr(like, "dtype", None), device=getattr(like, "device", None))
     a[(xp.arange(n, device=a.device),) * k] = 1
     return a
-''' + _LOG_SOFTPLUS
+''' + _TORCH_LOG_SOFTPLUS
 
 # Arrays that cannot be written in place (jax, dask): deltas as masks built from
 # broadcast index comparisons (chunked and lazy under dask, fused under jax.jit).
