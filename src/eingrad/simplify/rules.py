@@ -21,16 +21,20 @@ from ..expr import (
     Const,
     Delta,
     Expr,
+    LogSumExp,
     Mul,
     Pow,
     Size,
     Sum,
     add,
+    call,
     factors_of,
     mul,
+    neg,
     power,
     rename_indices,
     sum_,
+    walk,
 )
 
 Rule = Callable[[Expr], Expr | None]
@@ -89,6 +93,26 @@ def function_of_zero(e: Expr) -> Expr | None:
     Removes a function call."""
     if isinstance(e, Call) and isinstance(e.arg, Const) and e.arg.value == 0:
         return _EXACT_AT_ZERO.get(e.fn)
+    return None
+
+
+# ---------------------------------------------------------------- stable forms
+
+
+def log_of_exp(e: Expr) -> Expr | None:
+    """log(exp(x)) = x
+    Removes two function calls.  exp(x) overflows or underflows long before x does, so
+    log(exp(z_i - logsumexp_k(z_k))), a naive log-softmax, stays finite."""
+    if isinstance(e, Call) and e.fn == "log" and isinstance(e.arg, Call) and e.arg.fn == "exp":
+        return e.arg.arg
+    return None
+
+
+def log_of_sigmoid(e: Expr) -> Expr | None:
+    """log(σ(x)) = -softplus(-x)
+    Replaces two function calls by one.  σ(-1000) underflows to 0; softplus(1000) is 1000."""
+    if isinstance(e, Call) and e.fn == "log" and isinstance(e.arg, Call) and e.arg.fn == "sigmoid":
+        return neg(call("softplus", neg(e.arg.arg)))
     return None
 
 
@@ -289,8 +313,9 @@ def like_terms_combine(e: Expr) -> Expr | None:
 
 @drops_indices
 def like_factors_combine(e: Expr) -> Expr | None:
-    """x^a x^b = x^(a+b) (x x = x^2; x/x = 1)
-    Removes at least one factor."""
+    """x^a x^b = x^(a+b) (x x = x^2; x/x = 1), x alike up to renaming summed indices
+    Removes at least one factor.  exp(z_i - logsumexp_k(z_k)) / exp(z_i - logsumexp_l(z_l))
+    is 1, not the 0/0 it would be where the exp underflows."""
     if not isinstance(e, Mul):
         return None
     exponents: dict[Expr, Fraction] = {}
@@ -300,12 +325,27 @@ def like_factors_combine(e: Expr) -> Expr | None:
         if isinstance(base, Const):
             base, exponent = f, Fraction(1)
         if base not in exponents:
-            order.append(base)
-            exponents[base] = Fraction(0)
+            alike = _alike(base, order)
+            if alike is None:
+                order.append(base)
+                exponents[base] = Fraction(0)
+            else:
+                base = alike
         exponents[base] += exponent
     if len(order) == len(e.factors):
         return None
     return mul(*(power(b, exponents[b]) if exponents[b] != 0 else ONE for b in order))
+
+
+def _alike(base: Expr, others: list[Expr]) -> Expr | None:
+    """The first of ``others`` equal to ``base`` up to the names of its summed indices."""
+    if not any(isinstance(n, (Sum, LogSumExp)) for n in walk(base)):
+        return None
+    key = class_key(base)
+    for other in others:
+        if other.free == base.free and class_key(other) == key and canonical(other) == canonical(base):
+            return other
+    return None
 
 
 RULES: list[Rule] = [
@@ -313,6 +353,8 @@ RULES: list[Rule] = [
     sum_of_zero,
     power_of_zero,
     function_of_zero,
+    log_of_exp,
+    log_of_sigmoid,
     delta_of_one_index,
     delta_power,
     sum_over_absent_index,
@@ -335,6 +377,8 @@ APPLIES_TO: dict[str, tuple[type, ...]] = {
     "sum_of_zero": (Sum,),
     "power_of_zero": (Pow,),
     "function_of_zero": (Call,),
+    "log_of_exp": (Call,),
+    "log_of_sigmoid": (Call,),
     "delta_of_one_index": (Delta,),
     "summed_delta_is_one": (Sum,),
     "delta_eats_summed_index": (Sum,),
