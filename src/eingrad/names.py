@@ -10,11 +10,14 @@ from .functions import FUNCTIONS
 #: Words that cannot name a tensor or an index.
 BINDERS = frozenset({"sum", "Σ", "∑", "logsumexp"})
 DELTAS = frozenset({"delta", "δ"})
+#: Linear algebra over an index pair (LANGUAGE.md §9): name -> kind.  A transform keeps
+#: the subscript's indices free; a reduction binds them.
+LINALG = {"inv": "transform", "det": "reduction", "logdet": "reduction"}
 
 
 def reserved_words() -> frozenset[str]:
-    """Binders, deltas and every registered function name."""
-    return BINDERS | DELTAS | frozenset(FUNCTIONS)
+    """Binders, deltas, linear-algebra functions and every registered function name."""
+    return BINDERS | DELTAS | frozenset(FUNCTIONS) | frozenset(LINALG)
 
 
 def is_name(text: str) -> bool:
