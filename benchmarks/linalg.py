@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -35,6 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 import numpy as np  # noqa: E402
 
 import eingrad as eg  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import base_info  # noqa: E402
 
 NLL = """\
 r_i = x_i - m_i
@@ -152,7 +156,7 @@ def _torch(loss, arrays, wrt):
     return {"torch.autograd": run}
 
 
-def measure(impls: dict, repeats: int) -> dict:
+def measure(impls: dict, repeats: int, clock=time.perf_counter) -> dict:
     reference = impls["numpy closed form"]()
     for name, fn in impls.items():
         got = fn()
@@ -161,9 +165,9 @@ def measure(impls: dict, repeats: int) -> dict:
     samples: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(repeats):
         for name, fn in impls.items():
-            t = time.perf_counter()
+            t = clock()
             fn()
-            samples[name].append((time.perf_counter() - t) * 1e3)
+            samples[name].append((clock() - t) * 1e3)
     base = statistics.median(samples["numpy closed form"])
     return {
         name: {"median_ms": statistics.median(s), "min_ms": min(s), "ratio": statistics.median(s) / base}
@@ -178,6 +182,9 @@ def main(argv=None) -> int:
     ap.add_argument("--gp-n", type=int, default=500)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--source", action="store_true", help="print the generated code")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: time.perf_counter; cpu: time.process_time, the CPU time of this process "
+                    "(all its threads), which other processes' load hardly changes")
     args = ap.parse_args(argv)
     results = {}
     for title, (impls, source) in (
@@ -186,12 +193,16 @@ def main(argv=None) -> int:
     ):
         if args.source:
             print(source)
-        results[title] = measure(impls, args.repeats)
+        clock = time.perf_counter if args.clock == "wall" else time.process_time
+        results[title] = measure(impls, args.repeats, clock)
         print(title)
         for name, r in results[title].items():
             print(f"  {name:20s} {r['median_ms']:9.2f} ms (min {r['min_ms']:8.2f})  {r['ratio']:5.2f}x")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        info = base_info(str(Path(eg.__file__).parent))
+        info["clock"] = args.clock
+        info["threads"] = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2, default=str) + "\n")
     return 0
 
 
