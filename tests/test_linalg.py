@@ -332,3 +332,24 @@ def test_dask_has_no_determinant():
     np.testing.assert_allclose(np.asarray(out), np.linalg.solve(A, b))
     with pytest.raises(eg.EingradError, match="dask backend has no"):
         eg.compile("L = logdet_ij(A_ij)", backend="dask")(A=da.from_array(A))
+
+
+def test_ridge_solves_with_the_right_hand_side_an_expert_writes():
+    fn = eg.compile("w_i = inv_ij(X_ki X_kj + lam δ_ij) X_lj y_l")
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((20, 5)), rng.standard_normal(20)
+    np.testing.assert_allclose(fn(X=X, y=y, lam=0.3)["w"], np.linalg.solve(X.T @ X + 0.3 * np.eye(5), X.T @ y))
+    source = fn.source[fn.source.index("def compiled"):]
+    assert "_kronecker" not in source and "inv(" not in source  # λ added to the diagonal; a solve
+    assert "(5, 1)" in source  # one right-hand side, Xᵀ y (not the matrix Xᵀ)
+
+
+def test_simplification_leaves_a_batch_of_matrices_and_other_matrices_alone():
+    from eingrad.simplify.rules import RULES_BY_NAME
+
+    rule = RULES_BY_NAME["inverse_cancels_its_matrix"]
+    assert rule(eg.parse("T_ik = B_ij inv_jk(A_jk)").statements[0].expr) is None
+    assert rule(eg.parse("T_bik = A_bij inv_jk(A_bjk)").statements[0].expr) is None
+    assert rule(eg.parse("T_ik = A_ji inv_jk(A_jk)").statements[0].expr) is None  # Aᵀ A⁻¹
+    sym = RULES_BY_NAME["symmetric_inverse_sorts_axes"]
+    assert sym(eg.parse("T_ij = inv_ji(A_ji)").statements[0].expr) is None  # A not symmetric

@@ -186,7 +186,7 @@ def _d_logsumexp(e: LogSumExp, ctx: _Context) -> Expr:
 #: The identity each matrix function is differentiated by (the Matrix Cookbook's, in index
 #: notation); explanations name it.
 MATRIX_IDENTITIES = {
-    "inv": "∂(A⁻¹)_ij = −Σ_ab (A⁻¹)_ia ∂A_ab (A⁻¹)_bj",
+    "inv": "∂(A⁻¹)_ij = -Σ_ab (A⁻¹)_ia ∂A_ab (A⁻¹)_bj",
     "det": "∂ det A = det A Σ_ab (A⁻¹)_ba ∂A_ab",
     "logdet": "∂ log|det A| = Σ_ab (A⁻¹)_ba ∂A_ab",
 }

@@ -40,7 +40,7 @@ def emit_matfn(gen, e: MatFn):
     """inv (formed), det or log|det| of the body's matrix, one per value of the batch indices."""
     from .emit import Value, _uses
 
-    body = gen.emit(e.body)
+    body = _matrix(gen, e.body)
     i, j = e.axes
     batch = tuple(label for label in body.labels if label not in e.axes)
     if batch and "batched_linalg" not in gen.backend.ops:
@@ -54,6 +54,25 @@ def emit_matfn(gen, e: MatFn):
     code = gen.op("logabsdet" if e.op == "logdet" else "det", x=matrix)
     value = gen.temp(code, batch, _uses([body]), fresh=bool(batch))
     return Value(value.code, value.labels, True)
+
+
+def _matrix(gen, body: Expr):
+    """The body's value; ``A + λ δ`` is A copied with λ added to its diagonal, never an
+    identity matrix built and added (as a statement's delta terms are)."""
+    from .emit import Value, _split_delta_terms, _uses
+    from .lines import Line
+
+    dense, deltas = _split_delta_terms(body, set(body.free))
+    if not dense or not deltas:
+        return gen.emit(body)
+    value = gen.emit(E.add(*dense))
+    if set(value.labels) != set(body.free):
+        return gen.emit(body)
+    name = gen.fresh_name()
+    gen.lines.append(Line(f"{name} = {gen.op('copy', x=value.code)}", name, _uses([value]), fresh=True))
+    for term in deltas:
+        gen.add_delta_term(name, term, value.labels)
+    return Value(name, value.labels, True)
 
 
 def formed_inverses(statements, sizes_list) -> set:
@@ -93,6 +112,24 @@ def _partner(f: MatFn, factors, summed: set[str]) -> tuple[int, str, list] | Non
     return None
 
 
+def _connected(f: MatFn, partner: list, factors: list, out: tuple[str, ...], other: str) -> list:
+    """The partner factors, and every factor linked to them by an index summed here that
+    does not hold the inverse's other axis: the right-hand side an expert writes, ``Xᵀ y``
+    in ``(XᵀX + λI)⁻¹ Xᵀ y`` (one vector, not the matrix ``Xᵀ``)."""
+    group = list(partner)
+    changed = True
+    while changed:
+        changed = False
+        summed = {i for g in group for i in _labels(g)} - set(out) - set(f.free)
+        for g in factors:
+            if g is f or any(g is h for h in group) or other in _labels(g):
+                continue
+            if _labels(g) & summed:
+                group.append(g)
+                changed = True
+    return group
+
+
 def solved_factors(gen, factors: list, out: tuple[str, ...]) -> list | None:
     """``factors`` (expressions, or values already computed) with one inverse and the
     factors it is contracted with replaced by the solve that computes their product;
@@ -112,6 +149,7 @@ def solved_factors(gen, factors: list, out: tuple[str, ...]) -> list | None:
         side, s, partner = found
         r, c = f.axes
         batch = tuple(sorted(f.free - {r, c}))
+        partner = _connected(f, partner, factors, out, r if side == 1 else c)
         if batch and "batched_linalg" not in gen.backend.ops:
             continue
         if not set(batch) <= set().union(*(_labels(p) for p in partner)):
@@ -131,7 +169,7 @@ def solved_factors(gen, factors: list, out: tuple[str, ...]) -> list | None:
                 return rest + [cached]
         rhs = gen.contract(list(partner), rhs_labels)
         cols = tuple(i for i in rhs.labels if i not in batch and i != s)
-        body = gen.emit(f.body)
+        body = _matrix(gen, f.body)
         matrix = gen.aligned(body, batch + ((r, c) if side == 1 else (c, r)))
         nb = tuple(gen.sizes[i] for i in batch)
         k = math.prod(gen.sizes[i] for i in cols)
