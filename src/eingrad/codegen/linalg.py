@@ -30,8 +30,10 @@ def _require(gen, op: str, e: MatFn) -> None:
     if op not in gen.backend.ops:
         from ..printing.text import format_expr
 
+        what = {"batched_linalg": "batched linear algebra (one matrix per value of a batch index)",
+                "logabsdet": "slogdet (for det and logdet)", "inv": "matrix inverse"}.get(op, op)
         raise BackendError(
-            f"the {gen.backend.name} backend has no {op} for {format_expr(e)}",
+            f"the {gen.backend.name} backend has no {what}, needed for {format_expr(e)}",
             hint="compile it with backend='numpy', 'torch', 'jax' or 'cupy'",
         )
 
