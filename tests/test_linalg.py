@@ -357,3 +357,18 @@ def test_simplification_leaves_a_batch_of_matrices_and_other_matrices_alone():
     assert rule(eg.parse("T_ik = A_ji inv_jk(A_jk)").statements[0].expr) is None  # Aᵀ A⁻¹
     sym = RULES_BY_NAME["symmetric_inverse_sorts_axes"]
     assert sym(eg.parse("T_ij = inv_ji(A_ji)").statements[0].expr) is None  # A not symmetric
+
+
+def test_the_diagonal_of_an_inverse_read_through_a_target():
+    # T's derivative holds inv_ij(X_ij); reading T_ii renames j to i: the inverse's diagonal.
+    program = "T_ij = s inv_ij(X_ij)\nt = T_ii"
+    rng = np.random.default_rng(0)
+    arrays = {"X": _well(rng, 3, 3), "s": np.asarray(1.3)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.ZeroDerivativeWarning)
+        for wrt in ("s", "X"):
+            check_grad(program, wrt, arrays, order=2)
+            g = eg.grad(program, wrt=[wrt])
+            np.testing.assert_allclose(eg.compile(g)(**arrays)["dtd" + wrt],
+                                       eg.evaluate(eg.diff(program, wrt), **arrays), rtol=1e-10)
+    assert str(eg.diff(program, "s")) == "∂t/∂s = δ_ik inv_ik(X_ik)"

@@ -642,7 +642,14 @@ def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
         return Call(e.fn, rename_indices(e.arg, mapping))
     if isinstance(e, MatFn):
         axes = tuple(mapping.get(i, i) for i in e.axes)
-        if axes[0] == axes[1]:  # (A⁻¹)_ii is no matrix: callers check merges_matrix_axes first
+        if axes[0] == axes[1] and e.op == "inv":
+            # The inverse's diagonal (as A_ii is A's): Σ_k δ_ik (A⁻¹)_ik, k a new name.
+            from .names import fresh_index
+
+            k = fresh_index(index_names(e) | set(mapping) | set(mapping.values()), axes[0][0])
+            inner = MatFn(e.op, (axes[0], k), rename_indices(e.body, {**mapping, e.axes[1]: k}), e.span)
+            return Sum((k,), Mul((Delta((axes[0], k)), inner)))
+        if axes[0] == axes[1]:  # pragma: no cover - det and logdet bind their axes (unique names)
             raise ValueError(f"renaming {mapping} merges the axes of {e!r}")
         return MatFn(e.op, axes, rename_indices(e.body, mapping), e.span)  # type: ignore[arg-type]
     raise TypeError(f"unknown node {type(e).__name__}")
