@@ -40,12 +40,12 @@ def _require(gen, op: str, e: MatFn) -> None:
 
 def emit_matfn(gen, e: MatFn):
     """inv (formed), det or log|det| of the body's matrix, one per value of the batch indices."""
-    from .emit import Value, _uses
+    from .emit import _uses
 
     body = _matrix(gen, e.body)
     i, j = e.axes
     batch = tuple(label for label in body.labels if label not in e.axes)
-    if batch and "batched_linalg" not in gen.backend.ops:
+    if batch:
         _require(gen, "batched_linalg", e)
     labels = batch + (i, j)
     matrix = gen.aligned(body, labels)
@@ -54,8 +54,7 @@ def emit_matfn(gen, e: MatFn):
         return gen.temp(gen.op("inv", x=matrix), labels, _uses([body]), fresh=True)
     _require(gen, "logabsdet", e)
     code = gen.op("logabsdet" if e.op == "logdet" else "det", x=matrix)
-    value = gen.temp(code, batch, _uses([body]), fresh=bool(batch))
-    return Value(value.code, value.labels, True)
+    return gen.temp(code, batch, _uses([body]), fresh=bool(batch))
 
 
 def _matrix(gen, body: Expr):
