@@ -372,3 +372,11 @@ def test_the_diagonal_of_an_inverse_read_through_a_target():
             np.testing.assert_allclose(eg.compile(g)(**arrays)["dtd" + wrt],
                                        eg.evaluate(eg.diff(program, wrt), **arrays), rtol=1e-10)
     assert str(eg.diff(program, "s")) == "∂t/∂s = δ_ik inv_ik(X_ik)"
+
+
+def test_the_solve_takes_the_narrower_side():
+    fn = eg.compile("z_k = x_i inv_ij(A_ij) B_jk")
+    rng = np.random.default_rng(2)
+    A, x, B = _well(rng, 6, 6), rng.standard_normal(6), rng.standard_normal((6, 9))
+    np.testing.assert_allclose(fn(A=A, x=x, B=B)["z"], x @ np.linalg.solve(A, B))
+    assert "(6, 1)" in fn.source  # solve(Aᵀ, x), one column, not solve(A, B) with nine

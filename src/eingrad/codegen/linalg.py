@@ -100,17 +100,28 @@ def _labels(g) -> set[str]:
     return set(g.free) if isinstance(g, Expr) else set(g.labels)
 
 
-def _partner(f: MatFn, factors, summed: set[str]) -> tuple[int, str, list] | None:
+def _partner(f: MatFn, factors, summed: set[str], sizes: dict | None = None) -> tuple[int, str, list] | None:
     """(side, summed axis, the other factors holding it) for an inverse that can be a solve:
-    side 1 sums its columns (A⁻¹ b), side 0 its rows (aᵀ A⁻¹ = (A⁻ᵀ a)ᵀ)."""
+    side 1 sums its columns (A⁻¹ b), side 0 its rows (aᵀ A⁻¹ = (A⁻ᵀ a)ᵀ).  Given ``sizes``,
+    the side whose partners carry fewer other entries (``xᵀ A⁻¹ B`` solves with x, not B)."""
     r, c = f.axes
+    found = []
     for side, s, other in ((1, c, r), (0, r, c)):
         if s not in summed:
             continue
         partner = [g for g in factors if g is not f and s in _labels(g)]
         if partner and not any(other in _labels(g) for g in partner):
-            return side, s, partner
-    return None
+            found.append((side, s, partner))
+    if not found:
+        return None
+    if sizes is None or len(found) == 1:
+        return found[0]
+
+    def width(option) -> int:
+        _, s, partner = option
+        return math.prod(sizes.get(i, 1) for i in set().union(*(_labels(g) for g in partner)) - set(f.free))
+
+    return min(found, key=width)
 
 
 def _connected(f: MatFn, partner: list, factors: list, out: tuple[str, ...], other: str) -> list:
@@ -144,7 +155,7 @@ def solved_factors(gen, factors: list, out: tuple[str, ...]) -> list | None:
             continue
         if _cse_key(f, gen.sizes)[0] in gen.formed_inverses:
             continue  # the inverse is an array anyway: a product with it is a matrix product
-        found = _partner(f, factors, set(f.free) - set(out))
+        found = _partner(f, factors, set(f.free) - set(out), gen.sizes)
         if found is None:
             continue
         side, s, partner = found
