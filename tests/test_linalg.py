@@ -380,3 +380,12 @@ def test_the_solve_takes_the_narrower_side():
     A, x, B = _well(rng, 6, 6), rng.standard_normal(6), rng.standard_normal((6, 9))
     np.testing.assert_allclose(fn(A=A, x=x, B=B)["z"], x @ np.linalg.solve(A, B))
     assert "(6, 1)" in fn.source  # solve(Aᵀ, x), one column, not solve(A, B) with nine
+
+
+def test_latex_of_derivatives_and_matrix_forms():
+    d = eg.diff("L = logdet_ij(X_ij)", "X")
+    assert d.latex().endswith("= X^{-1}_{lk}")
+    assert eg.matrix_form(d).latex() == "X^{-\\top}"
+    assert "\\det\\left(X\\right)" in eg.matrix_form(eg.diff("L = det_ij(X_ij)", "X")).latex()
+    assert "\\log\\left\\lvert" in eg.matrix_form(eg.parse("L = logdet_ij(K_ij)")).latex()
+    assert "log|det A|" in eg.explain("L = logdet_ij(X_ij)", "X").latex()
