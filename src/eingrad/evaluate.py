@@ -21,7 +21,7 @@ import numpy as np
 import opt_einsum
 
 from .errors import InputTypeError, check_allocation, max_array_bytes
-from .expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor, factors_of
+from .expr import Add, Call, Const, Delta, Expr, LogSumExp, MatFn, Mul, Pow, Size, Sum, Tensor, factors_of
 from .functions import COMPOSITIONS, FUNCTIONS
 from .program import Program
 from .sizes import infer_shapes
@@ -217,6 +217,34 @@ class _Interpreter:
             if absent != 1:
                 result = result + np.asarray(math.log(absent), dtype=result.dtype)
         return np.squeeze(result, axis=axes), kept
+
+    def eval_MatFn(self, e: MatFn) -> Labelled:
+        """inv, det, log|det| of the matrix on ``e.axes``, one per value of the batch indices."""
+        body, labels = self.eval(e.body)
+        i, j = e.axes
+        batch = tuple(label for label in labels if label not in e.axes)
+        matrices = _align(np.asarray(body), labels, batch + (i, j))
+        with np.errstate(all="ignore"):
+            if e.op == "inv":
+                return _inverse(matrices), batch + (i, j)
+            sign, logabs = np.linalg.slogdet(matrices)
+            if e.op == "logdet":
+                return logabs, batch
+            return sign * np.exp(logabs), batch
+
+
+def _inverse(matrices: np.ndarray) -> np.ndarray:
+    """The inverse of each matrix; a singular one gives infinities and nans, as 1/0 does."""
+    try:
+        return np.linalg.inv(matrices)
+    except np.linalg.LinAlgError:
+        out = np.empty_like(matrices)
+        for k in np.ndindex(matrices.shape[:-2]):
+            try:
+                out[k] = np.linalg.inv(matrices[k])
+            except np.linalg.LinAlgError:
+                out[k] = np.nan
+        return out
 
 
 def _first_seen(e: Expr):

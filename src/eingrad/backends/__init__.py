@@ -297,6 +297,31 @@ BACKENDS: dict[str, Backend] = {
     "jax": Backend("jax", "jax.numpy", "jax", "xp", _COMMON, False, _JAX_HELPERS + _FUNCTIONAL_HELPERS, _JAX_OPS),
 }
 
+# Linear algebra (LANGUAGE.md §9): inverse, solve with a matrix right-hand side, log|det|
+# and det from slogdet (never det itself: it overflows at n = 1000).  Every backend but
+# dask takes a batch of matrices (leading axes); dask.array.linalg has inv and solve for
+# one matrix only and no slogdet.
+_LINALG_OPS = {
+    "inv": "xp.linalg.inv({x})",
+    "solve": "xp.linalg.solve({a}, {b})",
+    "logabsdet": "xp.linalg.slogdet({x})[1]",
+    "det": "_det({x})",
+    "batched_linalg": "",
+}
+_DET_HELPER = """
+def _det(x):
+    sign, logabs = xp.linalg.slogdet(x)
+    return sign * xp.exp(logabs)
+"""
+for _name in ("numpy", "cupy", "torch", "jax"):
+    _b = BACKENDS[_name]
+    BACKENDS[_name] = Backend(_b.name, _b.module, _b.extra, _b.alias, _b.functions, _b.inplace,
+                              _b.helpers + _DET_HELPER, {**_b.ops, **_LINALG_OPS}, _b.out_functions, _b.bool_masks)
+BACKENDS["dask"] = Backend(
+    "dask", "dask.array", "dask", "xp", _COMMON, False, _DASK_HELPERS,
+    {**_DASK_OPS, "inv": "xp.linalg.inv({x})", "solve": "xp.linalg.solve({a}, {b})"},
+)
+
 
 def get_backend(name: str) -> Backend:
     if name not in BACKENDS:

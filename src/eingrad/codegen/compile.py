@@ -14,6 +14,7 @@ from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes
 from .emit import Generator, check_names, statement_text
+from .linalg import formed_inverses
 from .stacks import find_stacks
 
 __all__ = ["CompiledFunction", "CompiledCallError", "compile_program"]
@@ -212,6 +213,7 @@ class CompiledFunction:
         if self.extra is not None:
             planned.append((len(planned), self.extra, extra_sizes))
         gen.plan(find_stacks(planned, set(self.program.inputs)))
+        gen.formed_inverses = formed_inverses([stmt for _, stmt, _ in planned], [sz for _, _, sz in planned])
         for k, stmt, sizes in planned:
             gen.statement(stmt, sizes, statement_text(stmt) if stmt is not self.extra else str(self.obj), k)
         code = gen.function("compiled", self.inputs, self.outputs)

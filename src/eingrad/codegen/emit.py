@@ -30,6 +30,7 @@ from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum
 from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
+from .linalg import emit_matfn, solved_factors
 from .lines import OUT, Line, StackedProduct, release_dead, write_in_place
 from .rewrite import deltas_outside, merged_contractions, merged_reductions, regrouped_sum, softmax_parts
 from .stacks import MIN_MEMBERS, Stack, split_product, stack_worthwhile
@@ -116,6 +117,7 @@ class Generator:
     # Stacked blocks that hold a product plus a vector: (the vector, the block) by the product's key
     biased: dict[tuple, tuple[str, Value]] = field(default_factory=dict)
     masks: set[str] = field(default_factory=set)  # temporaries that are bool arrays
+    formed_inverses: set = field(default_factory=set)  # inverses some statement needs as arrays
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -552,6 +554,9 @@ class Generator:
         labels = tuple(label for label in body.labels if label not in e.indices)
         return self.temp(f"_logsumexp({body.code}, {axes})", labels, _uses([body]), fresh=bool(labels))
 
+    def emit_MatFn(self, e: E.MatFn) -> Value:
+        return emit_matfn(self, e)
+
     # ---------------------------------------------------------------- layout
     def aligned(self, value: Value, target: tuple[str, ...]) -> str:
         """``value`` transposed and expanded to broadcast against ``target``'s labels."""
@@ -569,12 +574,19 @@ class Generator:
             code = f"{code}[{', '.join(':' if t in value.labels else 'None' for t in inner)}]"
         return code
 
-    def contract(self, factors: list[Expr], out: tuple[str, ...]) -> Value:
+    def contract(self, factors: list[Expr | Value], out: tuple[str, ...]) -> Value:
+        if any(isinstance(f, E.MatFn) for f in factors):
+            solved = solved_factors(self, factors, out)  # an inverse times b is a solve
+            if solved is not None:
+                return self.contract(solved, out)
         scalars: list[Value] = []
         operands: list[Value] = []
-        masked = self.maskable(factors, out)
+        masked = self.maskable([f for f in factors if isinstance(f, Expr)], out)
         for factor in factors:
-            value = self.mask(factor) if factor is masked else self.emit(factor)
+            if isinstance(factor, Value):
+                value = factor
+            else:
+                value = self.mask(factor) if factor is masked else self.emit(factor)
             (operands if value.labels else scalars).append(value)
         coefficient = " * ".join(v.code for v in scalars)
         if not operands:
@@ -824,7 +836,8 @@ def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]
     for term in terms:
         factors = factors_of(term)
         deltas = [f for f in factors if isinstance(f, Delta)]
-        if deltas and all(set(d.indices) <= free for d in deltas):
+        if deltas and all(set(d.indices) <= free for d in deltas) and not any(
+                isinstance(n, E.MatFn) for n in E.walk(term)):  # (a diagonal view could merge inv's axes)
             with_delta.append(term)
         else:
             dense.append(term)
