@@ -377,6 +377,18 @@ def test_an_internal_error_is_one_line_and_a_request(
         main(["parse", "y = x"])
 
 
+def test_an_interrupt_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import eingrad.cli.commands as commands
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "load_program", interrupted)
+    code, _, err = run(capsys, "parse", "y = x")
+    assert code == 130
+    assert err == "eingrad: interrupted\n"
+
+
 def test_running_out_of_memory_is_reported(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import eingrad.cli.commands as commands
 

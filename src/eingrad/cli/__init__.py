@@ -127,7 +127,7 @@ def _check_program_given(args) -> None:
 def _report_warnings(caught) -> None:
     style = Style(sys.stderr)
     for w in caught:
-        print(f"{style.warning(w.category.__name__)}: {w.message}", file=sys.stderr)
+        print(f"{style.warning(w.category.__name__)}: {escape_controls(str(w.message))}", file=sys.stderr)
 
 
 def _report_error(err: EingradError, args) -> None:
