@@ -377,6 +377,21 @@ def test_an_internal_error_is_one_line_and_a_request(
         main(["parse", "y = x"])
 
 
+def test_an_os_error_that_is_not_a_write_is_internal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eingrad.cli.commands as commands
+
+    def broken(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.delenv("EINGRAD_DEBUG", raising=False)
+    monkeypatch.setattr(commands, "load_program", broken)
+    code, _, err = run(capsys, "parse", "y = x")
+    assert code == 1
+    assert err.startswith("InternalError: eingrad failed unexpectedly: FileNotFoundError")
+
+
 def test_an_interrupt_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import eingrad.cli.commands as commands
 
