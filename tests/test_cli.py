@@ -312,6 +312,8 @@ def test_dev_full() -> None:
         (["eval", "y_ij = delta_ij", "--size", "i=100000000"], "TooLargeError: the target 'y' of shape"),
         (["compile", "s = x_i x_i", "--size", "i=100000000000"], "TooLargeError: the random input 'x'"),
         (["check", "s = x_i x_i", "--size", "i=100000000000"], "TooLargeError: the random input 'x'"),
+        (["compile", "Y_ij = x_i y_j", "--size", "i=10000000", "j=10000000"], "TooLargeError: the target 'Y'"),
+        (["check", "Y_ij = x_i y_j", "--size", "i=10000000", "j=10000000"], "TooLargeError: the target 'Y'"),
     ],
 )
 def test_sizes_that_cannot_be_used(capsys: pytest.CaptureFixture[str], argv: list[str], first_line: str) -> None:
