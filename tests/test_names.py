@@ -192,3 +192,27 @@ def test_rnn_with_a_read_out_uses_only_the_users_index_names() -> None:
         names |= set(stmt.indices) | {i for node in walk(stmt.expr) if hasattr(node, "indices") for i in node.indices}
     assert names == {"n", "h", "k"}
     assert eg.parse(str(g)) == g
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_gradient_programs_print_parse_and_evaluate(seed: int) -> None:
+    from eingrad.testing import random_program
+
+    rp = random_program(np.random.default_rng(seed))
+    program = rp.parse()
+    if not program.inputs:
+        pytest.skip("a program without inputs has no gradient")
+    out = program.statement(program.output)
+    seed_name = "dLdOut" if out.indices else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.ZeroDerivativeWarning)
+        g = eg.grad(program, wrt=list(program.inputs), seed=seed_name)
+    again = _parse_quietly(str(g))
+    assert again == g, str(g)
+    arrays = rp.random_inputs(np.random.default_rng(seed + 1))
+    if seed_name:
+        arrays[seed_name] = np.random.default_rng(seed).uniform(-1, 1, [rp.index_sizes[i] for i in out.indices])
+    want = eg.evaluate(g, {k: v for k, v in arrays.items() if k in g.inputs or k in g.unread})
+    got = eg.evaluate(again, {k: v for k, v in arrays.items() if k in again.inputs})
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12, err_msg=name)

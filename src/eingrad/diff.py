@@ -375,7 +375,8 @@ def user_names(
                     mapping[b] = chosen
                 new_indices.append(chosen)
             inner = rename_binders(body, around | set(new_indices), beside)
-            return type(node)(tuple(new_indices), inner)
+            # Bound indices in sorted order, as the parser builds them (sum_ sorts them too).
+            return type(node)(tuple(sorted(new_indices)), inner)
         if not _has_binder(node):
             return node
         children = node.children
