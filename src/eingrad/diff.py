@@ -284,8 +284,8 @@ class AxisClasses:
         self.inputs = frozenset(program.inputs)
         self.like = dict(like or {})
         self.parent: dict[tuple, tuple] = {}
-        self.first_name: dict[tuple, str] = {}  # a class -> the first name the program gives it
-        pending: list[tuple[tuple, str]] = []
+        self._names: dict[tuple, list[str]] | None = None
+        pending: list[tuple[tuple, str]] = []  # (tensor, axis) and the name it is written with
         for k, stmt in enumerate(program.statements):
             for axis, i in enumerate(stmt.indices):
                 self.union((stmt.target, axis), (k, i))
@@ -298,8 +298,17 @@ class AxisClasses:
                 elif isinstance(node, Delta):
                     for i in node.indices[1:]:
                         self.union((k, node.indices[0]), (k, i))
-        for key, name in pending:
-            self.first_name.setdefault(self.find(key), name)
+        self.pending = pending
+
+    def names(self, key: tuple) -> list[str]:
+        """Every name the program gives the axes of ``key``'s class, first written first."""
+        if self._names is None:  # computed again only after a union
+            self._names = {}
+            for axis, name in self.pending:
+                names = self._names.setdefault(self.find(axis), [])
+                if name not in names:
+                    names.append(name)
+        return self._names.get(self.find(key), [])
 
     def find(self, key: tuple) -> tuple:
         parent = self.parent
@@ -313,8 +322,7 @@ class AxisClasses:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[ra] = rb
-            if ra in self.first_name:
-                self.first_name.setdefault(rb, self.first_name[ra])
+            self._names = None
 
     def of(self, tensor: str, axis: int) -> tuple:
         """The class of ``tensor``'s axis (a gradient's axis is its tensor's)."""
@@ -378,9 +386,7 @@ def user_names(
                         if own is not None:
                             names.append(own)
         if index in name_class:
-            first = classes.first_name.get(name_class[index])
-            if first is not None:
-                names.append(first)
+            names += classes.names(name_class[index])
         return list(dict.fromkeys(names))
 
     def rename_binders(node: Expr, around: frozenset[str], beside: frozenset[str]) -> Expr:
@@ -414,7 +420,8 @@ def user_names(
                     mapping[b] = chosen
                 new_indices.append(chosen)
             inner = rename_binders(body, around | set(new_indices), beside)
-            return type(node)(tuple(new_indices), inner)
+            # Bound indices in sorted order, as the parser builds them (sum_ sorts them too).
+            return type(node)(tuple(sorted(new_indices)), inner)
         if not _has_binder(node):
             return node
         if isinstance(node, MatFn):  # its axes are the matrix's inside: never a binder's new name
