@@ -40,6 +40,9 @@ class Backend:
     # May step(x) in a product be the bool array x > 0 (a quarter of a float32 array's memory)?
     # numpy promotes bool with a float array to the float, in products and matrix products alike.
     bool_masks: bool = False
+    # Source of ``_check_write(dest, name, scope, skip)`` for ``compile(..., debug=True)``:
+    # raises ``_UnsafeWrite`` when ``dest`` shares memory with a value bound in ``scope``.
+    debug_helpers: str = ""
 
     def load(self) -> ModuleType:
         try:
@@ -259,16 +262,50 @@ _TORCH_OPS = {
     "matmul": "{a} @ {b}",
     "T": "{x}.T",
 }
+# Debug mode: before each in-place write, no other bound array shares the memory written.
+_NUMPY_DEBUG = '''
+def _check_write(dest, name, scope, skip):
+    for other, value in scope.items():
+        if other in skip or other == "arrays" or not isinstance(value, xp.ndarray):
+            continue
+        if xp.may_share_memory(dest, value) and xp.shares_memory(dest, value):
+            raise _UnsafeWrite(name, other)
+'''
+
+# torch: the element ranges two tensors of one storage cover (a transposed view covers
+# the same range; two row blocks of a buffer do not meet).
+_TORCH_DEBUG = '''
+def _extent(t):
+    start = t.storage_offset()
+    if t.numel() == 0:
+        return start, start
+    return start, start + sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1
+
+def _check_write(dest, name, scope, skip):
+    ptr = dest.untyped_storage().data_ptr()
+    lo, hi = _extent(dest)
+    for other, value in scope.items():
+        if other in skip or other == "arrays" or not isinstance(value, xp.Tensor):
+            continue
+        if value.untyped_storage().data_ptr() == ptr:
+            a, b = _extent(value)
+            if a < hi and lo < b:
+                raise _UnsafeWrite(name, other)
+'''
+
 _JAX_OPS = dict(_NUMPY_OPS, copy="xp.array({x})")
 _DASK_OPS = dict(_NUMPY_OPS, copy="{x}", broadcast="xp.broadcast_to({x}, {shape})")
 
 BACKENDS: dict[str, Backend] = {
-    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True),
-    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True),
+    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True,
+                     _NUMPY_DEBUG),
+    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True,
+                    _NUMPY_DEBUG),
     "dask": Backend("dask", "dask.array", "dask", "xp", _COMMON, False, _DASK_HELPERS, _DASK_OPS),
     # torch's elementwise functions take out= as numpy's ufuncs do (add, subtract, multiply,
     # divide with a number first too); the helpers take it as well.
-    "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS, _UFUNC_OUT),
+    "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS, _UFUNC_OUT,
+                     debug_helpers=_TORCH_DEBUG),
     "jax": Backend("jax", "jax.numpy", "jax", "xp", _COMMON, False, _JAX_HELPERS + _FUNCTIONAL_HELPERS, _JAX_OPS),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..sizes import _declared_sizes, infer_shapes
 from .emit import Generator, check_names, statement_text
 from .stacks import find_stacks
 
-__all__ = ["CompiledFunction", "CompiledCallError", "compile_program"]
+__all__ = ["CompiledFunction", "CompiledCallError", "UnsafeWriteError", "compile_program"]
 
 
 class CompiledCallError(EingradError, RuntimeError):
@@ -23,16 +24,44 @@ class CompiledCallError(EingradError, RuntimeError):
     on two devices, for instance); says which statement the step comes from."""
 
 
+class UnsafeWriteError(CompiledCallError):
+    """``compile(..., debug=True)``: a step of the generated code was about to write into
+    a buffer whose memory a live value shares (a view, a returned array, a value read
+    later).  A bug in the code generator, caught before it gave a wrong result."""
+
+
+class _UnsafeWrite(Exception):  # noqa: N818 - raised by generated debug checks, reported as UnsafeWriteError
+    def __init__(self, name: str, other: str) -> None:
+        super().__init__(name, other)
+        self.name, self.other = name, other
+
+
+# ``EINGRAD_COMPILE_DEBUG=1``: every compiled function is built in debug mode.
+DEBUG_ENV = "EINGRAD_COMPILE_DEBUG"
+
+
+def _debug_default() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 class CompiledFunction:
     """Call it like ``eg.evaluate``: ``fn(**arrays)`` gives ``{target: array}`` for a
     program, or one array for a derivative.  ``fn.source`` is the generated code
     for the last shapes it was called with (or for nominal sizes before any call).
+
+    ``debug``: before every in-place write the generated code checks that the buffer
+    written shares memory with no other live value, raising :class:`UnsafeWriteError`
+    (numpy, cupy and torch; the other backends write nothing in place).  Off by default;
+    on for every compiled function when the environment variable ``EINGRAD_COMPILE_DEBUG``
+    is set (to anything but ``0``).
     """
 
     def __init__(
-        self, obj: Program | Derivative, backend: str = "numpy", outputs: list[str] | None = None
+        self, obj: Program | Derivative, backend: str = "numpy", outputs: list[str] | None = None,
+        debug: bool | None = None,
     ) -> None:
         self.backend = get_backend(backend)
+        self.debug = _debug_default() if debug is None else bool(debug)
         self.backend.load()  # a missing package is reported now, naming the extra to install
         self.obj = obj
         self._module = None
@@ -57,6 +86,13 @@ class CompiledFunction:
                                                   for o in ([outputs] if isinstance(outputs, str) else outputs)))
                 # Unknown names are reported now; inputs only other targets read are not needed.
                 self.program = obj.needed_for(self.outputs)
+                # A gradient of an intermediate whose right-hand side fixes no size (dLds3_nh = v_h)
+                # has that intermediate's shape: the statements that size it are kept for shape
+                # inference (code is emitted only for what the outputs read).
+                while shapers := [name for stmt in self.program.statements
+                                  for name in ([stmt.like] if stmt.like else []) + [t for _, t, _ in stmt.sizes_from]
+                                  if obj.is_target(name) and not self.program.is_target(name)]:
+                    self.program = obj.needed_for(self.program.targets + shapers)
         # What the generated code reads: the program's inputs, and wrt where the output does
         # not read it (a zero derivative takes wrt's shape and dtype).
         self.inputs = list(self.program.inputs)
@@ -174,7 +210,7 @@ class CompiledFunction:
             if self.program.source is not None:
                 err.with_source(self.program.source)
             raise err.with_traceback(None) from None
-        gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace)
+        gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace, debug=self.debug)
         for name in self.inputs:
             gen.var(name)
         emitted = {s.target for s in self.program.needed_for(self.outputs)} if self.extra is None else set()
@@ -192,8 +228,9 @@ class CompiledFunction:
         for k, stmt, sizes in planned:
             gen.statement(stmt, sizes, statement_text(stmt) if stmt is not self.extra else str(self.obj), k)
         code = gen.function("compiled", self.inputs, self.outputs)
-        source = self.backend.helpers.lstrip("\n") + "\n\n" + code.source
-        namespace: dict[str, Any] = {"xp": self.backend.load()}
+        helpers = self.backend.helpers + (self.backend.debug_helpers if self.debug else "")
+        source = helpers.lstrip("\n") + "\n\n" + code.source
+        namespace: dict[str, Any] = {"xp": self.backend.load(), "_UnsafeWrite": _UnsafeWrite}
         exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names
         return namespace["compiled"], source
 
@@ -208,13 +245,22 @@ def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str) -> Any:
         tb = err.__traceback__
         while tb is not None:
             if tb.tb_frame.f_code.co_filename.startswith("<eingrad"):
-                line = tb.tb_lineno
+                # the generated function's line (a debug check's, not its helper's)
+                line = tb.tb_lineno if line is None or not isinstance(err, _UnsafeWrite) else line
             tb = tb.tb_next
         lines = source.splitlines()
         step = lines[line - 1].strip() if line and line <= len(lines) else None
         comment = next((lines[k].strip()[2:] for k in range(min(line or 0, len(lines)) - 1, -1, -1)
                         if lines[k].strip().startswith("# ")), None) if line else None
         where = f" in the code for {comment}" if comment else ""
+        if isinstance(err, _UnsafeWrite):
+            step = lines[line].strip() if line and line < len(lines) else step  # the write checked
+            raise UnsafeWriteError(
+                f"the generated {backend} code" + (f" for {comment}" if comment else "") + f" was about to write into {err.name} in place while "
+                f"{err.other}, which shares its memory, is still live" + (f"\n  the step: {step}" if step else ""),
+                hint="this is a bug in eingrad's code generator (please report it); "
+                     "eg.evaluate(...) computes the same",
+            ) from None
         raise CompiledCallError(
             f"the {backend} backend failed{where}: {type(err).__name__}: {err}"
             + (f"\n  the step: {step}" if step else ""),
@@ -271,6 +317,7 @@ def _fresh_target_name(d: Derivative) -> str:
 
 
 def compile_program(
-    obj: Program | Derivative, backend: str = "numpy", outputs: list[str] | None = None
+    obj: Program | Derivative, backend: str = "numpy", outputs: list[str] | None = None,
+    debug: bool | None = None,
 ) -> CompiledFunction:
-    return CompiledFunction(obj, backend, outputs)
+    return CompiledFunction(obj, backend, outputs, debug)

@@ -30,7 +30,7 @@ from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum
 from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
-from .lines import OUT, Line, StackedProduct, release_dead, write_in_place
+from .lines import OUT, Line, StackedProduct, complete_uses, debug_checks, release_dead, write_in_place
 from .rewrite import deltas_outside, merged_contractions, merged_reductions, regrouped_sum, softmax_parts
 from .stacks import MIN_MEMBERS, Stack, split_product, stack_worthwhile
 
@@ -116,6 +116,7 @@ class Generator:
     # Stacked blocks that hold a product plus a vector: (the vector, the block) by the product's key
     biased: dict[tuple, tuple[str, Value]] = field(default_factory=dict)
     masks: set[str] = field(default_factory=set)  # temporaries that are bool arrays
+    debug: bool = False  # check before every in-place write that no live value shares the buffer
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -295,7 +296,7 @@ class Generator:
         value = self.emit(E.rename_indices(E.mul(*rest), mapping)) if rest else Value("1.0", ())
         symbols = {label: opt_einsum.get_symbol(k) for k, label in enumerate(view_labels)}
         spec = "".join(symbols[mapping[i]] for i in indices) + "->" + "".join(symbols[v] for v in view_labels)
-        uses = (target,) + ((value.code,) if value.temp else ())
+        uses = (target,) + _uses([value])  # a program array (L of dLdx) is read here too
         if self.backend.inplace:
             view = f"_diagonal({target}, {spec!r})"
             op = "=" if assign else "+="
@@ -747,9 +748,12 @@ class Generator:
                 like = strong[0] if strong else _NO_ARRAY_LIKE
                 body.append(f"{var} = {self.op('asarray', x=var, like=like)}")
         keep = {self.var(o) for o in outputs} | {self.var(i) for i in inputs}
-        lines = write_in_place(self.lines, keep)
-        lines = resolve_stacks(lines, [self.var(n) for n in inputs], keep, self.fresh_name, self.masks)
-        lines = release_dead(lines, keep)
+        names = [self.var(n) for n in inputs]
+        lines = write_in_place(complete_uses(self.lines, names), keep)
+        lines = resolve_stacks(lines, names, keep, self.fresh_name, self.masks)
+        lines = release_dead(complete_uses(lines, names), keep)
+        if self.debug:
+            lines = debug_checks(lines, {line.view[0] for line in lines if line.view})
         body += [line.text for line in lines]
         body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
         source = f"def {name}(arrays):\n" + "\n".join("    " + line for line in body) + "\n"
