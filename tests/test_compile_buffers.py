@@ -232,3 +232,61 @@ def test_derivatives_that_read_the_outputs_own_value_beside_a_delta(text, wrt, s
     check_compiled(g, given, expected, str(g), backend=backend)
     for target in g.targets:
         check_compiled(g, given, expected, str(g), outputs=[target], backend=backend)
+
+
+# ---------------------------------------------------------------- 5. calls and allocations
+
+LOGISTIC = "L = sum_i(softplus(-y_i X_ij w_j)) + 0.5 lam w_j w_j"
+
+
+def test_python_numbers_take_the_fast_path(monkeypatch):
+    """A Python number (lam=0.1) or a numpy float scalar is converted on the fast path,
+    as a 0-d array of the dtype the slow path gave it (weak: the arrays' dtype)."""
+    from eingrad.codegen import compile as compile_module
+
+    fn = eg.compile(eg.grad(LOGISTIC, wrt=["w"]), outputs=["dLdw"])
+    rng = np.random.default_rng(0)
+    arrays = {"X": rng.standard_normal((5, 3)), "y": rng.choice([-1.0, 1.0], 5), "w": rng.standard_normal(3)}
+    expected = fn(arrays, lam=np.array(0.1))["dLdw"]
+    for lam in (0.1, np.float64(0.1)):
+        close(fn(arrays, lam=lam)["dLdw"], expected, f"lam={lam!r}")
+    close(fn(arrays, lam=1)["dLdw"], fn(arrays, lam=np.array(1.0))["dLdw"], "lam=1")
+    slow = []
+    monkeypatch.setattr(compile_module, "_numpy_inputs", lambda a: slow.append(1) or {})
+    for lam in (0.1, 0.3, np.float64(0.2), 2):
+        fn(arrays, lam=lam)
+    assert not slow  # every call took the fast path
+    monkeypatch.undo()
+    f32 = {k: v.astype(np.float32) for k, v in arrays.items()}
+    for _ in range(2):  # the slow path, then the fast path: a weak number keeps float32
+        out = fn(f32, lam=0.1)["dLdw"]
+        assert out.dtype == np.float32
+        close(out, expected, "float32", rtol=1e-5)
+
+
+def test_an_array_that_cannot_fit_is_refused_before_any_code_runs(monkeypatch):
+    h = eg.hessian("L = sum_i(exp(A_ij x_j))", "A")
+    fn = eg.compile(h)
+    assert "def compiled" in fn.source  # the nominal-size source is not refused
+    monkeypatch.setenv("EINGRAD_MAX_BYTES", str(10**6))
+    A, x = np.zeros((20, 30)), np.zeros(30)
+    with pytest.raises(eg.errors.TooLargeError) as info:
+        fn(A=A, x=x)
+    assert isinstance(info.value, MemoryError) and isinstance(info.value, eg.EingradError)
+    message = str(info.value)
+    assert "(20, 30, 20, 30)" in message and "2.7 MiB" in message, message
+    # an intermediate array too: exp of a broadcast sum with three indices
+    with pytest.raises(MemoryError, match=r"\(60, 60, 60\)"):
+        eg.compile("L = sum_{i,j,k}(exp(A_ij + B_jk))")(A=np.ones((60, 60)), B=np.ones((60, 60)))
+    monkeypatch.setenv("EINGRAD_MAX_BYTES", str(10**9))
+    close(fn(A=A, x=x), eg.evaluate(h, A=A, x=x), "within the limit")
+
+
+def test_a_memory_error_of_the_array_library_is_a_too_large_error():
+    from eingrad.codegen.compile import _run
+
+    def refuses(arrays):
+        raise MemoryError("Unable to allocate 80.0 GiB for an array with shape (100000, 100000)")
+
+    with pytest.raises(eg.errors.TooLargeError, match="80.0 GiB"):
+        _run((refuses, "def compiled(arrays):\n    pass\n"), {}, "numpy")

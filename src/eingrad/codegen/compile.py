@@ -9,7 +9,7 @@ from typing import Any
 from .. import expr as E
 from ..backends import get_backend
 from ..diff import Derivative
-from ..errors import EingradError, MissingInputError
+from ..errors import EingradError, MissingInputError, TooLargeError
 from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes
@@ -133,10 +133,15 @@ class CompiledFunction:
         numpy = self.backend.name == "numpy"
         # The common call (float arrays, as last time) skips conversion and the sorted
         # signature: a few microseconds, not tens, for a 0.2 ms gradient.
+        # Python numbers take it too: each is made a 0-d array of the dtype it took before.
         fast = _fast_signature(merged) if numpy and sizes is None else None
-        entry = self._fast.get(fast) if fast is not None else None
-        if entry is None:
-            merged, entry = self._entry(merged, sizes)
+        hit = self._fast.get(fast) if fast is not None else None
+        if hit is None:
+            merged, entry = self._entry(merged, sizes, fast)
+        else:
+            entry, numbers = hit
+            for name, dtype in numbers:
+                merged[name] = self._asarray(merged[name], dtype)
         self._last_source = entry[1]
         if numpy:  # NaN and overflow propagate silently, as in evaluate
             with _numpy_errstate():
@@ -145,12 +150,17 @@ class CompiledFunction:
             result = _run(entry, merged, self.backend.name)
         return result[self.extra.target] if self.extra is not None else result
 
-    def _entry(self, merged: dict[str, Any], sizes: Mapping[str, int] | None) -> tuple[dict[str, Any], tuple]:
+    def _entry(self, merged: dict[str, Any], sizes: Mapping[str, int] | None,
+               fast: tuple | None = None) -> tuple[dict[str, Any], tuple]:
         """The inputs as the generated code takes them, and the (function, source) for their
-        signature, generated on first use."""
+        signature, generated on first use; the fast path's ``fast`` signature of the inputs
+        as passed, if any, is remembered with it."""
         numpy = self.backend.name == "numpy"
         if numpy:
+            ndarray = self.backend.load().ndarray
+            numbers = [k for k, v in merged.items() if type(v) is not ndarray]  # made 0-d arrays
             merged = _numpy_inputs(merged)
+            numbers = tuple((k, merged[k].dtype) for k in numbers)
         # (torch: a tensor that requires grad is part of the signature: no step may write
         # out= while autograd records, so such calls get code that writes nothing in place)
         signature = tuple(sorted((k, tuple(_shape(v)), str(getattr(v, "dtype", type(v))),
@@ -164,10 +174,15 @@ class CompiledFunction:
             dtypes = {str(getattr(v, "dtype", "")) for k, v in merged.items() if k not in weak}
             fuse = len(dtypes) == 1 and "float" in dtypes.pop()
             fuse = fuse and not any(getattr(v, "requires_grad", False) for v in merged.values())
-            entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, weak, fuse)
+            itemsize = max((getattr(getattr(v, "dtype", None), "itemsize", 0) or 0 for v in merged.values()),
+                           default=0) or 8
+            entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, weak, fuse, itemsize)
             self._cache[signature] = entry
-        if numpy and sizes is None and (fast := _fast_signature(merged)) is not None:
-            self._fast[fast] = entry
+        if numpy and fast is not None:
+            self._asarray = self.backend.load().asarray
+            self._fast[fast] = (entry, numbers)
+        if numpy and sizes is None and (converted := _fast_signature(merged)) is not None:
+            self._fast[converted] = (entry, ())
         return merged, entry
 
     @property
@@ -195,9 +210,12 @@ class CompiledFunction:
         declared: Mapping[str, int] | None = None,
         weak: frozenset[str] = frozenset(),
         fuse: bool = True,
+        itemsize: int | None = None,
     ):
         """Source and function for these shapes; ``fuse`` when every array input has one
-        floating dtype (steps may then reuse the buffers of dying temporaries)."""
+        floating dtype (steps may then reuse the buffers of dying temporaries).  With
+        ``itemsize`` (bytes per element of the arrays made), an array the code would make
+        that cannot fit is refused here (``TooLargeError``), before any code runs."""
         try:
             only_wrt = set(self.inputs) - set(self.program.inputs)
             info = infer_shapes(self.program, {k: v for k, v in shapes.items() if k not in only_wrt}, declared,
@@ -210,7 +228,8 @@ class CompiledFunction:
             if self.program.source is not None:
                 err.with_source(self.program.source)
             raise err.with_traceback(None) from None
-        gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace, debug=self.debug)
+        gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace, debug=self.debug,
+                        itemsize=itemsize)
         for name in self.inputs:
             gen.var(name)
         emitted = {s.target for s in self.program.needed_for(self.outputs)} if self.extra is None else set()
@@ -253,6 +272,9 @@ def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str) -> Any:
         comment = next((lines[k].strip()[2:] for k in range(min(line or 0, len(lines)) - 1, -1, -1)
                         if lines[k].strip().startswith("# ")), None) if line else None
         where = f" in the code for {comment}" if comment else ""
+        if isinstance(err, MemoryError):  # numpy's names the shape and the bytes
+            raise TooLargeError(f"the {backend} backend could not allocate an array{where}: {err}",
+                                hint="use smaller sizes, or fewer outputs at once") from None
         if isinstance(err, _UnsafeWrite):
             step = lines[line].strip() if line and line < len(lines) else step  # the write checked
             raise UnsafeWriteError(
@@ -270,14 +292,23 @@ def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str) -> Any:
 
 def _fast_signature(arrays: dict[str, Any]) -> tuple | None:
     """(name, shape, dtype) of each input when every input is a float (or complex) numpy
-    array, which the generated code takes as it is; None otherwise."""
+    array, which the generated code takes as it is, or a Python float or int or a numpy
+    float scalar (name, type), which it takes as a 0-d array of the dtype it was given
+    last time (a Python number's depends on the arrays' dtypes, part of the key); None
+    otherwise."""
     import numpy as np
 
     key = []
     for name, value in arrays.items():
-        if type(value) is not np.ndarray or value.dtype.kind not in "fc":
+        kind = type(value)
+        if kind is np.ndarray:
+            if value.dtype.kind not in "fc":
+                return None
+            key.append((name, value.shape, value.dtype))
+        elif kind is float or kind is int or kind is np.float64 or kind is np.float32:
+            key.append((name, kind))
+        else:
             return None
-        key.append((name, value.shape, value.dtype))
     return tuple(key)
 
 

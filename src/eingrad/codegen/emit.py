@@ -25,7 +25,7 @@ import opt_einsum
 
 from .. import expr as E
 from ..backends import Backend
-from ..errors import EingradError
+from ..errors import EingradError, check_allocation
 from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor, factors_of
 from ..names import is_name
 from ..program import Program, Statement
@@ -117,6 +117,10 @@ class Generator:
     biased: dict[tuple, tuple[str, Value]] = field(default_factory=dict)
     masks: set[str] = field(default_factory=set)  # temporaries that are bool arrays
     debug: bool = False  # check before every in-place write that no live value shares the buffer
+    # Bytes per element of the arrays the code makes: each one's size is checked as it is
+    # planned (an array that cannot fit is refused before any code runs); None: unchecked.
+    itemsize: int | None = None
+    target_name: str = ""
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -128,6 +132,9 @@ class Generator:
         inplace: dict[str, str] | None = None,
     ) -> Value:
         name = self.fresh_name()
+        if self.itemsize and labels:
+            check_allocation(tuple(self.sizes.get(i, 1) for i in labels), self.itemsize,
+                             f"an array in the code for {self.target_name}")
         self.lines.append(Line(f"{name} = {code}", name, uses, fresh, inplace or {}))
         return Value(name, labels, True)
 
@@ -223,6 +230,9 @@ class Generator:
         self.like = next(iter(self.names.values()), None)
         target = self.var(stmt.target)
         shape = tuple(sizes[i] for i in stmt.indices)
+        self.target_name = stmt.target
+        if self.itemsize:
+            check_allocation(shape, self.itemsize, f"the array {stmt.target}")
         # The dense part, then each delta term added into the diagonal it lives on,
         # through a strided view.
         zeros = False  # the target is a fresh array of zeros
