@@ -3,6 +3,8 @@ buffers of dying temporaries reused (``out=``), and ``del`` after each last use.
 
 from __future__ import annotations
 
+import bisect
+import math
 import re
 from dataclasses import dataclass, field, replace
 
@@ -92,14 +94,12 @@ def complete_uses(lines: list[Line], inputs: list[str]) -> list[Line]:
     for line in lines:
         if line.text.startswith("#") or line.text.startswith("del "):
             continue
-        found = {m for m in (match.group(1) for match in _IDENTIFIER.finditer(line.text)) if m in known}
-        found.discard(None)
-        if line.defines and line.text.startswith(line.defines + " = "):
-            # the name defined is read only if it also occurs on the right
-            rhs = line.text[len(line.defines) + 3:]
-            if not any(m.group(1) == line.defines for m in _IDENTIFIER.finditer(rhs)):
-                found.discard(line.defines)
-        missing = tuple(sorted(found - set(line.uses)))
+        text = line.text
+        if line.defines and text.startswith(line.defines + " = "):
+            text = text[len(line.defines) + 3:]  # what is read: the right-hand side
+        found = {m.group(1) for m in _IDENTIFIER.finditer(text)}
+        found &= known
+        missing = tuple(sorted(found.difference(line.uses)))
         if missing:
             line.uses = tuple(line.uses) + missing
     return lines
@@ -150,34 +150,16 @@ def write_in_place(lines: list[Line], keep: set[str]) -> list[Line]:
     end if it is returned (``keep``)."""
     last_use = _last_uses(lines)
     aliased = {name for line in lines if line.alias for name in (line.alias, line.defines)}
-    regions: dict[str, frozenset[Region]] = {}
-    holders: dict[str, dict[str, frozenset[Region]]] = {}  # buffer -> names that may live in it
-
-    def region_of(name: str) -> frozenset[Region]:
-        found = regions.get(name)
-        return frozenset({(name, None, None)}) if found is None else found  # an input: its own
-
-    def shared(operand: str, k: int) -> bool:
-        """Another value that may share ``operand``'s memory is live at line ``k``."""
-        mine = region_of(operand)
-        for buffer in {r[0] for r in mine}:
-            names = holders.get(buffer, {})
-            for name in list(names):
-                if name == operand:
-                    continue
-                if name not in keep and last_use.get(name, -1) < k:
-                    del names[name]  # dead for good: no later line reads it
-                    continue
-                if any(_overlap(a, b) for a in mine for b in names[name]):
-                    return True
-        return False
+    protected = keep | aliased
+    memory = _Memory(keep, last_use)
+    region_of = memory.region_of
 
     owned: set[str] = set()
     for k, line in enumerate(lines):
         if line.inplace and line.defines:
             for operand, rhs in line.inplace.items():
-                if (operand in owned and last_use.get(operand) == k and operand not in keep | aliased
-                        and not shared(operand, k)):
+                if (operand in owned and last_use.get(operand) == k and operand not in protected
+                        and not memory.shared(operand, k)):
                     line.text = f"{line.defines} = {rhs}"
                     line.shares = operand
                     owned.discard(operand)
@@ -194,10 +176,65 @@ def write_in_place(lines: list[Line], keep: set[str]) -> list[Line]:
                 mine = frozenset({(line.defines, None, None)})
             else:
                 mine = frozenset().union(*(region_of(u) for u in line.uses if u != line.defines))
-            regions[line.defines] = mine
-            for r in mine:
-                holders.setdefault(r[0], {})[line.defines] = mine
+            memory.add(line.defines, mine)
     return lines
+
+
+class _Memory:
+    """Which values may live in which buffer (regions), indexed for ``shared``: by buffer,
+    then by row range, the ranges of a buffer sorted by first row (row blocks of a
+    stacked buffer are found by bisection, not by a scan of every block)."""
+
+    def __init__(self, keep: set[str], last_use: dict[str, int]) -> None:
+        self.keep, self.last_use = keep, last_use
+        self.regions: dict[str, frozenset[Region]] = {}
+        self.holders: dict[str, dict[tuple, set[str]]] = {}  # buffer -> (first, stop) -> names
+        self.starts: dict[str, list[tuple[int, int]]] = {}  # buffer -> its row ranges, sorted
+        self.longest: dict[str, int] = {}  # buffer -> the most rows of one range
+
+    def region_of(self, name: str) -> frozenset[Region]:
+        found = self.regions.get(name)
+        return frozenset({(name, None, None)}) if found is None else found  # an input: its own
+
+    def add(self, name: str, regions: frozenset[Region]) -> None:
+        self.regions[name] = regions
+        for buffer, first, stop in regions:
+            by_range = self.holders.setdefault(buffer, {})
+            key = (first, stop)
+            if key not in by_range:
+                by_range[key] = set()
+                if first is not None:
+                    bisect.insort(self.starts.setdefault(buffer, []), key)
+                    self.longest[buffer] = max(self.longest.get(buffer, 0), stop - first)
+            by_range[key].add(name)
+
+    def _ranges(self, buffer: str, first: int | None, stop: int | None):
+        """The row ranges of ``buffer`` that may overlap [first, stop) (all for None)."""
+        by_range = self.holders.get(buffer, {})
+        if first is None:
+            return list(by_range)
+        starts = self.starts.get(buffer, [])
+        lo = bisect.bisect_right(starts, (first - self.longest.get(buffer, 0), math.inf))
+        hi = bisect.bisect_left(starts, (stop, -math.inf))
+        return [(None, None)] * ((None, None) in by_range) + starts[lo:hi]
+
+    def shared(self, operand: str, k: int) -> bool:
+        """Another value that may share ``operand``'s memory is live at line ``k``: read
+        there or later, or returned."""
+        mine = self.region_of(operand)
+        for buffer, first, stop in mine:
+            by_range = self.holders.get(buffer, {})
+            for key in self._ranges(buffer, first, stop):
+                names = by_range[key]
+                for name in list(names):
+                    if name == operand:
+                        continue
+                    if name not in self.keep and self.last_use.get(name, -1) < k:
+                        names.discard(name)  # dead for good: no later line reads it
+                        continue
+                    if any(_overlap(a, b) for a in mine for b in self.regions[name]):
+                        return True
+        return False
 
 
 def release_dead(lines: list[Line], keep: set[str]) -> list[Line]:
