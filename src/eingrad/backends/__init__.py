@@ -41,7 +41,8 @@ class Backend:
     # numpy promotes bool with a float array to the float, in products and matrix products alike.
     bool_masks: bool = False
     # Source of ``_check_write(dest, name, scope, skip)`` for ``compile(..., debug=True)``:
-    # raises ``_UnsafeWrite`` when ``dest`` shares memory with a value bound in ``scope``.
+    # raises ``_UnsafeWrite(name, other)`` (a class defined there too) when ``dest`` shares
+    # memory with a value ``other`` bound in ``scope``.
     debug_helpers: str = ""
 
     def load(self) -> ModuleType:
@@ -263,7 +264,12 @@ _TORCH_OPS = {
     "T": "{x}.T",
 }
 # Debug mode: before each in-place write, no other bound array shares the memory written.
-_NUMPY_DEBUG = '''
+_UNSAFE_WRITE = '''
+class _UnsafeWrite(Exception):
+    """An in-place write the debug checks refused: (buffer written, live value sharing it)."""
+'''
+
+_NUMPY_DEBUG = _UNSAFE_WRITE + '''
 def _check_write(dest, name, scope, skip):
     for other, value in scope.items():
         if other in skip or other == "arrays" or not isinstance(value, xp.ndarray):
@@ -274,7 +280,7 @@ def _check_write(dest, name, scope, skip):
 
 # torch: the element ranges two tensors of one storage cover (a transposed view covers
 # the same range; two row blocks of a buffer do not meet).
-_TORCH_DEBUG = '''
+_TORCH_DEBUG = _UNSAFE_WRITE + '''
 def _extent(t):
     start = t.storage_offset()
     if t.numel() == 0:

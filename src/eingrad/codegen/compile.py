@@ -30,10 +30,12 @@ class UnsafeWriteError(CompiledCallError):
     later).  A bug in the code generator, caught before it gave a wrong result."""
 
 
-class _UnsafeWrite(Exception):  # noqa: N818 - raised by generated debug checks, reported as UnsafeWriteError
-    def __init__(self, name: str, other: str) -> None:
-        super().__init__(name, other)
-        self.name, self.other = name, other
+def _unsafe_write(err: BaseException) -> tuple[str, str] | None:
+    """(buffer, live value) of the ``_UnsafeWrite`` a debug check of generated code raised
+    (a class the generated source defines, so that the source shown runs on its own)."""
+    if type(err).__name__ == "_UnsafeWrite" and len(err.args) == 2:
+        return err.args
+    return None
 
 
 # ``EINGRAD_COMPILE_DEBUG=1``: every compiled function is built in debug mode.
@@ -249,7 +251,7 @@ class CompiledFunction:
         code = gen.function("compiled", self.inputs, self.outputs)
         helpers = self.backend.helpers + (self.backend.debug_helpers if self.debug else "")
         source = helpers.lstrip("\n") + "\n\n" + code.source
-        namespace: dict[str, Any] = {"xp": self.backend.load(), "_UnsafeWrite": _UnsafeWrite}
+        namespace: dict[str, Any] = {"xp": self.backend.load()}
         exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names
         return namespace["compiled"], source
 
@@ -261,11 +263,12 @@ def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str) -> Any:
         return fn(arrays)
     except Exception as err:  # noqa: BLE001 - reported with the statement it came from
         line = None
+        unsafe = _unsafe_write(err)
         tb = err.__traceback__
         while tb is not None:
             if tb.tb_frame.f_code.co_filename.startswith("<eingrad"):
                 # the generated function's line (a debug check's, not its helper's)
-                line = tb.tb_lineno if line is None or not isinstance(err, _UnsafeWrite) else line
+                line = tb.tb_lineno if line is None or unsafe is None else line
             tb = tb.tb_next
         lines = source.splitlines()
         step = lines[line - 1].strip() if line and line <= len(lines) else None
@@ -275,11 +278,12 @@ def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str) -> Any:
         if isinstance(err, MemoryError):  # numpy's names the shape and the bytes
             raise TooLargeError(f"the {backend} backend could not allocate an array{where}: {err}",
                                 hint="use smaller sizes, or fewer outputs at once") from None
-        if isinstance(err, _UnsafeWrite):
+        if unsafe is not None:
             step = lines[line].strip() if line and line < len(lines) else step  # the write checked
             raise UnsafeWriteError(
-                f"the generated {backend} code" + (f" for {comment}" if comment else "") + f" was about to write into {err.name} in place while "
-                f"{err.other}, which shares its memory, is still live" + (f"\n  the step: {step}" if step else ""),
+                f"the generated {backend} code" + (f" for {comment}" if comment else "")
+                + f" was about to write into {unsafe[0]} in place while {unsafe[1]}, which shares its memory, "
+                "is still live" + (f"\n  the step: {step}" if step else ""),
                 hint="this is a bug in eingrad's code generator (please report it); "
                      "eg.evaluate(...) computes the same",
             ) from None
