@@ -155,6 +155,47 @@ def test_debug_mode_is_off_by_default_and_on_with_the_environment_variable(monke
     assert "_check_write(" not in eg.compile(g, debug=False).source
 
 
+def test_the_names_a_line_reads_include_those_only_its_text_shows():
+    from eingrad.codegen.lines import Line, complete_uses
+
+    lines = [Line("L = _softmax(x, (0,))", "L", ("x",), True),
+             Line("T = xp.multiply(L, 2.0, out=L)", "T", ("L",), True),
+             Line("_diagonal(dLdx, 'aa->a')[...] += L", None, ("dLdx",)),
+             Line("_t5 = xp.sum(T.T, axis=(0,))", "_t5", ()),
+             Line("x = xp.exp(out)", "x", ())]
+    complete_uses(lines, ["x", "out", "aa"])
+    assert lines[2].uses == ("dLdx", "L")  # the forward value read by the diagonal update
+    assert lines[1].uses == ("L",)  # not 'out' (a keyword), not T (defined here)
+    assert lines[3].uses == ("T",)  # not 'T' twice, not 'sum' or 'xp'; 'aa' is in a string
+    assert lines[4].uses == ("out",)
+
+
+def test_a_live_view_blocks_a_write_and_row_blocks_do_not_block_each_other():
+    from eingrad.codegen.lines import Line, write_in_place
+
+    def lines():
+        return [Line("_t1 = xp.exp(X)", "_t1", ("X",), True),
+                Line("S = xp.transpose(_t1, (1, 0))", "S", ("_t1",)),
+                Line("_t2 = xp.tanh(_t1)", "_t2", ("_t1",), True, {"_t1": "xp.tanh(_t1, out=_t1)"}),
+                Line("_t3 = _t2 + S.T", "_t3", ("_t2", "S"), True)]
+    out = write_in_place(lines(), {"X"})
+    assert out[2].shares is None  # S, a view of _t1, is read later
+    kept = write_in_place(lines()[:3], {"X", "S"})
+    assert kept[2].shares is None  # S is returned
+    free = write_in_place(lines()[:3], {"X"})
+    assert free[2].shares == "_t1"  # S is never read: _t1's buffer is free
+
+    stacked = [Line("_t1 = xp.concatenate([A, B], axis=0) @ U", "_t1", ("A", "B", "U"), True)]
+    for k in range(2):
+        stacked.append(Line(f"_b{k} = _t1[{2 * k}:{2 * k + 2}]", f"_b{k}", ("_t1",), True))
+        stacked[-1].view = ("_t1", 2 * k, 2 * k + 2)
+    stacked.append(Line("_h0 = xp.tanh(_b0)", "_h0", ("_b0",), True, {"_b0": "xp.tanh(_b0, out=_b0)"}))
+    stacked.append(Line("_h1 = xp.tanh(_b1 + _h0)", "_h1", ("_b1", "_h0"), True,
+                        {"_b1": "xp.add(_b1, _h0, out=_b1)"}))
+    out = write_in_place(stacked, {"A", "B", "U", "_h1"})
+    assert out[3].shares == "_b0" and out[4].shares == "_b1"  # rows 0:2 and 2:4 never meet
+
+
 # ---------------------------------------------------------------- 3. the corpus
 
 

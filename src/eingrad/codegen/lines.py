@@ -80,9 +80,9 @@ def _last_uses(lines: list[Line]) -> dict[str, int]:
     return last_use
 
 
-# A name in generated text: an identifier outside string literals (einsum specs, labels)
-# and not a keyword argument's name (``out=``, ``axis=``).
-_IDENTIFIER = re.compile(r"'[^']*'|\"[^\"]*\"|\b([^\W\d]\w*)\b(?!=(?!=))")
+# A name in generated text: an identifier outside string literals (einsum specs, labels),
+# not an attribute (``_t3.T``) and not a keyword argument's name (``out=``, ``axis=``).
+_IDENTIFIER = re.compile(r"'[^']*'|\"[^\"]*\"|(?<![.\w])([^\W\d]\w*)\b(?!=(?!=))")
 
 
 def complete_uses(lines: list[Line], inputs: list[str]) -> list[Line]:
