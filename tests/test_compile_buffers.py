@@ -14,7 +14,7 @@ the buffer written.
 2. The debug check itself fails when a write is unsafe, and is off by default.
 3. Every corpus program's gradient program with respect to every input (seeded
    where the output is not a number), compiled whole, for the gradients alone and
-   for each target alone, against ``eg.evaluate``.
+   for each target alone, against ``eg.evaluate`` (numpy and torch).
 4. Random programs (``eingrad.testing.random_program``, a fixed seed list): the
    gradient program with respect to every input, every Jacobian and Hessian, with
    and without ``outputs=``; derivatives that read the output's own forward value
@@ -76,16 +76,16 @@ def check_compiled(obj, arrays, expected, what: str, sizes=None, outputs=None, b
         close(out, expected, f"{what}\n{fn.source}")
 
 
-def check_program_outputs(program, arrays, what: str, sizes=None, singles=True) -> None:
+def check_program_outputs(program, arrays, what: str, sizes=None, singles=True, backend="numpy") -> None:
     """Every target compiled together, the gradients alone, and (``singles``) each target alone."""
     expected = eg.evaluate(program, arrays, sizes=sizes)
-    check_compiled(program, arrays, expected, what, sizes)
+    check_compiled(program, arrays, expected, what, sizes, backend=backend)
     grads = [t for t in program.targets if t.startswith("dLd") or t.startswith("dSeed")]
     if grads and len(grads) < len(program.targets):
-        check_compiled(program, arrays, expected, what, sizes, outputs=grads)
+        check_compiled(program, arrays, expected, what, sizes, outputs=grads, backend=backend)
     if singles:
         for target in program.targets:
-            check_compiled(program, arrays, expected, what, sizes, outputs=[target])
+            check_compiled(program, arrays, expected, what, sizes, outputs=[target], backend=backend)
 
 
 # ---------------------------------------------------------------- 1. the two bugs
@@ -213,15 +213,16 @@ def seeded_gradient(program, arrays, sizes, rng):
     return g, {k: v for k, v in arrays.items() if k in g.inputs}
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("entry", CORPUS, ids=[e.name for e in CORPUS])
-def test_corpus_gradient_of_every_input(entry):
+def test_corpus_gradient_of_every_input(entry, backend):
     program = quiet(eg.parse, entry.text)
     rng = np.random.default_rng(5)
     arrays = random_inputs(entry, rng)
     if not program.inputs:
         return
     g, given = seeded_gradient(program, arrays, entry.sizes, rng)
-    check_program_outputs(g, given, f"{entry.name}: {g}", entry.sizes)
+    check_program_outputs(g, given, f"{entry.name}: {g}", entry.sizes, backend=backend)
 
 
 # ---------------------------------------------------------------- 4. random programs
