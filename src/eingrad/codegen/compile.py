@@ -1,4 +1,6 @@
-"""``eg.compile``: a callable per program, generated and cached per shape signature."""
+"""``eg.compile``: a callable per program, generated once per signature and reused at
+every size: the generated code reads sizes from the arrays.  The signature is each input's
+rank and dtype, and a plan bucket of the sizes (see ``shapes.size_key``)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ from typing import Any
 from .. import expr as E
 from ..backends import get_backend
 from ..diff import Derivative
-from ..errors import EingradError, MissingInputError
+from ..errors import EingradError, MissingInputError, SizeError
 from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes
 from .emit import Generator, check_names, statement_text
+from .shapes import SizeVars, size_key
 from .stacks import find_stacks
 
 __all__ = ["CompiledFunction", "CompiledCallError", "compile_program"]
@@ -26,7 +29,9 @@ class CompiledCallError(EingradError, RuntimeError):
 class CompiledFunction:
     """Call it like ``eg.evaluate``: ``fn(**arrays)`` gives ``{target: array}`` for a
     program, or one array for a derivative.  ``fn.source`` is the generated code
-    for the last shapes it was called with (or for nominal sizes before any call).
+    for the last shapes it was called with (or for nominal sizes before any call);
+    ``fn.generic_source()`` the code that is right at every size (what ``eingrad
+    compile -o`` writes).
     """
 
     def __init__(
@@ -102,11 +107,12 @@ class CompiledFunction:
         if entry is None:
             merged, entry = self._entry(merged, sizes)
         self._last_source = entry[1]
+        declared = dict(sizes) if sizes is not None else None
         if numpy:  # NaN and overflow propagate silently, as in evaluate
             with _numpy_errstate():
-                result = _run(entry, merged, self.backend.name)
+                result = _run(entry, merged, self.backend.name, declared)
         else:
-            result = _run(entry, merged, self.backend.name)
+            result = _run(entry, merged, self.backend.name, declared)
         return result[self.extra.target] if self.extra is not None else result
 
     def _entry(self, merged: dict[str, Any], sizes: Mapping[str, int] | None) -> tuple[dict[str, Any], tuple]:
@@ -117,19 +123,28 @@ class CompiledFunction:
             merged = _numpy_inputs(merged)
         # (torch: a tensor that requires grad is part of the signature: no step may write
         # out= while autograd records, so such calls get code that writes nothing in place)
-        signature = tuple(sorted((k, tuple(_shape(v)), str(getattr(v, "dtype", type(v))),
-                                  bool(getattr(v, "requires_grad", False))) for k, v in merged.items()))
+        names = sorted(merged)
+        shapes = {k: tuple(_shape(merged[k])) for k in names}
+        signature = tuple((k, len(shapes[k]), str(getattr(merged[k], "dtype", type(merged[k]))),
+                           bool(getattr(merged[k], "requires_grad", False))) for k in names)
+        values = [int(n) for k in names for n in shapes[k]]
         if sizes is not None:
             sizes = _declared_sizes(sizes)
-            signature += (("sizes", tuple(sorted(sizes.items()))),)
-        entry = self._cache.get(signature)
+            signature += (("sizes", tuple(sorted(sizes))),)
+            values += [sizes[k] for k in sorted(sizes)]
+        # The code is generated once per plan bucket (ranks, dtypes, size classes and which
+        # sizes are equal): it reads the sizes themselves from the arrays.
+        key = (signature, size_key(values))
+        entry = self._cache.get(key) or self._cache.get((signature, tuple(values)))
         if entry is None:
             weak = frozenset(k for k, v in merged.items() if _is_python_number(v))
             dtypes = {str(getattr(v, "dtype", "")) for k, v in merged.items() if k not in weak}
             fuse = len(dtypes) == 1 and "float" in dtypes.pop()
             fuse = fuse and not any(getattr(v, "requires_grad", False) for v in merged.values())
-            entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, weak, fuse)
-            self._cache[signature] = entry
+            fn, source, generic = self._build(shapes, sizes, weak, fuse)
+            entry = (fn, source)
+            # (code with a size written as a number serves these very sizes only)
+            self._cache[key if generic else (signature, tuple(values))] = entry
         if numpy and sizes is None and (fast := _fast_signature(merged)) is not None:
             self._fast[fast] = entry
         return merged, entry
@@ -137,14 +152,29 @@ class CompiledFunction:
     @property
     def source(self) -> str:
         if self._last_source is None:
-            program = self.obj.program if self.extra is not None else self.obj  # ranks of every input
-            shapes = {name: (64,) * program.rank(name) for name in self.inputs}
-            # Every index 64, also those that only deltas fix.
-            nominal = {i: 64 for stmt in self.program for i in E.all_indices(stmt.expr) | set(stmt.indices)}
-            if self.extra is not None:
-                nominal.update({self.obj.origins.get(i, i): 64 for i in self.extra.indices})
-            self._last_source = self._build(shapes, nominal)[1]
+            self._last_source = self.generic_source()
         return self._last_source
+
+    def generic_source(self, shapes: Mapping[str, tuple[int, ...]] | None = None,
+                       sizes: Mapping[str, int] | None = None) -> str:
+        """Code right at every size: generated for sizes like ``shapes`` (and declared
+        ``sizes``; 64 where none is given) in which indices that may differ have different
+        sizes, so that no step depends on two sizes being equal.  Sizes are read from the
+        arrays when it runs, and checked to agree."""
+        program = self.obj.program if self.extra is not None else self.obj  # ranks of every input
+        ranks = {name: program.rank(name) for name in self.inputs}
+        statements = list(enumerate(self.program.statements))
+        need = self._size_vars(statements, ranks, set(sizes or ())).undetermined()
+        size_vars = self._size_vars(statements, ranks, set(sizes or ()) | need)
+        nominal_shapes, nominal = size_vars.distinct(shapes or {}, _declared_sizes(sizes) if sizes else {})
+        return self._build(nominal_shapes, nominal)[1]
+
+    def _size_vars(self, statements, ranks: Mapping[str, int], declared: set[str]) -> SizeVars:
+        """Which input axis (or declared size) gives each index's size."""
+        derivative = None
+        if self.extra is not None:
+            derivative = ("extra", self.obj, self.program.targets.index(self.obj.output))
+        return SizeVars(statements, self.inputs, ranks, declared, derivative)
 
     def __repr__(self) -> str:
         return f"<compiled {self.backend.name} function of {len(self.program)} statements>"
@@ -174,7 +204,10 @@ class CompiledFunction:
             if self.program.source is not None:
                 err.with_source(self.program.source)
             raise err.with_traceback(None) from None
-        gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace)
+        statements = list(enumerate(self.program.statements))
+        size_vars = self._size_vars(statements, {k: len(v) for k, v in shapes.items()}, set(declared or ()))
+        values = size_vars.values(shapes, declared or {})
+        gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace, size_vars=size_vars)
         for name in self.inputs:
             gen.var(name)
         emitted = {s.target for s in self.program.needed_for(self.outputs)} if self.extra is None else set()
@@ -190,19 +223,44 @@ class CompiledFunction:
             planned.append((len(planned), self.extra, extra_sizes))
         gen.plan(find_stacks(planned, set(self.program.inputs)))
         for k, stmt, sizes in planned:
-            gen.statement(stmt, sizes, statement_text(stmt) if stmt is not self.extra else str(self.obj), k)
+            codes = _Codes(size_vars, "extra" if stmt is self.extra else k, sizes, values)
+            gen.statement(stmt, sizes, statement_text(stmt) if stmt is not self.extra else str(self.obj), k, codes)
         code = gen.function("compiled", self.inputs, self.outputs)
         source = self.backend.helpers.lstrip("\n") + "\n\n" + code.source
         namespace: dict[str, Any] = {"xp": self.backend.load()}
         exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names
-        return namespace["compiled"], source
+        if "_sizes_disagree" in namespace:  # in eingrad, a SizeError (ValueError in a module of its own)
+            namespace["_sizes_disagree"] = _sizes_disagree
+        return namespace["compiled"], source, not gen.literal
 
 
-def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str) -> Any:
+class _Codes:
+    """The size variable of each index of one statement, looked up when the code needs it
+    (a variable no step reads is never defined), and only where its size at the shapes the
+    code is generated for is the index's (else the number is written)."""
+
+    def __init__(self, size_vars: SizeVars, key, sizes: dict[str, int], values: dict) -> None:
+        self.size_vars, self.key, self.sizes, self.values = size_vars, key, sizes, values
+
+    def get(self, index: str) -> str | None:
+        root = self.size_vars.find(("i", self.key, index))
+        if self.values.get(root) != self.sizes.get(index):
+            return None
+        return self.size_vars.var(self.key, index)
+
+
+def _sizes_disagree(index, n, first, m, second):
+    raise SizeError(f"index {index!r} has size {n} in {first} but size {m} in {second}",
+                    hint="the same index must have the same size in every array")
+
+
+def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str, sizes: dict | None = None) -> Any:
     """Call generated code; an error the array library raises names the statement."""
     fn, source = entry
     try:
-        return fn(arrays)
+        return fn(arrays, sizes)
+    except EingradError:
+        raise
     except Exception as err:  # noqa: BLE001 - reported with the statement it came from
         line = None
         tb = err.__traceback__
