@@ -175,7 +175,8 @@ def _redirect(lines: list[Line], names: list[str], base: str, rows: int, cols: i
     """A buffer for every block, made before the first is computed; each step writes
     its result into its block (``out=base[a:b]``).  Its dtype is that of an operand of the
     first step (not a bool mask: every array input has the one float dtype of the result)."""
-    where = {line.defines: k for k, line in enumerate(lines) if line.defines in set(names)}
+    wanted = set(names)
+    where = {line.defines: k for k, line in enumerate(lines) if line.defines in wanted}
     first = min(where.values())
     like = next((u for u in lines[first].uses if u not in masks), lines[first].uses[0])
     rows_code, cols_code = codes or (str(rows), str(cols))

@@ -4,6 +4,7 @@ rank and dtype, and a plan bucket of the sizes (see ``shapes.size_key``)."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from typing import Any
 
@@ -190,8 +191,21 @@ class CompiledFunction:
         weak: frozenset[str] = frozenset(),
         fuse: bool = True,
     ):
-        """Source and function for these shapes; ``fuse`` when every array input has one
-        floating dtype (steps may then reuse the buffers of dying temporaries)."""
+        """(function, source, whether it reads every size from the arrays) for these
+        shapes; ``fuse`` when every array input has one floating dtype (steps may then
+        reuse the buffers of dying temporaries)."""
+        # The cycle collector is paused while code is generated: its passes over every live
+        # object, more frequent as the generator's tables grow, made generation superlinear
+        # (the generator's objects hold no cycles; they are freed as usual).
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._generate(shapes, declared, weak, fuse)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _generate(self, shapes, declared, weak, fuse):
         try:
             only_wrt = set(self.inputs) - set(self.program.inputs)
             info = infer_shapes(self.program, {k: v for k, v in shapes.items() if k not in only_wrt}, declared,

@@ -617,7 +617,7 @@ class Generator:
             return self.temp(coefficient or "1.0", (), _uses(scalars)) if len(scalars) > 1 else scalars[0]
         operands = [self.reduce_private(k, operands, out) for k in range(len(operands))]
         if len(operands) > 1:
-            shapes = [tuple(self.sizes[i] for i in v.labels) for v in operands]
+            shapes = tuple(tuple(self.sizes[i] for i in v.labels) for v in operands)
             symbols = {i: opt_einsum.get_symbol(k) for k, i in enumerate(dict.fromkeys(
                 [i for v in operands for i in v.labels] + list(out)))}
             equation = ",".join("".join(symbols[i] for i in v.labels) for v in operands)
@@ -812,7 +812,8 @@ _BLAS_SUM_MIN = 1 << 16
 _NO_ARRAY_LIKE = "xp.asarray(0.0, dtype=xp.float64)"
 
 
-def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
+@functools.lru_cache(maxsize=4096)
+def _best_path(equation: str, shapes: tuple[tuple[int, ...], ...]) -> list:
     """The cheaper of opt_einsum's greedy and dynamic-programming paths for these sizes.
 
     ``auto`` alone can pick a worse order (for a,a,ab->b it builds the a×b product
@@ -823,7 +824,7 @@ def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
         path, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=method)
         if best is None or info.opt_cost < best[1]:
             best = (path, info.opt_cost)
-    return best[0]
+    return tuple(best[0])
 
 
 def _relabeled(value: Value, mapping: dict[str, str]) -> Value:
@@ -900,9 +901,19 @@ def _comment_expr(e: Expr, free: tuple[str, ...]) -> str:
     from ..printing.text import TextRenderer
 
     names: dict[str, str] = {}
-    for ref in E.tensor_refs(e):
-        names.setdefault(ref.name, f"T{len(names)}")
+    nodes = 0
+    for node in E.walk(e):
+        nodes += 1
+        if isinstance(node, Tensor):
+            names.setdefault(node.name, f"T{len(names)}")
+    if nodes > _COMMENT_PARSE_MAX:  # cut at 100 characters anyway: every sum written out
+        return TextRenderer(frozenset()).render(e)[0]
     return TextRenderer(_hidden_sums(E.rename_tensors(e, names), tuple(free))).render(e)[0]
+
+
+# Larger expressions are printed with every sum written out (Σ_n), without finding which
+# sums the parser would restore (a parse per sum: quadratic in the expression's size).
+_COMMENT_PARSE_MAX = 80
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,7 +11,7 @@ __all__ = ["OUT", "Line", "StackedProduct", "row_offset", "write_in_place", "rel
 OUT = "⟨out⟩"
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: finding a line in a long list is not a field-by-field scan
 class Line:
     """One line of generated code and what it defines and reads."""
 
@@ -95,10 +95,11 @@ def write_in_place(lines: list[Line], keep: set[str]) -> list[Line]:
     last_use = _last_uses(lines)
     aliased = {name for line in lines if line.alias for name in (line.alias, line.defines)}
     owned: set[str] = set()
+    blocked = keep | aliased
     for k, line in enumerate(lines):
         if line.inplace and line.defines:
             for operand, rhs in line.inplace.items():
-                if operand in owned and last_use.get(operand) == k and operand not in keep | aliased:
+                if operand in owned and last_use.get(operand) == k and operand not in blocked:
                     line.text = f"{line.defines} = {rhs}"
                     line.shares = operand
                     owned.discard(operand)

@@ -46,6 +46,7 @@ class SizeVars:
         """``statements``: (key, statement) in program order; ``passed``: each input passed
         with its rank; ``derivative``: (key, Derivative, key of its output's statement)."""
         self.parent: dict[Node, Node] = {}
+        self.size: dict[Node, int] = {}  # members of each class (union by size)
         self.passed = {name: passed[name] for name in inputs if name in passed}
         declared = set(declared)
         for key, stmt in statements:
@@ -86,7 +87,10 @@ class SizeVars:
     def union(self, a: Node, b: Node) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
+            if self.size.get(ra, 1) < self.size.get(rb, 1):
+                ra, rb = rb, ra
             self.parent[rb] = ra
+            self.size[ra] = self.size.get(ra, 1) + self.size.get(rb, 1)
 
     def _statement(self, key, stmt: Statement, declared: set[str]) -> None:
         """The rules of ``sizes.infer_shapes`` for one statement, on classes."""
