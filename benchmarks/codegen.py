@@ -93,7 +93,7 @@ L = sum_{n,c}((Y_nc - T_nc)^2) / |n|
 """
 
 
-def bench_mlp(eg, rng, d=32, h=64, c=10, batch=40, new=(33, 48, 57, 63, 100, 1000)) -> dict:
+def bench_mlp(eg, rng, d=32, h=64, c=10, batch=64, new=(40, 50, 33, 17, 100, 1000)) -> dict:
     gradient = eg.grad(eg.parse(MLP), wrt=["W", "b", "V", "c"])
     params = {"W": rng.standard_normal((d, h)) / np.sqrt(d), "b": np.zeros(h),
               "V": rng.standard_normal((h, c)) / np.sqrt(h), "c": np.zeros(c)}

@@ -213,12 +213,14 @@ def test_code_is_generated_once_per_shape_signature(count_builds):
     assert count_builds.built == 1 and len(fn._cache) == 1
     close(again, 2 * first)
     assert fn.source == source
-    fn(A=rng.standard_normal((5, 3)), B=b)  # new shapes: new code
+    fn(A=rng.standard_normal((5, 3)), B=b)  # new sizes of one size class: the same code
+    assert count_builds.built == 1 and len(fn._cache) == 1
+    fn(A=rng.standard_normal((20, 3)), B=b)  # another size class: new code
     assert count_builds.built == 2 and len(fn._cache) == 2
     fn(A=a.astype(np.float32), B=b.astype(np.float32))  # new dtypes: new code
     assert count_builds.built == 3 and len(fn._cache) == 3
     fn(A=a, B=b)
-    fn(A=rng.standard_normal((5, 3)), B=b)
+    fn(A=rng.standard_normal((20, 3)), B=b)
     assert count_builds.built == 3 and len(fn._cache) == 3
 
 
@@ -230,7 +232,7 @@ def test_sizes_only_deltas_fix_are_read_at_run_time(count_builds):
     assert fn(v=v, sizes={"i": 2})["D"].shape == (2, 2, 4)
     assert count_builds.built == 1  # one size class: the code reads sizes['i']
     assert "_declared(sizes, 'i')" in fn.source
-    assert fn(v=v, sizes={"i": 9})["D"].shape == (9, 9, 4)
+    assert fn(v=v, sizes={"i": 12})["D"].shape == (12, 12, 4)
     assert count_builds.built == 2  # another size class: a plan of its own
     close(fn(v=v, sizes={"i": 3})["D"], np.einsum("ij,k->ijk", np.eye(3), v))
 
@@ -972,9 +974,12 @@ def test_torch_arrays_of_two_dtypes_are_reported_with_the_statement(torch):
 @pytest.mark.parametrize(
     "text, merged",
     [
-        ("b_h = sum_n(A_nh) + sum_i(B_ih) - sum_j(C_jh)", True),
-        ("s = sum_{n,h}(A_nh) + sum_{i,k}(B_ik) + sum_{j,l}(C_lj)", True),  # B, C: h-by-n and n-by-h axes
-        ("b_h = sum_n(A_nh D_nh) + sum_i(B_ih) + sum_j(C_jh D_jh)", True),
+        # (t ties the first axes of A, B and C: the sums are over one size at every size)
+        ("t_nh = A_nh B_nh C_nh\nb_h = sum_n(A_nh) + sum_i(B_ih) - sum_j(C_jh)", True),
+        ("t_nh = A_nh B_nh C_nh\ns = sum_{n,h}(A_nh) + sum_{i,k}(B_ik) + sum_{j,l}(C_lj)", True),
+        ("t_nh = A_nh B_nh C_nh\nb_h = sum_n(A_nh D_nh) + sum_i(B_ih) + sum_j(C_jh D_jh)", True),
+        # n, i and j only happen to have one size here: the code must be right where they differ
+        ("b_h = sum_n(A_nh) + sum_i(B_ih) - sum_j(C_jh)", False),
         ("W_dh = sum_n(X_nd A_nh) + sum_i(X_id B_ih) + sum_j(X_jd C_jh)", False),  # products stay contractions
     ],
 )

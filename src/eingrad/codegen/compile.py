@@ -109,11 +109,17 @@ class CompiledFunction:
             merged, entry = self._entry(merged, sizes)
         self._last_source = entry[1]
         declared = dict(sizes) if sizes is not None else None
-        if numpy:  # NaN and overflow propagate silently, as in evaluate
-            with _numpy_errstate():
+        try:
+            if numpy:  # NaN and overflow propagate silently, as in evaluate
+                with _numpy_errstate():
+                    result = _run(entry, merged, self.backend.name, declared)
+            else:
                 result = _run(entry, merged, self.backend.name, declared)
-        else:
-            result = _run(entry, merged, self.backend.name, declared)
+        except SizeError as err:
+            # The code's entry check found sizes that disagree: said with the program's text.
+            self._infer({k: tuple(_shape(v)) for k, v in merged.items()},
+                        _declared_sizes(declared) if declared is not None else None)
+            raise err.with_traceback(None) from None
         return result[self.extra.target] if self.extra is not None else result
 
     def _entry(self, merged: dict[str, Any], sizes: Mapping[str, int] | None) -> tuple[dict[str, Any], tuple]:
@@ -133,8 +139,8 @@ class CompiledFunction:
             sizes = _declared_sizes(sizes)
             signature += (("sizes", tuple(sorted(sizes))),)
             values += [sizes[k] for k in sorted(sizes)]
-        # The code is generated once per plan bucket (ranks, dtypes, size classes and which
-        # sizes are equal): it reads the sizes themselves from the arrays.
+        # The code is generated once per plan bucket (ranks, dtypes and each size's class):
+        # it reads the sizes themselves from the arrays, and checks that they agree.
         key = (signature, size_key(values))
         entry = self._cache.get(key) or self._cache.get((signature, tuple(values)))
         if entry is None:
@@ -205,7 +211,10 @@ class CompiledFunction:
             if paused:
                 gc.enable()
 
-    def _generate(self, shapes, declared, weak, fuse):
+    def _infer(self, shapes, declared):
+        """Index sizes of every statement (and of the derivative's formula); errors name the
+        arrays."""
+        extra_sizes = None
         try:
             only_wrt = set(self.inputs) - set(self.program.inputs)
             info = infer_shapes(self.program, {k: v for k, v in shapes.items() if k not in only_wrt}, declared,
@@ -218,8 +227,19 @@ class CompiledFunction:
             if self.program.source is not None:
                 err.with_source(self.program.source)
             raise err.with_traceback(None) from None
+        return info, extra_sizes
+
+    def _generate(self, shapes, declared, weak, fuse):
+        info, extra_sizes = self._infer(shapes, declared)  # the sizes given agree
         statements = list(enumerate(self.program.statements))
         size_vars = self._size_vars(statements, {k: len(v) for k, v in shapes.items()}, set(declared or ()))
+        # The code is planned for sizes like those given in which sizes that may differ do
+        # differ (h = 64 beside a batch of 64 is planned as 65): no step then depends on
+        # two sizes being equal, and the code is right at every size.
+        nominal, nominal_declared = size_vars.distinct(shapes, declared or {})
+        if any(shapes[k] != v for k, v in nominal.items()) or nominal_declared != dict(declared or {}):
+            shapes, declared = {**shapes, **nominal}, nominal_declared
+            info, extra_sizes = self._infer(shapes, declared)
         values = size_vars.values(shapes, declared or {})
         gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace, size_vars=size_vars)
         for name in self.inputs:
@@ -273,8 +293,8 @@ def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str, sizes: di
     fn, source = entry
     try:
         return fn(arrays, sizes)
-    except EingradError:
-        raise
+    except EingradError as err:
+        raise err.with_traceback(None) from None
     except Exception as err:  # noqa: BLE001 - reported with the statement it came from
         line = None
         tb = err.__traceback__

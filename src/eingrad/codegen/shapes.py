@@ -49,6 +49,7 @@ class SizeVars:
         self.size: dict[Node, int] = {}  # members of each class (union by size)
         self.passed = {name: passed[name] for name in inputs if name in passed}
         declared = set(declared)
+        self.declared = declared
         for key, stmt in statements:
             self._statement(key, stmt, declared)
         self.origins: dict[str, str] = {}
@@ -225,7 +226,7 @@ class SizeVars:
             value[root] = n
         out_shapes = {name: tuple(value[self.find(("a", name, axis))] for axis in range(rank))
                       for name, rank in self.passed.items()}
-        out_declared = {src[1]: value[root] for root, src in self.source.items() if src[0] == "d"}
+        out_declared = {name: value[self.find(("d", name))] for name in self.declared}
         return out_shapes, out_declared
 
     def undetermined(self) -> set[str]:
@@ -241,9 +242,16 @@ def _where(node: Node) -> str:
     return f"{node[1]} (axis {node[2]})" if node[0] == "a" else "sizes"
 
 
+def size_class(n: int) -> int:
+    """The plan bucket of one size: 0 for 1 (and -1 for 0), then ranges of a factor of 8
+    that end at a power of two: 2–8, 9–64, 65–512, 513–4096, …  A batch of 64 and the
+    last, partial batch of an epoch (40) share one; 100 is another."""
+    return -1 if n <= 0 else (int(n - 1).bit_length() + 2) // 3
+
+
 def size_key(values: list[int]) -> tuple:
-    """The plan bucket of a list of sizes: each size's class (0, 1, 2–3, 4–7, …: its bit
-    length) and which earlier size it equals.  Code generated for one list is right for
-    every list with the same key: it decides only on equalities and on these classes."""
-    first: dict[int, int] = {}
-    return tuple((int(n).bit_length(), first.setdefault(n, k)) for k, n in enumerate(values))
+    """The plan bucket of a list of sizes: each size's class (``size_class``).  The code is
+    generated for sizes in which different indices have different sizes, and reads the
+    sizes from the arrays: it is right for every list of sizes (that agree), and planned
+    (contraction orders) for sizes of these classes."""
+    return tuple(size_class(n) for n in values)
