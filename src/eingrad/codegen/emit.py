@@ -260,33 +260,32 @@ class Generator:
         dense_terms, delta_terms = _split_delta_terms(expr, set(stmt.indices))
         self.like = next(iter(self.names.values()), None)
         target = self.var(stmt.target)
-        shape = self.shape_code(stmt.indices)
         # The dense part, then each delta term added into the diagonal it lives on,
         # through a strided view.
         zeros = False  # the target is a fresh array of zeros
         if any(isinstance(n, (Tensor, Delta)) for t in dense_terms for n in E.walk(t)):
-            self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, shape, copy=bool(delta_terms))
+            self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, copy=bool(delta_terms))
         else:
             # A constant (zeros under a delta, a zero derivative, L = 0.5): a Python number,
             # made an array of the inputs' dtype, as evaluate makes it.
             value = self.emit(E.add(*dense_terms)) if dense_terms else Value("0.0", ())
             zeros = value.code == "0.0"
             if zeros:
-                code = self.op("zeros", shape=shape, like=self.like_code())
+                code = self.op("zeros", shape=self.shape_code(stmt.indices), like=self.like_code())
             else:
-                code = self.op("full", shape=shape, x=value.code, like=self.like_code())
+                code = self.op("full", shape=self.shape_code(stmt.indices), x=value.code, like=self.like_code())
             self.lines.append(Line(f"{target} = {code}", target, _uses([value]), fresh=True))
         # Into fresh zeros, the first diagonal is assigned, not added: += would read the
         # zeroed pages before writing them (twice the page faults on a 34 MB Hessian).
         for k, term in enumerate(delta_terms):
             self.add_delta_term(target, term, stmt.indices, assign=zeros and k == 0)
 
-    def finish(self, target: str, value: Value, indices, shape, copy: bool = False) -> None:
+    def finish(self, target: str, value: Value, indices, copy: bool = False) -> None:
         code = self.aligned(value, tuple(indices))
         missing = [i for i in indices if i not in value.labels]
         uses = (value.code,) if value.temp or value.code in self.names.values() else ()
         if missing or not value.labels and indices:
-            code = self.op("broadcast", x=code, shape=shape)
+            code = self.op("broadcast", x=code, shape=self.shape_code(indices))
             copy = True
         if copy:
             code = self.op("copy", x=code)
