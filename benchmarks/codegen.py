@@ -21,6 +21,8 @@ PYTHONPATH=src python benchmarks/codegen.py                     # τ = 100, 400,
 PYTHONPATH=src python benchmarks/codegen.py --steps 100 400 --json benchmarks/codegen-results.json
 PYTHONPATH=src python benchmarks/codegen.py --profile 400        # cProfile of one generation
 ```
+
+BLAS runs one thread (``OPENBLAS_NUM_THREADS=1`` unless set), as in compiled.py.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ import statistics
 import sys
 import time
 
-import numpy as np
+# One BLAS thread, as benchmarks/compiled.py runs by default: threads that wait on each
+# other on a busy machine made a 1 ms call take 10-200 ms from one run to the next.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402 - after the thread settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
