@@ -178,3 +178,51 @@ def test_check_backward_numpy_block_is_right_at_every_size():
         env = {"np": np, "X": rng.standard_normal((n, 2)), "w": rng.standard_normal(2), "y": rng.standard_normal(n)}
         exec(compile(code, "<fix>", "exec"), env)  # noqa: S102 - eingrad's own generated code
         np.testing.assert_allclose(env["dLdw"], 2 * env["X"].T @ (env["X"] @ env["w"] - env["y"]) / n, rtol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_program_code_is_right_at_other_sizes(seed):
+    """Random programs (deltas, sums, functions, sizes |i|) and a derivative: the function
+    generated at one set of sizes, run at sizes + 1 and 2 × sizes + 1."""
+    from eingrad.testing import random_program
+
+    rp = random_program(np.random.default_rng(seed))
+    program = rp.parse()
+    rng = np.random.default_rng([seed, 2])
+    arrays = rp.random_inputs(rng)
+    objects = [program]
+    if program.inputs:
+        objects.append(tc.quiet_diff(program, program.inputs[int(rng.integers(len(program.inputs)))]))
+    entry = type("E", (), {"positive": frozenset(), "sizes": None})()
+    for obj in objects:
+        fn = eg.compile(obj)
+        fn(arrays)
+        generated = only_function(fn)
+        for grow in (lambda n: n + 1, lambda n: 2 * n + 1):
+            other, _ = resized(entry, arrays, grow)  # (the generator keeps log and sqrt arguments positive)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                expected = eg.evaluate(obj, other)
+            out = run_generated(generated, other, None)
+            if isinstance(obj, eg.Program):
+                for name in expected:
+                    np.testing.assert_allclose(out[name], expected[name], rtol=1e-9, atol=1e-12, equal_nan=True,
+                                               err_msg=f"{name}; seed {seed}:\n{rp.text}")
+            else:
+                (value,) = out.values()
+                np.testing.assert_allclose(value, expected, rtol=1e-9, atol=1e-12, equal_nan=True,
+                                           err_msg=f"{obj}; seed {seed}:\n{rp.text}")
+
+
+def test_sizes_equal_only_by_chance_are_not_merged():
+    """Generated where n and i happen to be equal, the code is right where they differ:
+    Σ_n A_nh + Σ_i B_ih stays two sums."""
+    program = eg.parse("b_h = sum_n(A_nh) + sum_i(B_ih) - sum_j(C_jh)")
+    rng = np.random.default_rng(5)
+    fn = eg.compile(program)
+    fn(A=rng.standard_normal((5, 3)), B=rng.standard_normal((5, 3)), C=rng.standard_normal((5, 3)))
+    generated = only_function(fn)
+    A, B, C = rng.standard_normal((5, 3)), rng.standard_normal((7, 3)), rng.standard_normal((6, 3))
+    out = run_generated(generated, {"A": A, "B": B, "C": C}, None)
+    tc.close(out["b"], A.sum(0) + B.sum(0) - C.sum(0))
+    tc.close(fn(A=A, B=B, C=C)["b"], A.sum(0) + B.sum(0) - C.sum(0))
