@@ -71,10 +71,12 @@ class CompiledFunction:
         whole = obj.program if self.extra is not None else obj
         # A gradient statement takes the shape of the tensor it is the gradient of (dLdb_h
         # has b's shape): asked for alone, it may read neither b nor anything sized like it.
+        whole_inputs, have = set(whole.inputs), set(self.inputs)
         for stmt in self.program.statements:
             for name in ([stmt.like] if stmt.like else []) + [t for _, t, _ in stmt.sizes_from]:
-                if name in whole.inputs and name not in self.inputs:
+                if name in whole_inputs and name not in have:
                     self.inputs.append(name)
+                    have.add(name)
         self._takes = set(whole.inputs) | set(whole.unread) | set(self.inputs)
         # Before any code is generated: a bad name raises here, and nothing runs.
         extra = (self.extra,) if self.extra is not None else ()
