@@ -618,15 +618,18 @@ def test_compile_gradient_prints_runnable_code(capsys: pytest.CaptureFixture[str
     code, out, _ = run(capsys, "compile", AFFINE, "--wrt", "W", "b", "--size", "n=5", "d=4", "h=3")
     assert code == 0
     assert out.startswith("# the gradient of Y with respect to W, b, compiled by eingrad for the numpy backend")
-    assert "# for inputs of shapes X[5, 4], W[4, 3], b[3], dLdY[5, 3]" in out
+    assert "# for inputs of any sizes (checked to agree; tried at shapes X[5, 4], W[4, 3], b[3], dLdY[5, 3])" in out
     assert "import numpy as xp" in out
     assert "    # dLdW_dh = X_nd dLdY_nh\n    dLdW = " in out  # each statement's code under its text
     rng = np.random.default_rng(1)
-    X, W, b, G = (rng.standard_normal(s) for s in [(5, 4), (4, 3), (3,), (5, 3)])
-    got = load_printed_code(out)({"X": X, "W": W, "b": b, "dLdY": G})
-    np.testing.assert_allclose(got["Y"], X @ W + b)
-    np.testing.assert_allclose(got["dLdW"], X.T @ G)
-    np.testing.assert_allclose(got["dLdb"], G.sum(axis=0))
+    for n, d, h in [(5, 4, 3), (7, 2, 9), (1, 1, 1)]:  # right at every size, not only those it was tried at
+        X, W, b, G = (rng.standard_normal(s) for s in [(n, d), (d, h), (h,), (n, h)])
+        got = load_printed_code(out)({"X": X, "W": W, "b": b, "dLdY": G})
+        np.testing.assert_allclose(got["Y"], X @ W + b)
+        np.testing.assert_allclose(got["dLdW"], X.T @ G)
+        np.testing.assert_allclose(got["dLdb"], G.sum(axis=0))
+    with pytest.raises(ValueError, match="index 'n' has size 5 in X .axis 0. but size 6 in dLdY .axis 0."):
+        load_printed_code(out)({"X": np.ones((5, 1)), "W": np.ones((1, 1)), "b": np.ones(1), "dLdY": np.ones((6, 1))})
 
 
 def test_compile_forward_program_json(capsys: pytest.CaptureFixture[str], rnn_file: Path) -> None:

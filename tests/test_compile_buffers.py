@@ -327,7 +327,7 @@ def test_an_array_that_cannot_fit_is_refused_before_any_code_runs(monkeypatch):
 def test_a_memory_error_of_the_array_library_is_a_too_large_error():
     from eingrad.codegen.compile import _run
 
-    def refuses(arrays):
+    def refuses(arrays, sizes=None):
         raise MemoryError("Unable to allocate 80.0 GiB for an array with shape (100000, 100000)")
 
     with pytest.raises(eg.errors.TooLargeError, match="80.0 GiB"):

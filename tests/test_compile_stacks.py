@@ -16,6 +16,7 @@ import pytest
 
 import eingrad as eg
 import test_compile as tc
+from eingrad.codegen.lines import row_offset
 
 
 def check(fn, obj, arrays, rtol=1e-10):
@@ -37,18 +38,21 @@ def test_rnn_weight_gradients_are_one_product_over_every_step(steps, dtype):
     out = check(fn, grads, arrays, rtol=1e-10 if dtype == np.float64 else 1e-4)
     assert all(v.dtype == dtype for v in out.values())
     code = tc.body(fn.source)
-    n, h = arrays["s0"].shape
-    buffer = re.search(rf"(_t\d+) = xp.empty\(\({steps * n}, {h}\), dtype=", code)
+    # Sizes are read from the arrays (size_n = x1.shape[0]): the code is right at every size.
+    buffer = re.search(rf"(_t\d+) = xp.empty\(\({steps} \* size_n, size_h\), dtype=", code)
     assert buffer, fn.source
-    blocks = re.findall(rf"out={buffer.group(1)}\[(\d+):(\d+)\]\)", code)
-    assert sorted((int(a), int(b)) for a, b in blocks) == [(n * t, n * (t + 1)) for t in range(steps)]
+    blocks = re.findall(rf"out={buffer.group(1)}\[([^:\]]+):([^\]]+)\]\)", code)
+    assert len(blocks) == steps
+    assert set(blocks) == {(row_offset(t, "size_n"), row_offset(t + 1, "size_n")) for t in range(steps)}
     # The inputs x_t are copied (concatenated) a quarter at a time.
     chunk = -(-steps // 4)
     first = ", ".join(f"x{t}" for t in range(1, chunk + 1))
     first = f"xp.concatenate([{first}], axis=0)" if chunk > 1 else first
-    assert f"dLdW = {first}.T @ {buffer.group(1)}[0:{chunk * n}]\n" in code, fn.source
+    assert f"dLdW = {first}.T @ {buffer.group(1)}[0:{row_offset(chunk, 'size_n')}]\n" in code, fn.source
     assert code.count("dLdW += ") == -(-steps // chunk) - 1, fn.source
-    assert f"dLdb = xp.ones({steps * n}, dtype=_t" in code and f") @ {buffer.group(1)}\n" in code, fn.source
+    assert f"dLdb = xp.ones({steps} * size_n, dtype=_t" in code and f") @ {buffer.group(1)}\n" in code, fn.source
+    other = {k: np.concatenate([v, v]) if v.shape[:1] == arrays["s0"].shape[:1] else v for k, v in arrays.items()}
+    check(fn, grads, other, rtol=1e-10 if dtype == np.float64 else 1e-4)  # twice the batch: the same code
 
 
 def test_forward_values_are_read_where_they_were_computed():
@@ -66,7 +70,9 @@ def test_forward_values_are_read_where_they_were_computed():
     check(fn, grads, arrays)
     code = tc.body(fn.source)
     forward = re.search(r"(_t\d+) = xp.concatenate\(\[X1, .*\], axis=0\) @ U\n", code).group(1)
-    assert re.search(rf"dLdW = {forward}\[0:{(steps - 1) * n}\]\.T @ _t\d+\[{n}:{steps * n}\]\n", code), fn.source
+    assert f"dLdW = {forward}[0:{steps - 1} * size_n].T @ " in code, fn.source
+    assert re.search(rf"dLdW = {forward}\[0:{steps - 1} \* size_n\]\.T @ _t\d+\[size_n:{steps} \* size_n\]\n",
+                     code), fn.source
 
 
 def test_sums_of_input_products_are_concatenated_a_quarter_at_a_time():
@@ -110,7 +116,7 @@ def test_requested_values_are_not_moved_into_a_stacked_buffer():
     # Asked for G alone, the steps' results are its to place.
     fn = eg.compile(program, outputs=["G"])
     check(fn, program, arrays)
-    assert "xp.empty((12, 5)" in fn.source
+    assert "xp.empty((4 * size_n, size_h)" in fn.source
 
 
 def test_small_and_large_sums_stay_term_by_term():

@@ -202,9 +202,11 @@ def compile(  # noqa: A001
     """Compile a program or a derivative to fast array code for a backend.
 
     The result is called like :func:`evaluate` and gives the same values;
-    ``.source`` is the generated Python.  Code is generated per shape
-    signature (index sizes drive the contraction plan) and cached.  For a
-    program, ``outputs`` limits the result (and the work) to those targets.
+    ``.source`` is the generated Python.  The code reads index sizes from the
+    arrays, so it is right at every size; it is generated once per signature
+    (ranks, dtypes and size classes, which drive the contraction plan: see
+    docs/compiler.md) and cached.  For a program, ``outputs`` limits the
+    result (and the work) to those targets.
     ``debug=True`` checks, before every in-place write of the generated code, that
     no live value shares the buffer written (``EINGRAD_COMPILE_DEBUG=1`` turns it on
     for every compiled function).

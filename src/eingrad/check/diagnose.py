@@ -278,10 +278,10 @@ def numpy_code(gradients: Program, target: str, arrays: dict[str, np.ndarray]) -
     for outputs in ([target], None):  # only what the target needs; else the whole gradient program
         try:
             fn = api.compile(gradients, outputs=outputs, debug=False)  # the code shown: no debug checks
-            fn(
-                {k: np.array(v) for k, v in arrays.items() if k in fn.inputs}
-            )  # copies: the report keeps its own
-            source = fn.source
+            given = {k: np.array(v) for k, v in arrays.items() if k in fn.inputs}  # copies: the report keeps its own
+            fn(given)
+            # Code right at every size (sizes read from the arrays), not only at the check's.
+            source = fn.generic_source({k: v.shape for k, v in given.items()})
             break
         except Exception:  # noqa: BLE001 - the code shown is a courtesy: a failure leaves it out
             continue

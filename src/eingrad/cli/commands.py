@@ -265,11 +265,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
     fn(backend_arrays, sizes=sizes or None)  # code is generated for these shapes
     shapes = {k: tuple(v.shape) for k, v in arrays.items()}
     used = ", ".join(f"{k}{list(s)}" for k, s in shapes.items())
+    # Code right at every size: sizes are read from the arrays and checked to agree.
+    source = fn.generic_source(shapes, sizes or None)
     header = (
         f"# {what}, compiled by eingrad for the {fn.backend.name} backend\n"
-        f"# for inputs of shapes {used}\n"
-        f"# compiled(arrays) reads arrays[name] for {', '.join(fn.inputs)}; returns {{target: array}}\n"
-        f"import {fn.backend.module} as xp\n\n"
+        f"# for inputs of any sizes (checked to agree; tried at shapes {used})\n"
+        f"# compiled(arrays, sizes=None) reads arrays[name] for {', '.join(fn.inputs)}; returns {{target: array}}\n"
+        + ("# sizes: the sizes of indices no array gives, e.g. {" + ", ".join(f"{k!r}: {v}" for k, v in sizes.items())
+           + "}\n" if sizes else "")
+        + f"import {fn.backend.module} as xp\n\n"
     )
     if args.format == "json":
         emit_json({
@@ -280,10 +284,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
             "sizes": sizes,
             "inputs": {k: list(s) for k, s in shapes.items()},
             "outputs": list(fn.outputs),
-            "source": header + fn.source,
+            "source": header + source,
         }, args.output_file)
     else:
-        emit(header + fn.source.rstrip("\n"), args.output_file)
+        emit(header + source.rstrip("\n"), args.output_file)
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .lines import OUT, Line, StackedProduct
+from .lines import OUT, Line, StackedProduct, row_offset
 
 __all__ = ["resolve_stacks"]
 
@@ -48,7 +48,9 @@ def _resolve(line: Line, lines: list[Line], inputs: list[str], keep: set[str], f
         spot = _view(names, place, product.rows)
         if spot is None and _redirectable(names, lines, keep, lines.index(line)):
             base = fresh()
-            _redirect(lines, names, base, product.rows, cols, product.ops, masks)
+            cols_code = (product.left_cols_code, product.right_cols_code)[side] or str(cols)
+            _redirect(lines, names, base, product.rows, cols, product.ops, masks,
+                      (product.rows_code or str(product.rows), cols_code))
             place = _places(lines)
             spot = (base, 0, len(names) * product.rows)
         if spot is None:
@@ -79,7 +81,10 @@ def _operand(side: Side, first: int, last: int, product: StackedProduct, extent:
         return names[0] if len(names) == 1 else product.concat(names)
     base, row = side
     a, b = row + first * product.rows, row + last * product.rows
-    return base if a == 0 and b == extent.get(base) else f"{base}[{a}:{b}]"
+    if a == 0 and b == extent.get(base):
+        return base
+    rows = product.rows_code or str(product.rows)  # every block of the buffer has this many rows
+    return f"{base}[{row_offset(a // product.rows, rows)}:{row_offset(b // product.rows, rows)}]"
 
 
 # Operands that must be copied (concatenated) are copied in at most this many pieces.
@@ -166,17 +171,19 @@ def _redirectable(names: list[str], lines: list[Line], keep: set[str], at: int) 
 
 
 def _redirect(lines: list[Line], names: list[str], base: str, rows: int, cols: int, ops: dict[str, str],
-              masks: set[str]) -> None:
+              masks: set[str], codes: tuple[str, str] | None = None) -> None:
     """A buffer for every block, made before the first is computed; each step writes
     its result into its block (``out=base[a:b]``).  Its dtype is that of an operand of the
     first step (not a bool mask: every array input has the one float dtype of the result)."""
-    where = {line.defines: k for k, line in enumerate(lines) if line.defines in set(names)}
+    wanted = set(names)
+    where = {line.defines: k for k, line in enumerate(lines) if line.defines in wanted}
     first = min(where.values())
     like = next((u for u in lines[first].uses if u not in masks), lines[first].uses[0])
-    shape = (rows * len(names), cols)
+    rows_code, cols_code = codes or (str(rows), str(cols))
+    shape = f"({row_offset(len(names), rows_code)}, {cols_code})"
     for k, name in enumerate(names):
         line = lines[where[name]]
-        block = f"{base}[{k * rows}:{(k + 1) * rows}]"
+        block = f"{base}[{row_offset(k, rows_code)}:{row_offset(k + 1, rows_code)}]"
         line.text = f"{name} = {line.out_to.replace(OUT, block)}"
         line.shares = None
         line.fresh = False

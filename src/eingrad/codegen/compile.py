@@ -1,7 +1,10 @@
-"""``eg.compile``: a callable per program, generated and cached per shape signature."""
+"""``eg.compile``: a callable per program, generated once per signature and reused at
+every size: the generated code reads sizes from the arrays.  The signature is each input's
+rank and dtype, and a plan bucket of the sizes (see ``shapes.size_key``)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 from collections.abc import Mapping
@@ -10,12 +13,13 @@ from typing import Any
 from .. import expr as E
 from ..backends import get_backend
 from ..diff import Derivative
-from ..errors import EingradError, MissingInputError, PrecisionWarning, TooLargeError, user_stacklevel
+from ..errors import EingradError, MissingInputError, PrecisionWarning, SizeError, TooLargeError, user_stacklevel
 from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes
 from .emit import Generator, check_names, statement_text
 from .linalg import formed_inverses
+from .shapes import SizeVars, size_key
 from .stacks import find_stacks
 
 __all__ = ["CompiledFunction", "CompiledCallError", "UnsafeWriteError", "compile_program"]
@@ -51,7 +55,10 @@ def _debug_default() -> bool:
 class CompiledFunction:
     """Call it like ``eg.evaluate``: ``fn(**arrays)`` gives ``{target: array}`` for a
     program, or one array for a derivative.  ``fn.source`` is the generated code
-    for the last shapes it was called with (or for nominal sizes before any call).
+    for the last shapes it was called with (or for nominal sizes before any call);
+    ``fn.generic_source()`` the code that is right at every size (what ``eingrad
+    compile -o`` writes).
+
 
     ``debug``: before every in-place write the generated code checks that the buffer
     written shares memory with no other live value, raising :class:`UnsafeWriteError`
@@ -106,10 +113,12 @@ class CompiledFunction:
         whole = obj.program if self.extra is not None else obj
         # A gradient statement takes the shape of the tensor it is the gradient of (dLdb_h
         # has b's shape): asked for alone, it may read neither b nor anything sized like it.
+        whole_inputs, have = set(whole.inputs), set(self.inputs)
         for stmt in self.program.statements:
             for name in ([stmt.like] if stmt.like else []) + [t for _, t, _ in stmt.sizes_from]:
-                if name in whole.inputs and name not in self.inputs:
+                if name in whole_inputs and name not in have:
                     self.inputs.append(name)
+                    have.add(name)
         self._takes = set(whole.inputs) | set(whole.unread) | set(self.inputs)
         # Before any code is generated: a bad name raises here, and nothing runs.
         extra = (self.extra,) if self.extra is not None else ()
@@ -150,11 +159,18 @@ class CompiledFunction:
             for name, dtype in numbers:
                 merged[name] = self._asarray(merged[name], dtype)
         self._last_source = entry[1]
-        if numpy:  # NaN and overflow propagate silently, as in evaluate
-            with _numpy_errstate():
-                result = _run(entry, merged, self.backend.name)
-        else:
-            result = _run(entry, merged, self.backend.name)
+        declared = dict(sizes) if sizes is not None else None
+        try:
+            if numpy:  # NaN and overflow propagate silently, as in evaluate
+                with _numpy_errstate():
+                    result = _run(entry, merged, self.backend.name, declared)
+            else:
+                result = _run(entry, merged, self.backend.name, declared)
+        except SizeError as err:
+            # The code's entry check found sizes that disagree: said with the program's text.
+            self._infer({k: tuple(_shape(v)) for k, v in merged.items()},
+                        _declared_sizes(declared) if declared is not None else None)
+            raise err.with_traceback(None) from None
         return result[self.extra.target] if self.extra is not None else result
 
     def _warn_float64(self, arrays: dict[str, Any]) -> None:
@@ -189,12 +205,19 @@ class CompiledFunction:
             numbers = tuple((k, merged[k].dtype) for k in numbers)
         # (torch: a tensor that requires grad is part of the signature: no step may write
         # out= while autograd records, so such calls get code that writes nothing in place)
-        signature = tuple(sorted((k, tuple(_shape(v)), str(getattr(v, "dtype", type(v))),
-                                  bool(getattr(v, "requires_grad", False))) for k, v in merged.items()))
+        names = sorted(merged)
+        shapes = {k: tuple(_shape(merged[k])) for k in names}
+        signature = tuple((k, len(shapes[k]), str(getattr(merged[k], "dtype", type(merged[k]))),
+                           bool(getattr(merged[k], "requires_grad", False))) for k in names)
+        values = [int(n) for k in names for n in shapes[k]]
         if sizes is not None:
             sizes = _declared_sizes(sizes)
-            signature += (("sizes", tuple(sorted(sizes.items()))),)
-        entry = self._cache.get(signature)
+            signature += (("sizes", tuple(sorted(sizes))),)
+            values += [sizes[k] for k in sorted(sizes)]
+        # The code is generated once per plan bucket (ranks, dtypes and each size's class):
+        # it reads the sizes themselves from the arrays, and checks that they agree.
+        key = (signature, size_key(values))
+        entry = self._cache.get(key) or self._cache.get((signature, tuple(values)))
         if entry is None:
             weak = frozenset(k for k, v in merged.items() if _is_python_number(v))
             dtypes = {str(getattr(v, "dtype", "")) for k, v in merged.items() if k not in weak}
@@ -202,8 +225,10 @@ class CompiledFunction:
             fuse = fuse and not any(getattr(v, "requires_grad", False) for v in merged.values())
             itemsize = max((getattr(getattr(v, "dtype", None), "itemsize", 0) or 0 for v in merged.values()),
                            default=0) or 8
-            entry = self._build({k: tuple(_shape(v)) for k, v in merged.items()}, sizes, weak, fuse, itemsize)
-            self._cache[signature] = entry
+            fn, source, generic = self._build(shapes, sizes, weak, fuse, itemsize)
+            entry = (fn, source)
+            # (code with a size written as a number serves these very sizes only)
+            self._cache[key if generic else (signature, tuple(values))] = entry
         if numpy and fast is not None:
             self._asarray = self.backend.load().asarray
             self._fast[fast] = (entry, numbers)
@@ -214,14 +239,29 @@ class CompiledFunction:
     @property
     def source(self) -> str:
         if self._last_source is None:
-            program = self.obj.program if self.extra is not None else self.obj  # ranks of every input
-            shapes = {name: (64,) * program.rank(name) for name in self.inputs}
-            # Every index 64, also those that only deltas fix.
-            nominal = {i: 64 for stmt in self.program for i in E.all_indices(stmt.expr) | set(stmt.indices)}
-            if self.extra is not None:
-                nominal.update({self.obj.origins.get(i, i): 64 for i in self.extra.indices})
-            self._last_source = self._build(shapes, nominal)[1]
+            self._last_source = self.generic_source()
         return self._last_source
+
+    def generic_source(self, shapes: Mapping[str, tuple[int, ...]] | None = None,
+                       sizes: Mapping[str, int] | None = None) -> str:
+        """Code right at every size: generated for sizes like ``shapes`` (and declared
+        ``sizes``; 64 where none is given) in which indices that may differ have different
+        sizes, so that no step depends on two sizes being equal.  Sizes are read from the
+        arrays when it runs, and checked to agree."""
+        program = self.obj.program if self.extra is not None else self.obj  # ranks of every input
+        ranks = {name: program.rank(name) for name in self.inputs}
+        statements = list(enumerate(self.program.statements))
+        need = self._size_vars(statements, ranks, set(sizes or ())).undetermined()
+        size_vars = self._size_vars(statements, ranks, set(sizes or ()) | need)
+        nominal_shapes, nominal = size_vars.distinct(shapes or {}, _declared_sizes(sizes) if sizes else {})
+        return self._build(nominal_shapes, nominal)[1]
+
+    def _size_vars(self, statements, ranks: Mapping[str, int], declared: set[str]) -> SizeVars:
+        """Which input axis (or declared size) gives each index's size."""
+        derivative = None
+        if self.extra is not None:
+            derivative = ("extra", self.obj, self.program.targets.index(self.obj.output))
+        return SizeVars(statements, self.inputs, ranks, declared, derivative)
 
     def __repr__(self) -> str:
         return f"<compiled {self.backend.name} function of {len(self.program)} statements>"
@@ -238,10 +278,26 @@ class CompiledFunction:
         fuse: bool = True,
         itemsize: int | None = None,
     ):
-        """Source and function for these shapes; ``fuse`` when every array input has one
-        floating dtype (steps may then reuse the buffers of dying temporaries).  With
-        ``itemsize`` (bytes per element of the arrays made), an array the code would make
-        that cannot fit is refused here (``TooLargeError``), before any code runs."""
+        """(function, source, whether it reads every size from the arrays) for these
+        shapes; ``fuse`` when every array input has one floating dtype (steps may then
+        reuse the buffers of dying temporaries).  With ``itemsize`` (bytes per element of
+        the arrays made), an array the code would make at these shapes that cannot fit is
+        refused here (``TooLargeError``), before any code runs."""
+        # The cycle collector is paused while code is generated: its passes over every live
+        # object, more frequent as the generator's tables grow, made generation superlinear
+        # (the generator's objects hold no cycles; they are freed as usual).
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._generate(shapes, declared, weak, fuse, itemsize)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _infer(self, shapes, declared):
+        """Index sizes of every statement (and of the derivative's formula); errors name the
+        arrays."""
+        extra_sizes = None
         try:
             only_wrt = set(self.inputs) - set(self.program.inputs)
             info = infer_shapes(self.program, {k: v for k, v in shapes.items() if k not in only_wrt}, declared,
@@ -254,8 +310,23 @@ class CompiledFunction:
             if self.program.source is not None:
                 err.with_source(self.program.source)
             raise err.with_traceback(None) from None
-        gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace, debug=self.debug,
-                        itemsize=itemsize)
+        return info, extra_sizes
+
+    def _generate(self, shapes, declared, weak, fuse, itemsize=None):
+        info, extra_sizes = self._infer(shapes, declared)  # the sizes given agree
+        statements = list(enumerate(self.program.statements))
+        size_vars = self._size_vars(statements, {k: len(v) for k, v in shapes.items()}, set(declared or ()))
+        # The code is planned for sizes like those given in which sizes that may differ do
+        # differ (h = 64 beside a batch of 64 is planned as 65): no step then depends on
+        # two sizes being equal, and the code is right at every size.
+        real = [*info.sizes, extra_sizes]  # the call's sizes: what allocation checks use
+        nominal, nominal_declared = size_vars.distinct(shapes, declared or {})
+        if any(shapes[k] != v for k, v in nominal.items()) or nominal_declared != dict(declared or {}):
+            shapes, declared = {**shapes, **nominal}, nominal_declared
+            info, extra_sizes = self._infer(shapes, declared)
+        values = size_vars.values(shapes, declared or {})
+        gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace, size_vars=size_vars,
+                        debug=self.debug, itemsize=itemsize)
         for name in self.inputs:
             gen.var(name)
         emitted = {s.target for s in self.program.needed_for(self.outputs)} if self.extra is None else set()
@@ -267,44 +338,76 @@ class CompiledFunction:
             emitted = {s.target for s in self.program.needed_for(read)} if read else set()
         planned = [(k, stmt, sizes) for k, (stmt, sizes) in enumerate(zip(self.program.statements, info.sizes,
                                                                               strict=True)) if stmt.target in emitted]
+        real_of = {id(stmt): real[k] for k, stmt in enumerate(self.program.statements)}
         if self.extra is not None:
             planned.append((len(planned), self.extra, extra_sizes))
+            real_of[id(self.extra)] = real[-1]
         gen.plan(find_stacks(planned, set(self.program.inputs)))
         gen.formed_inverses = formed_inverses([stmt for _, stmt, _ in planned], [sz for _, _, sz in planned])
         for k, stmt, sizes in planned:
-            gen.statement(stmt, sizes, statement_text(stmt) if stmt is not self.extra else str(self.obj), k)
+            codes = _Codes(size_vars, "extra" if stmt is self.extra else k, sizes, values)
+            gen.statement(stmt, sizes, statement_text(stmt) if stmt is not self.extra else str(self.obj), k, codes,
+                          real_of[id(stmt)])
         code = gen.function("compiled", self.inputs, self.outputs)
         helpers = self.backend.helpers + (self.backend.debug_helpers if self.debug else "")
         source = helpers.lstrip("\n") + "\n\n" + code.source
         namespace: dict[str, Any] = {"xp": self.backend.load()}
         exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names
+        if "_sizes_disagree" in namespace:  # in eingrad, a SizeError (ValueError in a module of its own)
+            namespace["_sizes_disagree"] = _sizes_disagree
         fn = namespace["compiled"]
         if self.backend.name == "jax":
             # Already jit-compiled: XLA fuses the steps (6-29x faster than op-by-op dispatch
             # on small problems); still composable with jax.jit, jax.vmap and jax.grad.
             fn = _jitted(fn, self.outputs)
-        return fn, source
+        return fn, source, not gen.literal
 
 
 def _jitted(fn, outputs: list[str]):
     """``jax.jit(fn)``, its outputs in the program's order (jit sorts a dict's keys)."""
     import jax
 
-    jitted = jax.jit(fn)
+    # Declared sizes shape the arrays: static, one jitted function per set of them.
+    jitted: dict[tuple | None, Any] = {None: jax.jit(lambda arrays: fn(arrays, None))}
 
-    def run(arrays):
-        out = jitted(arrays)
+    def run(arrays, sizes=None):
+        key = None if sizes is None else tuple(sorted(sizes.items()))
+        if key not in jitted:
+            jitted[key] = jax.jit(lambda arrays: fn(arrays, dict(key)))
+        out = jitted[key](arrays)
         return {name: out[name] for name in outputs}
 
-    run.jitted = jitted
+    run.jitted = jitted[None]
     return run
 
 
-def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str) -> Any:
+class _Codes:
+    """The size variable of each index of one statement, looked up when the code needs it
+    (a variable no step reads is never defined), and only where its size at the shapes the
+    code is generated for is the index's (else the number is written)."""
+
+    def __init__(self, size_vars: SizeVars, key, sizes: dict[str, int], values: dict) -> None:
+        self.size_vars, self.key, self.sizes, self.values = size_vars, key, sizes, values
+
+    def get(self, index: str) -> str | None:
+        root = self.size_vars.find(("i", self.key, index))
+        if self.values.get(root) != self.sizes.get(index):
+            return None
+        return self.size_vars.var(self.key, index)
+
+
+def _sizes_disagree(index, n, first, m, second):
+    raise SizeError(f"index {index!r} has size {n} in {first} but size {m} in {second}",
+                    hint="the same index must have the same size in every array")
+
+
+def _run(entry: tuple[Any, str], arrays: dict[str, Any], backend: str, sizes: dict | None = None) -> Any:
     """Call generated code; an error the array library raises names the statement."""
     fn, source = entry
     try:
-        return fn(arrays)
+        return fn(arrays, sizes)
+    except EingradError as err:
+        raise err.with_traceback(None) from None
     except Exception as err:  # noqa: BLE001 - reported with the statement it came from
         line = None
         unsafe = _unsafe_write(err)

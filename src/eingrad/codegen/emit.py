@@ -14,8 +14,8 @@ their last use.
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
-import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -31,8 +31,10 @@ from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
 from .linalg import emit_matfn, solved_factors
-from .lines import OUT, Line, StackedProduct, complete_uses, debug_checks, release_dead, write_in_place
+from .lines import OUT, Line, StackedProduct, complete_uses, debug_checks, release_dead, row_offset, write_in_place
 from .rewrite import deltas_outside, merged_contractions, merged_reductions, regrouped_sum, softmax_parts
+from .shapes import HELPERS as SIZE_HELPERS
+from .shapes import SizeVars
 from .stacks import MIN_MEMBERS, Stack, split_product, stack_worthwhile
 
 __all__ = ["Generator", "GeneratedCode", "CodegenError", "check_names"]
@@ -122,7 +124,13 @@ class Generator:
     # Bytes per element of the arrays the code makes: each one's size is checked as it is
     # planned (an array that cannot fit is refused before any code runs); None: unchecked.
     itemsize: int | None = None
+    real_sizes: dict[str, int] = field(default_factory=dict)  # the call's sizes, for those checks
     target_name: str = ""
+    # Sizes in the code: the variable holding each index's size (read from the arrays at
+    # entry), for the current statement; ``literal`` once a size had to be written as a number.
+    size_vars: SizeVars | None = None
+    codes: dict[str, str | None] = field(default_factory=dict)
+    literal: bool = False
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -135,7 +143,7 @@ class Generator:
     ) -> Value:
         name = self.fresh_name()
         if self.itemsize and labels:
-            check_allocation(tuple(self.sizes.get(i, 1) for i in labels), self.itemsize,
+            check_allocation(tuple(self.real_sizes.get(i, 1) for i in labels), self.itemsize,
                              f"an array in the code for {self.target_name}")
         self.lines.append(Line(f"{name} = {code}", name, uses, fresh, inplace or {}))
         return Value(name, labels, True)
@@ -182,6 +190,33 @@ class Generator:
         """An array whose dtype (and device) new arrays take; with no inputs, float64's."""
         return self.like or _NO_ARRAY_LIKE
 
+    def size(self, index: str) -> str:
+        """The code of index ``index``'s size in the current statement: its variable
+        (``size_n``), or the number where no array passed gives it."""
+        code = self.codes.get(index)
+        if code is None:
+            self.literal = True
+            return str(self.sizes[index])
+        return code
+
+    def shape_code(self, indices: Iterable[str]) -> str:
+        """A shape tuple in code: ``(size_n, size_h)``."""
+        parts = [self.size(i) for i in indices]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+    def count_code(self, indices: Iterable[str]) -> str:
+        """The number of entries over these indices, in code: ``size_n * size_h`` (1 for none)."""
+        parts = [self.size(i) for i in indices]
+        return " * ".join(parts) if parts else "1"
+
+    def axis_size(self, name: str, axis: int, value: int) -> str:
+        """The code of the size of an input's axis."""
+        code = self.size_vars.axis_var(name, axis) if self.size_vars is not None else None
+        if code is None:
+            self.literal = True
+            return str(value)
+        return code
+
     def var(self, name: str) -> str:
         if name not in self.names:
             self.names[name] = _safe(name, self.taken)
@@ -205,10 +240,11 @@ class Generator:
         if biased:  # every member's statement adds b: added once, to every row
             bias = self.var(stack.bias)
             self.lines.append(Line(f"{total.code} += {bias}", None, (total.code, bias)))
+        rows_code = self.axis_size(stack.members[0].tensor.name, 0, stack.rows)
         for k, m in enumerate(stack.members):
             out = [i for i in m.node.free if i != m.tensor.indices[0]]  # the shared matrix's other index
             labels = (m.tensor.indices[0], out[0])
-            rows = f"{total.code}[{k * stack.rows}:{(k + 1) * stack.rows}]"
+            rows = f"{total.code}[{row_offset(k, rows_code)}:{row_offset(k + 1, rows_code)}]"
             block = self.temp(rows, labels, (total.code,), fresh=True)
             self.lines[-1].view = (total.code, k * stack.rows, (k + 1) * stack.rows)
             key, mapping = _cse_key(m.node, dict(m.sizes))
@@ -218,8 +254,14 @@ class Generator:
             else:
                 self.remember(key, value)
 
-    def statement(self, stmt: Statement, sizes: dict[str, int], text: str, index: int | None = None) -> None:
+    def statement(self, stmt: Statement, sizes: dict[str, int], text: str, index: int | None = None,
+                  codes: dict[str, str | None] | None = None, real_sizes: dict[str, int] | None = None) -> None:
+        """Emit one statement; ``codes``: the variable of each index's size (None: sizes are
+        written as numbers); ``real_sizes``: the sizes of the call (``sizes``, the ones the
+        code is planned for, may differ), which allocation checks use."""
         self.sizes = sizes
+        self.real_sizes = real_sizes if real_sizes is not None else sizes
+        self.codes = codes or {}
         self.target_order = tuple(stmt.indices)
         self.lines.append(Line("# " + "".join(c if c.isprintable() else "?" for c in text)))
         self.statement_start = len(self.lines)
@@ -231,7 +273,7 @@ class Generator:
         dense_terms, delta_terms = _split_delta_terms(expr, set(stmt.indices))
         self.like = next(iter(self.names.values()), None)
         target = self.var(stmt.target)
-        shape = tuple(sizes[i] for i in stmt.indices)
+        shape = tuple(self.real_sizes[i] for i in stmt.indices)
         self.target_name = stmt.target
         if self.itemsize:
             check_allocation(shape, self.itemsize, f"the array {stmt.target}")
@@ -239,28 +281,28 @@ class Generator:
         # through a strided view.
         zeros = False  # the target is a fresh array of zeros
         if any(isinstance(n, (Tensor, Delta)) for t in dense_terms for n in E.walk(t)):
-            self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, shape, copy=bool(delta_terms))
+            self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, copy=bool(delta_terms))
         else:
             # A constant (zeros under a delta, a zero derivative, L = 0.5): a Python number,
             # made an array of the inputs' dtype, as evaluate makes it.
             value = self.emit(E.add(*dense_terms)) if dense_terms else Value("0.0", ())
             zeros = value.code == "0.0"
             if zeros:
-                code = self.op("zeros", shape=shape, like=self.like_code())
+                code = self.op("zeros", shape=self.shape_code(stmt.indices), like=self.like_code())
             else:
-                code = self.op("full", shape=shape, x=value.code, like=self.like_code())
+                code = self.op("full", shape=self.shape_code(stmt.indices), x=value.code, like=self.like_code())
             self.lines.append(Line(f"{target} = {code}", target, _uses([value]), fresh=True))
         # Into fresh zeros, the first diagonal is assigned, not added: += would read the
         # zeroed pages before writing them (twice the page faults on a 34 MB Hessian).
         for k, term in enumerate(delta_terms):
             self.add_delta_term(target, term, stmt.indices, assign=zeros and k == 0)
 
-    def finish(self, target: str, value: Value, indices, shape, copy: bool = False) -> None:
+    def finish(self, target: str, value: Value, indices, copy: bool = False) -> None:
         code = self.aligned(value, tuple(indices))
         missing = [i for i in indices if i not in value.labels]
         uses = (value.code,) if value.temp or value.code in self.names.values() else ()
         if missing or not value.labels and indices:
-            code = self.op("broadcast", x=code, shape=shape)
+            code = self.op("broadcast", x=code, shape=self.shape_code(indices))
             copy = True
         if copy:
             code = self.op("copy", x=code)
@@ -341,15 +383,15 @@ class Generator:
         return Value(repr(float(e.value)), ())
 
     def emit_Size(self, e: Size) -> Value:
-        return Value(repr(float(self.sizes[e.index])), ())
+        # read from the arrays (a float, as evaluate computes |n|): right at every size
+        return Value(f"float({self.size(e.index)})", ())
 
     def emit_Delta(self, e: Delta) -> Value:
         labels = tuple(dict.fromkeys(e.indices))
-        n = self.sizes[labels[0]]
         if len(labels) == 1:
             return Value("1.0", ())
         like = self.like
-        code = f"_kronecker({n}, {len(labels)}, {like})"
+        code = f"_kronecker({self.size(labels[0])}, {len(labels)}, {like})"
         return self.temp(code, labels, (like,) if like else ())
 
     def emit_Add(self, e: Add) -> Value:
@@ -452,6 +494,9 @@ class Generator:
             self.sizes[first.summed],
             self.sizes[first.left_index] if first.left else 1,
             self.sizes[first.right_index],
+            self.size(first.summed),
+            self.size(first.left_index) if first.left else "1",
+            self.size(first.right_index),
         )
         value = self.temp(product.fallback(), out, product.names(), fresh=True)
         self.lines[-1].stacked = product
@@ -498,8 +543,7 @@ class Generator:
         value = self.contract(factors, self.out_order(e))
         absent = [i for i in e.indices if i not in e.body.free]
         if absent:
-            n = math.prod(self.sizes[i] for i in absent)
-            value = self.scaled(repr(float(n)), value)
+            value = self.scaled(f"float({self.count_code(absent)})", value)
         return value
 
     def scaled(self, coefficient: str, value: Value) -> Value:
@@ -604,7 +648,7 @@ class Generator:
             return self.temp(coefficient or "1.0", (), _uses(scalars)) if len(scalars) > 1 else scalars[0]
         operands = [self.reduce_private(k, operands, out) for k in range(len(operands))]
         if len(operands) > 1:
-            shapes = [tuple(self.sizes[i] for i in v.labels) for v in operands]
+            shapes = tuple(tuple(self.sizes[i] for i in v.labels) for v in operands)
             symbols = {i: opt_einsum.get_symbol(k) for k, i in enumerate(dict.fromkeys(
                 [i for v in operands for i in v.labels] + list(out)))}
             equation = ",".join("".join(symbols[i] for i in v.labels) for v in operands)
@@ -682,7 +726,7 @@ class Generator:
         if self.fuse and self.backend.out_functions and len(v.labels) == 2 and len(axes) == 1:
             n = self.sizes[v.labels[axes[0]]]
             if n * self.sizes[v.labels[1 - axes[0]]] >= _BLAS_SUM_MIN:
-                ones = self.op("ones", shape=n, like=v.code)
+                ones = self.op("ones", shape=self.size(v.labels[axes[0]]), like=v.code)
                 return f"{ones} @ {v.code}" if axes[0] == 0 else f"{v.code} @ {ones}"
         return self.op("sum", x=v.code, axes=axes)
 
@@ -743,31 +787,34 @@ class Generator:
             labels = tuple(i for i in product.labels if i not in contracted)
             return self.temp(self.sum_code(product, axes), labels, _uses([product]), fresh=bool(labels))
         # Batched: (batch, a_free, contracted) @ (batch, contracted, b_free).
-        sz = self.sizes
         a_t = self.aligned(Value(a.code, a.labels), tuple(batch + a_free + contracted))
         b_t = self.aligned(Value(b.code, b.labels), tuple(batch + contracted + b_free))
-        nb = math.prod(sz[i] for i in batch)
-        m = math.prod(sz[i] for i in a_free)
-        k = math.prod(sz[i] for i in contracted)
-        n = math.prod(sz[i] for i in b_free)
-        left = self.op("reshape", x=a_t, shape=(nb, m, k))
-        right = self.op("reshape", x=b_t, shape=(nb, k, n))
-        shape = tuple(sz[i] for i in batch + a_free + b_free)
+        nb, m = self.count_code(batch), self.count_code(a_free)
+        k, n = self.count_code(contracted), self.count_code(b_free)
+        left = self.op("reshape", x=a_t, shape=f"({nb}, {m}, {k})")
+        right = self.op("reshape", x=b_t, shape=f"({nb}, {k}, {n})")
+        shape = self.shape_code(batch + a_free + b_free)
         code = self.op("reshape", x=f"({left} @ {right})", shape=shape)
         return self.temp(code, tuple(batch + a_free + b_free), uses, fresh=True)
 
     # ---------------------------------------------------------------- output
     def function(self, name: str, inputs: list[str], outputs: list[str]) -> GeneratedCode:
+        """The function: inputs read from ``arrays``, the sizes the code uses read from them
+        (and checked to agree), the steps, the outputs returned."""
         body: list[str] = []
+        # The names the steps read, in one pass over their text (not one per input).
+        words = set(_WORD.findall("\n".join(line.text for line in self.lines if not line.text.startswith("#"))))
+        by_size = self.size_vars.arrays_read() if self.size_vars is not None else set()
         # Inputs the code reads (one passed only for its shape, b of dLdb_h, is not read).
-        text = "\n".join(line.text for line in self.lines if not line.text.startswith("#"))
-        read = [n for n in inputs if n in outputs or re.search(rf"\b{re.escape(self.var(n))}\b", text)]
+        read = [n for n in inputs if n in outputs or self.var(n) in words or n in by_size]
+        sizes = self.size_vars.lines(self.var, read) if self.size_vars is not None else []
         strong = [self.var(n) for n in read if n not in self.weak]
         if self.weak & set(read) and not strong:
             strong = [self.var(n) for n in inputs if n not in self.weak][:1]  # the dtype's source
         for program_name in inputs:
             if program_name in read or self.var(program_name) in strong:
                 body.append(f"{self.var(program_name)} = arrays[{program_name!r}]")
+        body += sizes
         # Python numbers are weak: arrays of the first array input's dtype (and device).
         for program_name in read:
             if program_name in self.weak:
@@ -783,9 +830,14 @@ class Generator:
             lines = debug_checks(lines, {line.view[0] for line in lines if line.view})
         body += [line.text for line in lines]
         body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
-        source = f"def {name}(arrays):\n" + "\n".join("    " + line for line in body) + "\n"
+        source = f"def {name}(arrays, sizes=None):\n" + "\n".join("    " + line for line in body) + "\n"
+        if any("_sizes_disagree(" in line or "_declared(" in line for line in sizes):
+            source = SIZE_HELPERS.lstrip("\n") + "\n\n" + source
         return GeneratedCode(source, outputs, inputs)
 
+
+# A name in generated code.
+_WORD = re.compile(r"[^\W\d]\w*")
 
 # Entries from which a one-axis sum of a matrix goes to BLAS (a product with ones).
 _BLAS_SUM_MIN = 1 << 16
@@ -794,7 +846,8 @@ _BLAS_SUM_MIN = 1 << 16
 _NO_ARRAY_LIKE = "xp.asarray(0.0, dtype=xp.float64)"
 
 
-def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
+@functools.lru_cache(maxsize=4096)
+def _best_path(equation: str, shapes: tuple[tuple[int, ...], ...]) -> list:
     """The cheaper of opt_einsum's greedy and dynamic-programming paths for these sizes.
 
     ``auto`` alone can pick a worse order (for a,a,ab->b it builds the a×b product
@@ -805,7 +858,7 @@ def _best_path(equation: str, shapes: list[tuple[int, ...]]) -> list:
         path, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=method)
         if best is None or info.opt_cost < best[1]:
             best = (path, info.opt_cost)
-    return best[0]
+    return tuple(best[0])
 
 
 def _relabeled(value: Value, mapping: dict[str, str]) -> Value:
@@ -861,17 +914,49 @@ def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]
 def statement_text(stmt: Statement) -> str:
     """The statement for its comment, cut at 100 characters.  A long sum (a loss over
     1000 time steps) is printed only as far as the comment shows it."""
-    from ..printing.text import format_statement
+    from ..printing.text import index_suffix
 
+    head = f"{stmt.target}{index_suffix(stmt.indices)} = "
     terms = stmt.expr.terms if isinstance(stmt.expr, Add) else ()
     k = 4
     while k < len(terms):
-        text = format_statement(Statement(stmt.target, stmt.indices, Add(terms[:k])))
+        text = head + _comment_expr(Add(terms[:k]), stmt.indices)
         if len(text) > 100:
             return text[:97] + "..."
         k *= 4
-    text = format_statement(stmt)
+    text = head + _comment_expr(stmt.expr, stmt.indices)
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _comment_expr(e: Expr, free: tuple[str, ...]) -> str:
+    """``e`` in index notation, sums left implicit where the parser puts them back.  Which
+    sums those are depends on the expression's shape, not on its tensors' names: it is
+    found once per shape (the 1000 steps of an unrolled loop are a few shapes), and the
+    statement is then printed in one pass."""
+    from ..printing.text import TextRenderer
+
+    names: dict[str, str] = {}
+    nodes = 0
+    for node in E.walk(e):
+        nodes += 1
+        if isinstance(node, Tensor):
+            names.setdefault(node.name, f"T{len(names)}")
+    if nodes > _COMMENT_PARSE_MAX:  # cut at 100 characters anyway: every sum written out
+        return TextRenderer(frozenset()).render(e)[0]
+    return TextRenderer(_hidden_sums(E.rename_tensors(e, names), tuple(free))).render(e)[0]
+
+
+# Larger expressions are printed with every sum written out (Σ_n), without finding which
+# sums the parser would restore (a parse per sum: quadratic in the expression's size).
+_COMMENT_PARSE_MAX = 80
+
+
+@functools.lru_cache(maxsize=4096)
+def _hidden_sums(shape: Expr, free: tuple[str, ...]) -> frozenset:
+    from ..printing.layout import hidden_sums
+    from ..printing.text import TextRenderer
+
+    return hidden_sums(shape, free, lambda expr, hidden: TextRenderer(hidden).render(expr)[0])
 
 
 _ = Program

@@ -183,10 +183,11 @@ def solved_factors(gen, factors: list, out: tuple[str, ...]) -> list | None:
         cols = tuple(i for i in rhs.labels if i not in batch and i != s)
         body = _matrix(gen, f.body)
         matrix = gen.aligned(body, batch + ((r, c) if side == 1 else (c, r)))
-        nb = tuple(gen.sizes[i] for i in batch)
-        k = math.prod(gen.sizes[i] for i in cols)
-        b = gen.op("reshape", x=gen.aligned(rhs, batch + (s,) + cols), shape=nb + (gen.sizes[s], k))
-        shape = nb + (gen.sizes[kept],) + tuple(gen.sizes[i] for i in cols)
+        # Shapes in code: sizes read from the arrays (right at every size).
+        nb = [gen.size(i) for i in batch]
+        b_shape = "(" + ", ".join(nb + [gen.size(s), gen.count_code(cols)]) + ")"
+        b = gen.op("reshape", x=gen.aligned(rhs, batch + (s,) + cols), shape=b_shape)
+        shape = gen.shape_code(batch + (kept,) + cols)
         code = gen.op("reshape", x=gen.op("solve", a=matrix, b=b), shape=shape)
         value = gen.temp(code, batch + (kept,) + cols, _uses([body, rhs]), fresh=True)
         if key is not None:

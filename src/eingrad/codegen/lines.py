@@ -9,13 +9,13 @@ import re
 from dataclasses import dataclass, field, replace
 
 __all__ = ["OUT", "Line", "StackedProduct", "complete_uses", "written", "write_in_place", "release_dead",
-           "debug_checks"]
+           "debug_checks", "row_offset"]
 
 # Stands for the array a step writes into, in ``Line.out_to`` (never in generated names).
 OUT = "⟨out⟩"
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: finding a line in a long list is not a field-by-field scan
 class Line:
     """One line of generated code and what it defines and reads."""
 
@@ -46,6 +46,10 @@ class StackedProduct:
     rows: int  # rows of every block
     left_cols: int
     right_cols: int
+    # The same sizes in code (``size_n``: read from the arrays when the code runs).
+    rows_code: str = ""
+    left_cols_code: str = ""
+    right_cols_code: str = ""
 
     def names(self) -> tuple[str, ...]:
         return (self.left or ()) + self.right
@@ -59,7 +63,8 @@ class StackedProduct:
     def code(self, left: str | None, right: str, blocks: int) -> str:
         """The product of ``blocks`` stacked blocks, given the code of the stacked operands."""
         if left is None:
-            left = self.ops["ones"].format(shape=self.rows * blocks, like=self.right[0])
+            left = self.ops["ones"].format(shape=row_offset(blocks, self.rows_code or str(self.rows)),
+                                           like=self.right[0])
             return self.ops["matmul"].format(a=left, b=right)
         return self.ops["matmul"].format(a=self.ops["T"].format(x=left), b=right)
 
@@ -70,6 +75,11 @@ class StackedProduct:
         """The product with both operands concatenated (correct wherever the blocks are)."""
         left = self.concat(self.left) if self.left else None
         return self.code(left, self.concat(self.right), len(self.right))
+
+
+def row_offset(blocks: int, rows: str) -> str:
+    """The first row of block ``blocks`` of a buffer of ``rows``-row blocks, in code."""
+    return "0" if blocks == 0 else rows if blocks == 1 else f"{blocks} * {rows}"
 
 
 def _last_uses(lines: list[Line]) -> dict[str, int]:

@@ -176,14 +176,35 @@ def merged_contractions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) -
     in common are one product of that factor with a sum (the gradient of ‖X Xᵀ‖² is
     (dLdG + dLdGᵀ) X, one matrix product, not two).  Only where the product saved costs
     MERGE_GAIN times more than the sum it adds (for A x + Aᵀ x, adding A + Aᵀ costs as much
-    as the product it saves).  None when no two terms merge."""
+    as the product it saves).  None when no two terms merge.
+
+    Only pairs that share a factor are tried (terms are indexed by their factors' canonical
+    forms): a sum of 1000 per-step terms is not 500 000 pairs."""
+    by_factor: dict[tuple, list[int]] = {}
+    keys: list[set] = []
+    for k, (_, term) in enumerate(terms):
+        keys.append(set(_factor_keys(term)))
+        for key in keys[-1]:
+            by_factor.setdefault(key, []).append(k)
     for a in range(len(terms)):
-        for b in range(a + 1, len(terms)):
+        partners = sorted({b for key in keys[a] for b in by_factor[key] if b > a})
+        for b in partners:
             merged = _merged_pair(terms[a], terms[b], sizes)
             if merged is not None:
                 rest = [E.neg(t) if negative else t for k, (negative, t) in enumerate(terms) if k not in (a, b)]
                 return E.add(merged, *rest)
     return None
+
+
+def _factor_keys(term: Expr):
+    """For Σ_j (a product): each factor carrying j, as a key equal for the same factor in
+    another such term (its summed index named alike, its form canonical)."""
+    if not (isinstance(term, Sum) and len(term.indices) == 1 and isinstance(term.body, Mul)):
+        return
+    (j,) = term.indices
+    for factor in term.body.factors:
+        if j in factor.free and not isinstance(factor, Const):
+            yield term.free, canonical(E.rename_indices(factor, {j: "$j"}))
 
 
 def _merged_pair(first: tuple[bool, Expr], second: tuple[bool, Expr], sizes: dict[str, int]) -> Expr | None:
