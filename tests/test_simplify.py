@@ -116,6 +116,9 @@ CASES: dict[str, list[tuple[Expr, Expr, Expr, dict | None]]] = {
         (call("sigmoid", ZERO), const(Fraction(1, 2)), const(Fraction(1, 2)), None),
         (call("cos", ZERO), ONE, ONE, None),
     ],
+    "log_of_exp": [
+        (call("log", call("exp", x_i)), x_i, x_i, None),
+    ],
     "delta_of_one_index": [
         (D("ii"), ONE, ONE, None),
         (D("iij"), D("ij"), D("ij"), None),

@@ -30,7 +30,10 @@ from .expr import (
     Const,
     Delta,
     Expr,
+    Choose,
+    Compare,
     LogSumExp,
+    Reduce,
     Mul,
     Pow,
     Size,
@@ -74,10 +77,14 @@ def _prenex(e: Expr, taken: set[str]) -> Expr:
         for i in e.indices:
             taken.add(i)
         return sum_(e.indices, _prenex(e.body, taken))
-    if isinstance(e, LogSumExp):
+    if isinstance(e, (LogSumExp, Reduce)):
         for i in e.indices:
             taken.add(i)
-        return LogSumExp(e.indices, _prenex(e.body, taken))
+        return e.rebind(e.indices, _prenex(e.body, taken))
+    if isinstance(e, Choose):
+        return Choose(e.op, tuple(_prenex(a, taken) for a in e.args))
+    if isinstance(e, Compare):
+        return Compare(e.op, _prenex(e.left, taken), _prenex(e.right, taken))
     if isinstance(e, Add):
         return add(*(_prenex(t, taken) for t in e.terms))
     if isinstance(e, Pow):
@@ -115,9 +122,11 @@ def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
         return f"#{e.value}"
     if isinstance(e, Size):
         return f"|{e.index}|"
-    if isinstance(e, (Sum, LogSumExp)):
-        tag = "S" if isinstance(e, Sum) else "L"
+    if isinstance(e, (Sum, LogSumExp, Reduce)):
+        tag = "S" if isinstance(e, Sum) else "L" if isinstance(e, LogSumExp) else e.op
         return f"{tag}{len(e.indices)}[{_anonymous_key(e.body, bound | set(e.indices))}]"
+    if isinstance(e, (Choose, Compare)):
+        return f"{e.op}({';'.join(_anonymous_key(c, bound) for c in e.children)})"
     if isinstance(e, (Add, Mul)):
         keys = sorted(_anonymous_key(c, bound) for c in e.children)
         return ("+(" if isinstance(e, Add) else "*(") + " ".join(keys) + ")"
@@ -137,9 +146,17 @@ def _orderings(e: Expr, bound: frozenset[str], budget: list[int]) -> list[Expr]:
         return [Delta(p, e.span) for p in dict.fromkeys(itertools.permutations(e.indices))]
     if isinstance(e, (Tensor, Const, Size)):
         return [e]
-    if isinstance(e, (Sum, LogSumExp)):
+    if isinstance(e, (Sum, LogSumExp, Reduce)):
         inner = bound | set(e.indices)
-        return [type(e)(e.indices, b) for b in _orderings(e.body, inner, budget)]
+        return [e.rebind(e.indices, b) for b in _orderings(e.body, inner, budget)]
+    if isinstance(e, (Choose, Compare)):
+        # operands keep their order (max(a, b) and max(b, a) are told apart: never wrongly equal)
+        out = []
+        for combo in itertools.product(*(_orderings(c, bound, budget) for c in e.children)):
+            out.append(Choose(e.op, combo) if isinstance(e, Choose) else Compare(e.op, *combo))
+            if len(out) > _PERMUTATION_BUDGET:
+                break
+        return out
     if isinstance(e, (Pow, Call)):
         child = e.base if isinstance(e, Pow) else e.arg
         variants = _orderings(child, bound, budget)
@@ -198,11 +215,11 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             if isinstance(node, Tensor):
                 return Tensor(node.name, tuple(new), node.span)
             return Delta(tuple(new), node.span)
-        if isinstance(node, (Sum, LogSumExp)):
+        if node.binds:
             own: dict[str, str] = {}
             body = rename(node.body, {**scope, **{i: own for i in node.indices}})
             names = [own[i] if i in own else f"%{next(count)}" for i in node.indices]
-            return type(node)(tuple(sorted(names)), body)
+            return node.rebind(tuple(sorted(names)), body)
         kids = tuple(rename(c, scope) for c in node.children)
         if isinstance(node, Add):
             return Add(kids)
@@ -212,6 +229,10 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             return Pow(kids[0], node.exponent)
         if isinstance(node, Call):
             return Call(node.fn, kids[0])
+        if isinstance(node, Choose):
+            return Choose(node.op, kids)
+        if isinstance(node, Compare):
+            return Compare(node.op, *kids)
         return node
 
     return rename(e, {})
@@ -262,6 +283,10 @@ def _class_key(e: Expr, free: frozenset[str]) -> str:
         return _class_key(e.body, free)
     if isinstance(e, LogSumExp):
         return f"lse({_class_key(e.body, free)})"
+    if isinstance(e, Reduce):
+        return f"{e.op}_({_class_key(e.body, free)})"
+    if isinstance(e, (Choose, Compare)):
+        return f"{e.op}({';'.join(_class_key(c, free) for c in e.children)})"
     if isinstance(e, Pow):
         return f"({_class_key(e.base, free)})^{e.exponent}"
     if isinstance(e, Call):

@@ -27,12 +27,15 @@ from .expr import (
     ZERO,
     Add,
     Call,
+    Choose,
+    Compare,
     Const,
     Delta,
     Expr,
     LogSumExp,
     Mul,
     Pow,
+    Reduce,
     Size,
     Sum,
     Tensor,
@@ -128,7 +131,7 @@ def _d_tensor(e: Tensor, ctx: _Context) -> Expr:
 
 
 def _d_const(e: Expr, ctx: _Context) -> Expr:
-    """∂c/∂X = 0, ∂δ_ij/∂X = 0, ∂|i|/∂X = 0"""
+    """∂c/∂X = 0, ∂δ_ij/∂X = 0, ∂|i|/∂X = 0, ∂[a > b]/∂X = 0"""
     return ZERO
 
 
@@ -182,6 +185,50 @@ def _d_logsumexp(e: LogSumExp, ctx: _Context) -> Expr:
     return sum_(e.indices, mul(softmax, d))
 
 
+def _d_reduce(e: Reduce, ctx: _Context) -> Expr:
+    """∂ max_k(u) = Σ_k w_k ∂u, w_k = [u_k = max_k u] / Σ_k [u_k = max_k u]: the derivative flows to
+    the positions holding the max, ties share it equally (min likewise); [u = max u] is u >= max u"""
+    d = diff_expr(e.body, ctx)
+    if d == ZERO:
+        return ZERO
+    holds = E.compare(">=" if e.op == "max" else "<=", e.body, e)
+    return sum_(e.indices, mul(holds, power(sum_(e.indices, holds), -1), d))
+
+
+_HALF = Const(Fraction(1, 2))
+
+
+def _d_choose(e: Choose, ctx: _Context) -> Expr:
+    """∂max(a, b) = [a > b] ∂a + [a < b] ∂b + ½[a = b](∂a + ∂b), written ½((a > b) + (a >= b)) ∂a + …
+    (min with < for >); ∂where(c, a, b) = where(c, 1, 0) ∂a + where(c, 0, 1) ∂b;
+    ∂clip(x, lo, hi) = [lo < x < hi] ∂x + [x < lo < hi] ∂lo + [max(x, lo) > hi] ∂hi (0 at a bound)"""
+    ds = [diff_expr(a, ctx) for a in e.args]
+    if all(d == ZERO for d in ds):
+        return ZERO
+    if e.op in ("max", "min"):
+        a, b = e.args
+        gt, ge = (">", ">=") if e.op == "max" else ("<", "<=")
+        terms = []
+        for (x, y), d in zip(((a, b), (b, a)), ds, strict=True):
+            if d != ZERO:
+                terms.append(mul(_HALF, add(E.compare(gt, x, y), E.compare(ge, x, y)), d))
+        return add(*terms)
+    if e.op == "where":
+        # written as products, so that the deltas of ∂a and ∂b meet the sums around them
+        c = e.args[0]
+        return add(mul(E.choose("where", c, ONE, ZERO), ds[1]), mul(E.choose("where", c, ZERO, ONE), ds[2]))
+    x, lo, hi = e.args
+    dx, dlo, dhi = ds
+    terms = []
+    if dx != ZERO:
+        terms.append(mul(E.compare("<", lo, x), E.compare("<", x, hi), dx))
+    if dlo != ZERO:
+        terms.append(mul(E.compare("<", x, lo), E.compare("<", lo, hi), dlo))
+    if dhi != ZERO:
+        terms.append(mul(E.compare(">", E.choose("max", x, lo), hi), dhi))
+    return add(*terms)
+
+
 _RULES: dict[type, Callable] = {
     Tensor: _d_tensor,
     Delta: _d_const,
@@ -193,6 +240,9 @@ _RULES: dict[type, Callable] = {
     Call: _d_call,
     Sum: _d_sum,
     LogSumExp: _d_logsumexp,
+    Reduce: _d_reduce,
+    Choose: _d_choose,
+    Compare: _d_const,  # a comparison is 1 or 0: a constant (LANGUAGE.md §13)
 }
 
 

@@ -7,14 +7,32 @@ from collections.abc import Iterable
 
 from .functions import FUNCTIONS
 
+#: Reductions (LANGUAGE.md §8): ``name_k(e)`` binds ``k``; the result lacks it.
+#: name -> what it computes (``inv``, ``det``, ``logdet`` belong to §9, not here yet).
+REDUCTIONS = {
+    "sum": "Σ_k e",
+    "Σ": "Σ_k e",
+    "∑": "Σ_k e",
+    "logsumexp": "log Σ_k exp(e), evaluated stably",
+    "mean": "Σ_k e / |k|",
+    "max": "the largest value over k",
+    "min": "the smallest value over k",
+}
+#: Transforms (LANGUAGE.md §8): ``name_k(e)`` keeps ``k`` free, with its size.
+TRANSFORMS = {
+    "softmax": "exp(e - logsumexp_k(e)), k kept",
+}
+#: Elementwise selections (LANGUAGE.md §13): name -> number of arguments.
+SELECTIONS = {"max": 2, "min": 2, "where": 3, "clip": 3}
+
 #: Words that cannot name a tensor or an index.
-BINDERS = frozenset({"sum", "Σ", "∑", "logsumexp"})
+BINDERS = frozenset(REDUCTIONS)
 DELTAS = frozenset({"delta", "δ"})
 
 
 def reserved_words() -> frozenset[str]:
-    """Binders, deltas and every registered function name."""
-    return BINDERS | DELTAS | frozenset(FUNCTIONS)
+    """Reductions, transforms, selections, deltas and every registered function name."""
+    return BINDERS | frozenset(TRANSFORMS) | frozenset(SELECTIONS) | DELTAS | frozenset(FUNCTIONS)
 
 
 def is_name(text: str) -> bool:

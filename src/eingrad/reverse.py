@@ -31,6 +31,7 @@ from .expr import ONE, ZERO, Call, Expr, Tensor, add, mul, rename_indices, sum_
 from .names import fresh_index
 from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
+from .simplify.engine import fold_softmax
 from .simplify.rules import like_terms_combine
 
 __all__ = ["GradError", "gradient_program"]
@@ -184,7 +185,7 @@ def _gradient_program(
                 name = _unique_name(prefix + target, names)
                 names.add(name)
                 adjoint_names[target] = name
-                emitted.append(Statement(name, stmt.indices, adjoint, like=target, sizes_from=sized))
+                emitted.append(Statement(name, stmt.indices, fold_softmax(adjoint), like=target, sizes_from=sized))
                 current[target] = Tensor(name, stmt.indices)
             else:
                 current[target] = adjoint
@@ -217,7 +218,7 @@ def _gradient_program(
             # 0 x_I, not 0: the statement reads x, so the program still takes x as an
             # input (the output's statements may not read it) and the text parses back.
             adjoint = E.Mul((ZERO, Tensor(name, indices)))
-        gradients.append(Statement(target_name, indices, adjoint, like=name, sizes_from=sized))
+        gradients.append(Statement(target_name, indices, fold_softmax(adjoint), like=name, sizes_from=sized))
     result = Program(tuple(statements) + tuple(emitted) + tuple(gradients), None)
     if seed and seed not in result.inputs:  # every gradient is zero: the seed is still taken
         result = Program(result.statements, None, frozenset({seed}))
@@ -252,8 +253,8 @@ def _readable_sizes(
 
     While contributions are collected, each size has a name used nowhere else, so that
     sums of contributions cannot confuse two sizes; a finished statement can say |n|."""
-    carried = {i for node in E.walk(e) if isinstance(node, (Tensor, E.Delta, E.Sum, E.LogSumExp))
-               for i in node.indices}
+    carried = {i for node in E.walk(e) if isinstance(node, (Tensor, E.Delta)) for i in node.indices}
+    carried |= {i for node in E.walk(e) for i in node.binds}
     ugly = {name for name, _, _ in sized if name not in carried}
     used = (E.all_indices(e) - ugly) | set(indices)
     mapping: dict[str, str] = {}

@@ -241,6 +241,9 @@ _NUMPY_OPS = {
     "concat": "xp.concatenate([{args}], axis=0)",
     "matmul": "{a} @ {b}",
     "T": "{x}.T",
+    "max": "xp.max({x}, axis={axes})",
+    "min": "xp.min({x}, axis={axes})",
+    "cast": "xp.asarray({x}, dtype={like}.dtype)",
 }
 _TORCH_OPS = {
     "transpose": "xp.permute({x}, {perm})",
@@ -258,6 +261,9 @@ _TORCH_OPS = {
     "concat": "xp.cat([{args}], dim=0)",
     "matmul": "{a} @ {b}",
     "T": "{x}.T",
+    "max": "xp.amax({x}, dim={axes})",
+    "min": "xp.amin({x}, dim={axes})",
+    "cast": "xp.as_tensor({x}, dtype={like}.dtype, device={like}.device)",
 }
 _JAX_OPS = dict(_NUMPY_OPS, copy="xp.array({x})")
 _DASK_OPS = dict(_NUMPY_OPS, copy="{x}", broadcast="xp.broadcast_to({x}, {shape})")

@@ -10,6 +10,7 @@ Nodes found irreducible are remembered, so each subtree is checked once.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,16 +19,22 @@ from ..errors import EingradError
 from ..expr import (
     Add,
     Call,
+    Choose,
+    Compare,
     Const,
     Delta,
     Expr,
     LogSumExp,
     Mul,
     Pow,
+    Reduce,
     Size,
     Sum,
     Tensor,
+    add,
     index_names,
+    logsumexp,
+    neg,
     rename_indices,
     walk,
 )
@@ -75,7 +82,7 @@ def rename_bound_apart(
     def visit(node: Expr) -> Expr:
         if not _has_binder(node):
             return node
-        if isinstance(node, (Sum, LogSumExp)):
+        if node.binds:
             mapping = {}
             for i in node.indices:
                 if i in seen:
@@ -87,7 +94,7 @@ def rename_bound_apart(
                 seen.add(mapping.get(i, i))
             body = visit(rename_indices(node.body, mapping) if mapping else node.body)
             indices = tuple(mapping.get(i, i) for i in node.indices)
-            return type(node)(indices, body)
+            return node.rebind(indices, body)
         if not node.children:
             return node
         kids = tuple(visit(c) for c in node.children)
@@ -98,11 +105,11 @@ def rename_bound_apart(
 
 @lru_cache(maxsize=65536)
 def _has_binder(e: Expr) -> bool:
-    return isinstance(e, (Sum, LogSumExp)) or any(_has_binder(c) for c in e.children)
+    return bool(e.binds) or any(_has_binder(c) for c in e.children)
 
 
 def _binders(e: Expr) -> list[str]:
-    return [i for node in walk(e) if isinstance(node, (Sum, LogSumExp)) for i in node.indices]
+    return [i for node in walk(e) for i in node.binds]
 
 
 def _may_duplicate_binders(before: Expr, after: Expr) -> bool:
@@ -119,16 +126,15 @@ def _may_duplicate_binders(before: Expr, after: Expr) -> bool:
 def _has_duplicate_binders(e: Expr) -> bool:
     seen: set[str] = set()
     for node in walk(e):
-        if isinstance(node, (Sum, LogSumExp)):
-            for i in node.indices:
-                if i in seen:
-                    return True
-                seen.add(i)
+        for i in node.binds:
+            if i in seen:
+                return True
+            seen.add(i)
     return False
 
 
 _NORMAL_FORMS: set[tuple[Expr, frozenset[str]]] = set()
-_ALL_NODE_TYPES = (Add, Call, Const, Delta, LogSumExp, Mul, Pow, Size, Sum, Tensor)
+_ALL_NODE_TYPES = (Add, Call, Choose, Compare, Const, Delta, LogSumExp, Mul, Pow, Reduce, Size, Sum, Tensor)
 
 
 class _Rewriter:
@@ -169,7 +175,7 @@ class _Rewriter:
         if key in self.normal:
             return None
         children = e.children
-        inner = bound | set(e.indices) if isinstance(e, (Sum, LogSumExp)) else bound
+        inner = bound | set(e.binds) if e.binds else bound
         for k, child in enumerate(children):
             found = self.step(child, inner)
             if found is not None:
@@ -232,7 +238,45 @@ def simplify(
 
     rules = list(rules if rules is not None else RULES)
     rewriter = _Rewriter(rules, max_steps, trace is not None, aliases, avoid)
-    out = rewriter.run(e)
+    out = fold_softmax(rewriter.run(e))
     if trace is not None:
         trace.extend(rewriter.steps)
     return out
+
+
+@lru_cache(maxsize=65536)
+def _has_logsumexp(e: Expr) -> bool:
+    return isinstance(e, LogSumExp) or any(_has_logsumexp(c) for c in e.children)
+
+
+def fold_softmax(e: Expr) -> Expr:
+    """Write every ``exp(z_k - logsumexp_j(z_j))`` as the parser writes ``softmax_k(z_k)``:
+    ``exp(z_k - logsumexp_k(z_k))``, the log-sum-exp binding ``k`` again (alpha-equivalent,
+    so the value is the same), which the printers show as ``softmax_k(z_k)``."""
+    if not _has_logsumexp(e):
+        return e
+    kids = tuple(fold_softmax(c) for c in e.children)
+    if kids != e.children:
+        e = e.with_children(kids)
+    if not (isinstance(e, Call) and e.fn == "exp" and isinstance(e.arg, Add)):
+        return e
+    terms = e.arg.terms
+    for k, term in enumerate(terms):
+        if not (isinstance(term, Mul) and len(term.factors) == 2 and term.factors[0] == Const(-1)):
+            continue
+        lse = term.factors[1]
+        if not isinstance(lse, LogSumExp):
+            continue
+        z = add(*(terms[:k] + terms[k + 1 :]))
+        over = z.free - lse.free
+        if len(over) != len(lse.indices) or len(over) > 3 or not lse.free <= z.free:
+            continue
+        if over & (index_names(lse.body) - set(lse.indices)):
+            continue  # renaming would capture
+        from ..canonical import canonical
+
+        target = canonical(z)
+        for order in itertools.permutations(sorted(over)):
+            if canonical(rename_indices(lse.body, dict(zip(lse.indices, order, strict=True)))) == target:
+                return Call("exp", add(z, neg(logsumexp(over, z))))
+    return e

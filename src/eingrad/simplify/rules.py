@@ -27,6 +27,7 @@ from ..expr import (
     Sum,
     add,
     factors_of,
+    index_names,
     mul,
     power,
     rename_indices,
@@ -49,6 +50,14 @@ def scoped(rule: Rule) -> Rule:
 
 
 # ---------------------------------------------------------------- zeros and constants
+
+
+def log_of_exp(e: Expr) -> Expr | None:
+    """log(exp(x)) = x
+    Removes two calls."""
+    if isinstance(e, Call) and e.fn == "log" and isinstance(e.arg, Call) and e.arg.fn == "exp":
+        return e.arg.arg
+    return None
 
 
 @drops_indices
@@ -295,10 +304,14 @@ def like_factors_combine(e: Expr) -> Expr | None:
         return None
     exponents: dict[Expr, Fraction] = {}
     order: list[Expr] = []
+    seen: dict[Expr, Expr] = {}  # a base with bound indices -> the first base of its class
     for f in e.factors:
         base, exponent = (f.base, f.exponent) if isinstance(f, Pow) else (f, Fraction(1))
         if isinstance(base, Const):
             base, exponent = f, Fraction(1)
+        if base not in exponents and index_names(base) - base.free:
+            # softmax_j(z)⁻¹ softmax_j(z) with the sums inside named apart: alike up to bound names
+            base = seen.setdefault(canonical(base), base)
         if base not in exponents:
             order.append(base)
             exponents[base] = Fraction(0)
@@ -313,6 +326,7 @@ RULES: list[Rule] = [
     sum_of_zero,
     power_of_zero,
     function_of_zero,
+    log_of_exp,
     delta_of_one_index,
     delta_power,
     sum_over_absent_index,
@@ -335,6 +349,7 @@ APPLIES_TO: dict[str, tuple[type, ...]] = {
     "sum_of_zero": (Sum,),
     "power_of_zero": (Pow,),
     "function_of_zero": (Call,),
+    "log_of_exp": (Call,),
     "delta_of_one_index": (Delta,),
     "summed_delta_is_one": (Sum,),
     "delta_eats_summed_index": (Sum,),

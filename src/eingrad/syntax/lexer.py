@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from ..errors import ParseError, Span
 
 # Spellings accepted for operators, mapped to one canonical token text.
-_ALIASES = {"−": "-", "·": "*", "×": "*", "∑": "Σ"}
-_OPERATORS = ["**", "+", "-", "*", "/", "^", "=", "(", ")", "{", "}", "[", "]", ",", "_", "|"]
+_ALIASES = {"−": "-", "·": "*", "×": "*", "∑": "Σ", "≥": ">=", "≤": "<="}
+_OPERATORS = ["**", ">=", "<=", ">", "<", "+", "-", "*", "/", "^", "=", "(", ")", "{", "}", "[", "]", ",", "_", "|"]
 _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -88,8 +88,8 @@ def tokenize(text: str) -> list[Token]:
             hint = None
             if ch == "'":
                 hint = "derivatives are taken with eg.diff(program, 'x'), not written with a prime"
-            elif ch in "<>!&%@$":
-                hint = "the language has + - * / ^ ** only"
+            elif ch in "!&%@$":
+                hint = "the language has + - * / ^ ** and the comparisons > >= < <= only"
             raise ParseError(
                 f"unexpected character {ch!r}", source=text, spans=Span(pos, pos + 1), hint=hint
             )
