@@ -27,15 +27,15 @@ from functools import lru_cache
 from .expr import (
     Add,
     Call,
+    Choose,
+    Compare,
     Const,
     Delta,
     Expr,
-    Choose,
-    Compare,
     LogSumExp,
-    Reduce,
     Mul,
     Pow,
+    Reduce,
     Size,
     Sum,
     Tensor,
@@ -121,7 +121,7 @@ def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
     if isinstance(e, Const):
         return f"#{e.value}"
     if isinstance(e, Size):
-        return f"|{e.index}|"
+        return "|*|" if e.index in bound else f"|{e.index}|"  # mean_k: Σ_k |k|^-1 …
     if isinstance(e, (Sum, LogSumExp, Reduce)):
         tag = "S" if isinstance(e, Sum) else "L" if isinstance(e, LogSumExp) else e.op
         return f"{tag}{len(e.indices)}[{_anonymous_key(e.body, bound | set(e.indices))}]"
@@ -215,6 +215,11 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             if isinstance(node, Tensor):
                 return Tensor(node.name, tuple(new), node.span)
             return Delta(tuple(new), node.span)
+        if isinstance(node, Size) and node.index in scope:  # |k| inside the sum over k (mean_k)
+            own = scope[node.index]
+            if node.index not in own:
+                own[node.index] = f"%{next(count)}"
+            return Size(own[node.index])
         if node.binds:
             own: dict[str, str] = {}
             body = rename(node.body, {**scope, **{i: own for i in node.indices}})

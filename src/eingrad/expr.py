@@ -701,13 +701,38 @@ def tensor_refs(e: Expr) -> Iterator[Tensor]:
             yield node
 
 
+def _unshadowed(e: Expr, mapping: dict[str, str]) -> dict[str, str]:
+    """The mapping for the body of binder ``e``: a bound name that ``mapping`` would turn
+    into a name free in the renamed body (``exp(z_j - logsumexp_j(z_j))`` with j -> i,
+    where z also reads i) gets a new name instead, so that nothing is captured."""
+    bound = set(e.binds)
+    outside = {mapping.get(i, i) for i in e.body.free - bound}  # type: ignore[attr-defined]
+    clash = [b for b in e.binds if mapping.get(b, b) in outside]
+    if not clash:
+        return mapping
+    inner = dict(mapping)
+    taken = set(index_names(e)) | outside | set(mapping.values())
+    for b in clash:
+        k = 2
+        while f"{b}{k}" in taken:
+            k += 1
+        inner[b] = f"{b}{k}"
+        taken.add(inner[b])
+    return inner
+
+
 def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
     """Rename indices (free or bound) by ``mapping``; keeps the tree's shape.
 
-    The caller guarantees that no renamed index is captured by a binder.
+    The caller guarantees that no renamed index is captured by a binder, except
+    where a binder rebinds a name that is free around it (softmax_j(z_j) is
+    ``exp(z_j - logsumexp_j(z_j))``): a bound name that would become a free one
+    takes a new name.
     """
     if not mapping or mapping.keys().isdisjoint(index_names(e)):
         return e  # nothing to rename below: keep the node (and its cached hash)
+    if e.binds:
+        mapping = _unshadowed(e, mapping)
     if isinstance(e, Tensor):
         return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span)
     if isinstance(e, Delta):

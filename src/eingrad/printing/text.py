@@ -99,7 +99,9 @@ class TextRenderer:
             return self.render_power(e.base, e.exponent, path), POW
         if isinstance(e, Call):
             if (soft := softmax_parts(e)) is not None:
-                return f"softmax{index_suffix(soft[0])}({self.render(soft[1], path + (0,) + (() if isinstance(soft[1], Add) else (0,)))[0]})", ATOM
+                over, z = soft  # z is the first term of exp's argument, or all but its last
+                body = self.render(z, path + (0,) + (() if isinstance(z, Add) else (0,)))[0]
+                return f"softmax{index_suffix(over)}({body})", ATOM
             return f"{e.fn}({self.render(e.arg, path + (0,))[0]})", ATOM
         if isinstance(e, Compare):
             left = self.wrap(e.left, path + (0,), ADD)

@@ -302,7 +302,7 @@ class _Parser:
             return inner
         if tok.kind == "NAME":
             word = tok.text
-            if word in SELECTIONS and self.peek().text == "(" and self.peek().start == tok.end:
+            if word in SELECTIONS and self.peek().kind == "OP" and self.peek().text == "(":
                 return self.parse_selection()
             if word in BINDERS or word in TRANSFORMS:
                 return self.parse_binder()
@@ -452,7 +452,7 @@ class _Parser:
         word = self.advance()
         open_tok = self.advance()
         count = SELECTIONS[word.text]
-        usage = f"{word.text}({', '.join(('c, a, b' if word.text == 'where' else 'x, lo, hi' if word.text == 'clip' else 'a, b').split(', '))})"
+        usage = f"{word.text}({ {'where': 'c, a, b', 'clip': 'x, lo, hi'}.get(word.text, 'a, b') })"
         args = []
         while True:
             if self.at(")") or self.at(","):
