@@ -386,3 +386,17 @@ def test_a_softmax_read_on_its_diagonal():
     g = eg.grad(text, wrt=["Z"])
     close(eg.evaluate(g, Z=Z)["dydZ"], autograd.grad(f)(Z), "grad")
     close(eg.evaluate(eg.hessian(text, "Z"), Z=Z), autograd.hessian(f)(Z), "hessian")
+
+
+def test_the_command_line(capsys):
+    from eingrad.cli import main
+
+    text = "P_nc = softmax_c(Z_nc); L = -sum_n(max_c(P_nc)) + mean_{n,c}(clip(Z_nc, -0.5, 0.5))"
+    assert main(["grad", text, "--wrt", "Z"]) == 0
+    out = capsys.readouterr().out
+    assert "softmax_c(Z_nc)" in out and "max_" in out and "(-0.5 < Z_nc)" in out
+    assert main(["check", text, "--wrt", "Z"]) == 0
+    assert "all 2 checks pass" in capsys.readouterr().out
+    assert main(["parse", "y_i = max(x_i, 0"]) != 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err and "never closed" in captured.err

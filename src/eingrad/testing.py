@@ -631,7 +631,7 @@ class _AutogradEmitter:
             else:  # constant bounds: autograd's clip gives 0 at a bound, as eingrad
                 lo, hi = float(node.args[1].value), float(node.args[2].value)
                 out = anp.clip(args[0], lo, hi)
-            return out + anp.zeros(tuple(self.sizes[i] for i in free)), free
+            return out, free
         raise TypeError(f"unknown node {type(node).__name__}")
 
     def broadcast(self, part, free: tuple[str, ...]):
@@ -640,7 +640,11 @@ class _AutogradEmitter:
         present = tuple(i for i in free if i in indices)
         value = self.contract([(value, indices)], present) if indices else value
         shape = tuple(self.sizes[i] if i in indices else 1 for i in free)
-        return self.np.reshape(value, shape) if free else value
+        if not free:
+            return value
+        # broadcast in full by an addition, whose derivative sums back over the copies
+        # (autograd's np.where passes its gradient on unsummed, in the broadcast shape)
+        return self.np.reshape(value, shape) + np.zeros(tuple(self.sizes[i] for i in free))
 
 
 # ---------------------------------------------------------------- the generator
