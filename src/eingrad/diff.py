@@ -50,6 +50,7 @@ from .expr import (
 from .names import fresh_index
 from .program import Program, Statement
 from .simplify import simplify
+from .simplify.engine import fold_softmax
 
 __all__ = ["DERIVATIVES", "Derivative", "DiffError", "diff_expr", "differentiate"]
 
@@ -509,6 +510,8 @@ def differentiate(
             f"the order-{order} derivative of {output!r} with respect to {wrt!r} is identically zero"
         )
         warnings.warn(ZeroDerivativeWarning(f"{what}: the derivative is zero"), stacklevel=user_stacklevel())
+    # Every exp(z_k - logsumexp_j(z_j)) as the parser writes softmax_k(z_k), which prints so.
+    current = fold_softmax(current)
     return Derivative(
         program, output, wrt, order, out_stmt.indices, tuple(groups), current, sources, ctx.origins
     )

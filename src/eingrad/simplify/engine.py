@@ -238,7 +238,7 @@ def simplify(
 
     rules = list(rules if rules is not None else RULES)
     rewriter = _Rewriter(rules, max_steps, trace is not None, aliases, avoid)
-    out = fold_softmax(rewriter.run(e))
+    out = rewriter.run(e)
     if trace is not None:
         trace.extend(rewriter.steps)
     return out
