@@ -400,3 +400,11 @@ def test_the_command_line(capsys):
     assert main(["parse", "y_i = max(x_i, 0"]) != 0
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err and "never closed" in captured.err
+
+
+def test_random_programs_without_selections_are_those_of_part_one():
+    from eingrad.testing import random_program
+
+    for seed in range(40):
+        text = random_program(np.random.default_rng(seed), selections=False).text
+        assert not any(word in text for word in ("max", "min", "mean", "softmax", "where", "clip", "<", ">"))

@@ -32,6 +32,7 @@ from eingrad.expr import (
     const,
     delta,
     mul,
+    neg,
     power,
     rename_indices,
     sum_,
@@ -118,6 +119,12 @@ CASES: dict[str, list[tuple[Expr, Expr, Expr, dict | None]]] = {
     ],
     "log_of_exp": [
         (call("log", call("exp", x_i)), x_i, x_i, None),
+        # a naive log-softmax: log(exp(z_i - logsumexp_k(z_k))) = z_i - logsumexp_k(z_k)
+        (call("log", call("exp", parse("z_i - logsumexp_k(z_k)", "i"))), parse("z_i - logsumexp_k(z_k)", "i"),
+         parse("z_i - logsumexp_k(z_k)", "i"), None),
+    ],
+    "log_of_sigmoid": [
+        (call("log", call("sigmoid", x_i)), neg(call("softplus", neg(x_i))), neg(call("softplus", neg(x_i))), None),
     ],
     "delta_of_one_index": [
         (D("ii"), ONE, ONE, None),

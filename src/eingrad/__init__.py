@@ -29,6 +29,7 @@ from .errors import (
     IndexRuleError,
     InputError,
     InputTypeError,
+    MatrixNotationWarning,
     MissingInputError,
     ParseError,
     PrecisionWarning,
@@ -91,4 +92,5 @@ __all__ = [
     "RankError",
     "InputTypeError",
     "SurprisingSumWarning",
+    "MatrixNotationWarning",
 ]

@@ -4,35 +4,64 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from .functions import FUNCTIONS
 
-#: Reductions (LANGUAGE.md §8): ``name_k(e)`` binds ``k``; the result lacks it.
-#: name -> what it computes (``inv``, ``det``, ``logdet`` belong to §9, not here yet).
-REDUCTIONS = {
-    "sum": "Σ_k e",
-    "Σ": "Σ_k e",
-    "∑": "Σ_k e",
-    "logsumexp": "log Σ_k exp(e), evaluated stably",
-    "mean": "Σ_k e / |k|",
-    "max": "the largest value over k",
-    "min": "the smallest value over k",
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """A name written ``name_k(e)`` (LANGUAGE.md §8-9): a reduction binds ``k``, a transform keeps it."""
+
+    name: str
+    kind: str  # "reduction" or "transform"
+    supported: bool  # False: reserved and refused with "not supported yet"
+    doc: str
+
+
+#: Every reduction and transform of LANGUAGE.md §8-9, in the order error messages list them.
+#: The parser reads a name from this table wherever it is followed by an index list and
+#: ``(``; turning ``supported`` on for one is where implementing it starts.
+OPERATORS: dict[str, Operator] = {
+    op.name: op
+    for op in (
+        Operator("sum", "reduction", True, "Σ_k e"),
+        Operator("Σ", "reduction", True, "Σ_k e"),
+        Operator("logsumexp", "reduction", True, "log Σ_k exp(e), evaluated stably"),
+        Operator("mean", "reduction", True, "Σ_k e / |k|"),
+        Operator("max", "reduction", True, "the largest value over k"),
+        Operator("min", "reduction", True, "the smallest value over k"),
+        Operator("det", "reduction", False, "the determinant of the matrix over (i, j)"),
+        Operator("logdet", "reduction", False, "log |det| of the matrix over (i, j)"),
+        Operator("softmax", "transform", True, "exp(e - logsumexp_k(e)), k kept"),
+        Operator("inv", "transform", False, "the inverse of the matrix over (i, j), i and j kept"),
+    )
 }
-#: Transforms (LANGUAGE.md §8): ``name_k(e)`` keeps ``k`` free, with its size.
-TRANSFORMS = {
-    "softmax": "exp(e - logsumexp_k(e)), k kept",
-}
-#: Elementwise selections (LANGUAGE.md §13): name -> number of arguments.
-SELECTIONS = {"max": 2, "min": 2, "where": 3, "clip": 3}
 
 #: Words that cannot name a tensor or an index.
-BINDERS = frozenset(REDUCTIONS)
+BINDERS = frozenset({name for name, op in OPERATORS.items() if op.supported} | {"∑"})
+UNSUPPORTED = frozenset(name for name, op in OPERATORS.items() if not op.supported)
+#: The supported transforms (softmax_k keeps k); every other supported name binds.
+TRANSFORMS = frozenset(name for name, op in OPERATORS.items() if op.supported and op.kind == "transform")
+#: Elementwise selections (LANGUAGE.md §13), ``max(a, b)``: name -> number of arguments.
+SELECTIONS = {"max": 2, "min": 2, "where": 3, "clip": 3}
 DELTAS = frozenset({"delta", "δ"})
 
 
+def known_operators() -> str:
+    """``sum, Σ, logsumexp (reductions); ...`` for error messages: the supported ones."""
+    parts = []
+    for kind in ("reduction", "transform"):
+        names = [op.name for op in OPERATORS.values() if op.kind == kind and op.supported]
+        if names:
+            parts.append(f"{', '.join(names)} ({kind}s)")
+    return "; ".join(parts)
+
+
 def reserved_words() -> frozenset[str]:
-    """Reductions, transforms, selections, deltas and every registered function name."""
-    return BINDERS | frozenset(TRANSFORMS) | frozenset(SELECTIONS) | DELTAS | frozenset(FUNCTIONS)
+    """Binders, reserved reductions and transforms, selections, deltas and every registered function name."""
+    return BINDERS | UNSUPPORTED | frozenset(SELECTIONS) | DELTAS | frozenset(FUNCTIONS)
 
 
 def is_name(text: str) -> bool:

@@ -680,8 +680,9 @@ _INPUT_RANGE = Interval(-1.0, 1.0)
 class _Builder:
     """Builds one program; ``used`` holds the index names taken in the current scope."""
 
-    def __init__(self, rng: np.random.Generator, max_depth: int) -> None:
+    def __init__(self, rng: np.random.Generator, max_depth: int, selections: bool = True) -> None:
         self.rng = rng
+        self.selections = selections
         self.max_depth = max_depth
         order = [_INDEX_NAMES[k] for k in rng.permutation(len(_INDEX_NAMES))]
         cycle = itertools.cycle(int(s) for s in rng.permutation([1, 2, 3, 4]))
@@ -744,11 +745,10 @@ class _Builder:
                 ("logsumexp", 0.5),
                 ("power", 1.0),
                 ("neg", 0.5),
-                ("reduce", 0.6),
-                ("select", 0.6),
-                ("compare", 0.2),
             ]
-            if free:
+            if self.selections:
+                kinds += [("reduce", 0.6), ("select", 0.6), ("compare", 0.2)]
+            if self.selections and free:
                 kinds.append(("softmax", 0.4))
         names, weights = zip(*kinds, strict=True)
         probabilities = np.array(weights) / sum(weights)
@@ -1026,6 +1026,7 @@ def random_program(
     *,
     max_statements: int = 4,
     max_depth: int = 3,
+    selections: bool = True,
 ) -> RandomProgram:
     """A random valid program of 1 to ``max_statements`` statements.
 
@@ -1033,12 +1034,15 @@ def random_program(
     diagonals and implicit sums), broadcasting sums of terms, elementwise
     functions (arguments kept inside their domains), powers with constant
     exponents, constants, Kronecker deltas, ``sum_k(...)`` and
-    ``logsumexp_k(...)``.  Later statements read earlier targets.  Values stay
+    ``logsumexp_k(...)``, and (with ``selections``, LANGUAGE.md §8 and §13)
+    ``mean_k``, ``max_k``, ``min_k``, ``softmax_k``, ``max(a, b)``, ``min(a, b)``,
+    ``where``, ``clip`` and comparisons; without them a seed gives the program it
+    gave before those existed.  Later statements read earlier targets.  Values stay
     finite on the inputs that :meth:`RandomProgram.random_inputs` draws.
 
     >>> import numpy as np
     >>> rp = random_program(np.random.default_rng(0))
     >>> out = rp.parse()  # a valid program
     """
-    builder = _Builder(rng, max_depth)
+    builder = _Builder(rng, max_depth, selections)
     return builder.program(int(rng.integers(1, max_statements + 1)))

@@ -40,6 +40,9 @@ class Backend:
     # May step(x) in a product be the bool array x > 0 (a quarter of a float32 array's memory)?
     # numpy promotes bool with a float array to the float, in products and matrix products alike.
     bool_masks: bool = False
+    # A function of a function computed in one step where two steps lose the value
+    # (log(σ(-1000)) is -1000, not log 0): (outer, inner) -> template with {x}, inner's argument.
+    compositions: dict[tuple[str, str], str] = field(default_factory=lambda: dict(_COMPOSITIONS))
 
     def load(self) -> ModuleType:
         try:
@@ -67,6 +70,26 @@ _COMMON = {
     "step": "_step({x})",
 }
 
+# The same formulas as eingrad.functions.COMPOSITIONS; "{x}" is x itself.
+_COMPOSITIONS = {
+    ("log", "exp"): "{x}",
+    ("log", "sigmoid"): "-_softplus(-{x})",
+    ("log", "softplus"): "_log_softplus({x})",
+}
+
+# log(softplus(x)): below -20 it is x - e^x/2 to double precision (softplus(-1000) is 0,
+# its log -1000); neither branch overflows or takes log 0.
+_LOG_SOFTPLUS = '''
+def _log_softplus(x):
+    low = xp.minimum(x, -20.0)
+    return xp.where(x < -20.0, low - 0.5 * xp.exp(low), xp.log(_softplus(xp.maximum(x, -20.0))))
+'''
+_TORCH_LOG_SOFTPLUS = '''
+def _log_softplus(x):
+    low = xp.clamp_max(x, -20.0)
+    return xp.where(x < -20.0, low - 0.5 * xp.exp(low), xp.log(_softplus(xp.clamp_min(x, -20.0))))
+'''
+
 # step and logsumexp, the same for every numpy-like library.
 _STEP_AND_LOGSUMEXP = '''
 def _step(x):
@@ -89,17 +112,19 @@ def _softmax(x, axes, out=None):
     return out
 '''
 
-# dask: lazy arrays, no out=.
+# dask: lazy arrays, no out=.  The sigmoid is 1/(1 + e^-x) for x >= 0 and e^x/(1 + e^x)
+# below: as accurate as numpy's, without an overflow warning when a lazy array is computed.
 _NUMPY_LIKE_HELPERS = '''
 def _sigmoid(x):
-    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 def _softplus(x):
     return xp.logaddexp(0.0, x)
 
 def _relu(x):
     return xp.maximum(x, 0.0)
-''' + _STEP_AND_LOGSUMEXP
+''' + _STEP_AND_LOGSUMEXP + _LOG_SOFTPLUS
 
 # numpy and cupy: the helpers take ``out=`` and work in one buffer.  The sigmoid is
 # 1/(1 + exp(-x)) in place: exp overflows to inf for x far below 0 and the result is
@@ -122,7 +147,7 @@ def _softplus(x, out=None):
 
 def _relu(x, out=None):
     return xp.maximum(x, 0.0, out=out)
-''' + _STEP_AND_LOGSUMEXP
+''' + _STEP_AND_LOGSUMEXP + _LOG_SOFTPLUS
 
 _UFUNC_OUT = {
     fn: template.replace("({x})", "({x}, out={out})")
@@ -145,8 +170,8 @@ def _sigmoid(x, out=None):
     return xp.sigmoid(x, out=out)
 
 def _softplus(x, out=None):
-    y = xp.nn.functional.softplus(x)
-    return y if out is None else out.copy_(y)
+    # logaddexp(x, 0), as numpy and evaluate (nn.functional.softplus is x above 20)
+    return xp.logaddexp(x, xp.zeros((), dtype=x.dtype, device=x.device), out=out)
 
 def _relu(x, out=None):
     return xp.relu(x) if out is None else xp.clamp_min(x, 0.0, out=out)
@@ -168,7 +193,7 @@ def _kronecker(n, k, like):
     a = xp.zeros((n,) * k, dtype=getattr(like, "dtype", None), device=getattr(like, "device", None))
     a[(xp.arange(n, device=a.device),) * k] = 1
     return a
-'''
+''' + _TORCH_LOG_SOFTPLUS
 
 # Arrays that cannot be written in place (jax, dask): deltas as masks built from
 # broadcast index comparisons (chunked and lazy under dask, fused under jax.jit).
@@ -221,7 +246,7 @@ def _softmax(x, axes):
 
 def _diagonal(a, spec):
     return xp.einsum(spec, a)
-'''
+''' + _LOG_SOFTPLUS
 
 _DASK_HELPERS = _NUMPY_LIKE_HELPERS + _FUNCTIONAL_HELPERS
 

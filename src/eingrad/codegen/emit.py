@@ -526,13 +526,18 @@ class Generator:
     def emit_Call(self, e: Call) -> Value:
         if e.fn == "exp" and (parts := softmax_parts(e.arg)) is not None:
             return self.softmax(*parts)
-        arg = self.emit(e.arg)
+        # log(exp(x)), log(σ(x)), log(softplus(x)): one stable step (finite where the value is).
+        stable = self.backend.compositions.get((e.fn, e.arg.fn)) if isinstance(e.arg, Call) else None
+        inner = e.arg.arg if stable is not None else e.arg
+        arg = self.emit(inner)
         x = arg.code
-        if not any(isinstance(n, (Tensor, Delta)) for n in E.walk(e.arg)):
+        if not any(isinstance(n, (Tensor, Delta)) for n in E.walk(inner)):
             # f(constant): an array of the inputs' dtype, not a Python or float64 number
             x = self.op("asarray", x=x, like=self.like_code())
-        code = self.backend.functions[e.fn].format(x=x)
-        template = self.backend.out_functions.get(e.fn)
+        if stable == "{x}" and x == arg.code:
+            return arg
+        code = (stable or self.backend.functions[e.fn]).format(x=x)
+        template = None if stable is not None else self.backend.out_functions.get(e.fn)
         if template is None or x != arg.code:
             return self.temp(code, arg.labels, _uses([arg]), fresh=bool(arg.labels))
         return self.elementwise(code, arg.labels, [arg], lambda out: template.format(x=x, out=out))

@@ -58,7 +58,11 @@ def latex_indices(indices: tuple[str, ...]) -> str:
 def latex_number(value: Fraction) -> str:
     text = format_number(abs(value))
     if "/" in text:
-        text = f"\\frac{{{value.numerator if value > 0 else -value.numerator}}}{{{value.denominator}}}"
+        numerator, denominator = text.split("/")
+        text = f"\\frac{{{numerator}}}{{{denominator}}}"
+    elif "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"10^{{{exponent}}}" if mantissa == "1" else f"{mantissa} \\cdot 10^{{{exponent}}}"
     return ("-" if value < 0 else "") + text
 
 

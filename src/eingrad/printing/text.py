@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from ..expr import Add, Call, Choose, Compare, Const, Delta, Expr, LogSumExp, Mul, Pow, Reduce, Size, Sum, Tensor
@@ -11,22 +12,45 @@ CMP, ADD, MUL, UNARY, POW, ATOM = 0, 1, 2, 3, 4, 5
 TAIL = MUL  # Σ_n x_n without parentheses: fine at the end of a product, else parenthesised
 
 
-def format_number(value: Fraction) -> str:
-    """An exact decimal where one exists (0.5, 1e-3 as 0.001), else p/q."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    den = value.denominator
-    while den % 2 == 0:
-        den //= 2
-    while den % 5 == 0:
-        den //= 5
-    if den == 1:
-        from decimal import Decimal, getcontext
+#: The longest number printed as a plain decimal; longer ones use an exact ``me-k`` form.
+PLAIN_DIGITS = 32
 
-        getcontext().prec = 60
-        text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
-        return text
-    return f"{value.numerator}/{value.denominator}"
+
+def digits(n: int) -> str:
+    """``str(n)`` for an int of any size (``str`` refuses ints over 4300 digits)."""
+    if n.bit_length() < 10_000:  # about 3000 digits
+        return str(n)
+    from decimal import Decimal
+
+    return str(Decimal(n))  # exact: an int converts to a Decimal without rounding
+
+
+def format_number(value: Fraction) -> str:
+    """An exact decimal where one exists (0.5, 1e-3 as 0.001), else p/q.
+
+    Long decimals are written exactly in scientific form (``1e-40``, ``25e300``),
+    which parses back to the same value.
+    """
+    sign = "-" if value < 0 else ""
+    num, den = abs(value.numerator), value.denominator
+    if den == 1:
+        text = digits(num)
+        stripped = text.rstrip("0")
+        if len(text) > PLAIN_DIGITS and stripped:
+            return f"{sign}{stripped}e{len(text) - len(stripped)}"
+        return sign + text
+    twos = (den & -den).bit_length() - 1
+    rest = den >> twos
+    fives = round(math.log(rest, 5)) if rest > 1 else 0  # a decimal when rest is a power of 5
+    if 5**fives != rest:
+        return f"{sign}{digits(num)}/{digits(den)}"
+    scale = max(twos, fives)  # value = mantissa × 10^-scale exactly, mantissa not a multiple of 10
+    mantissa = digits(num * 2 ** (scale - twos) * 5 ** (scale - fives))
+    if scale + 2 > PLAIN_DIGITS:
+        return f"{sign}{mantissa}e-{scale}"
+    if len(mantissa) > scale:
+        return f"{sign}{mantissa[:-scale]}.{mantissa[-scale:]}"
+    return f"{sign}0.{'0' * (scale - len(mantissa))}{mantissa}"
 
 
 def index_suffix(indices: tuple[str, ...]) -> str:

@@ -26,12 +26,14 @@ from ..expr import (
     Size,
     Sum,
     add,
+    call,
     factors_of,
-    index_names,
     mul,
+    neg,
     power,
     rename_indices,
     sum_,
+    walk,
 )
 
 Rule = Callable[[Expr], Expr | None]
@@ -50,14 +52,6 @@ def scoped(rule: Rule) -> Rule:
 
 
 # ---------------------------------------------------------------- zeros and constants
-
-
-def log_of_exp(e: Expr) -> Expr | None:
-    """log(exp(x)) = x
-    Removes two calls."""
-    if isinstance(e, Call) and e.fn == "log" and isinstance(e.arg, Call) and e.arg.fn == "exp":
-        return e.arg.arg
-    return None
 
 
 @drops_indices
@@ -98,6 +92,26 @@ def function_of_zero(e: Expr) -> Expr | None:
     Removes a function call."""
     if isinstance(e, Call) and isinstance(e.arg, Const) and e.arg.value == 0:
         return _EXACT_AT_ZERO.get(e.fn)
+    return None
+
+
+# ---------------------------------------------------------------- stable forms
+
+
+def log_of_exp(e: Expr) -> Expr | None:
+    """log(exp(x)) = x
+    Removes two function calls.  exp(x) overflows or underflows long before x does, so
+    log(exp(z_i - logsumexp_k(z_k))), a naive log-softmax, stays finite."""
+    if isinstance(e, Call) and e.fn == "log" and isinstance(e.arg, Call) and e.arg.fn == "exp":
+        return e.arg.arg
+    return None
+
+
+def log_of_sigmoid(e: Expr) -> Expr | None:
+    """log(σ(x)) = -softplus(-x)
+    Replaces two function calls by one.  σ(-1000) underflows to 0; softplus(1000) is 1000."""
+    if isinstance(e, Call) and e.fn == "log" and isinstance(e.arg, Call) and e.arg.fn == "sigmoid":
+        return neg(call("softplus", neg(e.arg.arg)))
     return None
 
 
@@ -298,27 +312,39 @@ def like_terms_combine(e: Expr) -> Expr | None:
 
 @drops_indices
 def like_factors_combine(e: Expr) -> Expr | None:
-    """x^a x^b = x^(a+b) (x x = x^2; x/x = 1)
-    Removes at least one factor."""
+    """x^a x^b = x^(a+b) (x x = x^2; x/x = 1), x alike up to renaming summed indices
+    Removes at least one factor.  exp(z_i - logsumexp_k(z_k)) / exp(z_i - logsumexp_l(z_l))
+    is 1, not the 0/0 it would be where the exp underflows."""
     if not isinstance(e, Mul):
         return None
     exponents: dict[Expr, Fraction] = {}
     order: list[Expr] = []
-    seen: dict[Expr, Expr] = {}  # a base with bound indices -> the first base of its class
     for f in e.factors:
         base, exponent = (f.base, f.exponent) if isinstance(f, Pow) else (f, Fraction(1))
         if isinstance(base, Const):
             base, exponent = f, Fraction(1)
-        if base not in exponents and index_names(base) - base.free:
-            # softmax_j(z)⁻¹ softmax_j(z) with the sums inside named apart: alike up to bound names
-            base = seen.setdefault(canonical(base), base)
         if base not in exponents:
-            order.append(base)
-            exponents[base] = Fraction(0)
+            alike = _alike(base, order)
+            if alike is None:
+                order.append(base)
+                exponents[base] = Fraction(0)
+            else:
+                base = alike
         exponents[base] += exponent
     if len(order) == len(e.factors):
         return None
     return mul(*(power(b, exponents[b]) if exponents[b] != 0 else ONE for b in order))
+
+
+def _alike(base: Expr, others: list[Expr]) -> Expr | None:
+    """The first of ``others`` equal to ``base`` up to the names of its summed indices."""
+    if not any(n.binds for n in walk(base)):
+        return None
+    key = class_key(base)
+    for other in others:
+        if other.free == base.free and class_key(other) == key and canonical(other) == canonical(base):
+            return other
+    return None
 
 
 RULES: list[Rule] = [
@@ -327,6 +353,7 @@ RULES: list[Rule] = [
     power_of_zero,
     function_of_zero,
     log_of_exp,
+    log_of_sigmoid,
     delta_of_one_index,
     delta_power,
     sum_over_absent_index,
@@ -350,6 +377,7 @@ APPLIES_TO: dict[str, tuple[type, ...]] = {
     "power_of_zero": (Pow,),
     "function_of_zero": (Call,),
     "log_of_exp": (Call,),
+    "log_of_sigmoid": (Call,),
     "delta_of_one_index": (Delta,),
     "summed_delta_is_one": (Sum,),
     "delta_eats_summed_index": (Sum,),

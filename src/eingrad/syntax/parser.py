@@ -16,12 +16,14 @@ is summed inside the softplus and the ``j`` of ``w_j w_j`` in the last term, and
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from fractions import Fraction
 
 from .. import expr as E
 from ..errors import (
     IndexRuleError,
+    MatrixNotationWarning,
     ParseError,
     ReservedNameError,
     Span,
@@ -31,9 +33,9 @@ from ..errors import (
     user_stacklevel,
 )
 from ..functions import FUNCTIONS
-from ..names import BINDERS, DELTAS, SELECTIONS, TRANSFORMS, reserved_words
+from ..names import BINDERS, DELTAS, OPERATORS, SELECTIONS, TRANSFORMS, UNSUPPORTED, known_operators, reserved_words
 from ..program import Program, Statement
-from .lexer import Token, tokenize
+from .lexer import Token, number_value, tokenize
 from .tree import (
     RAdd,
     RBinder,
@@ -54,28 +56,48 @@ _COMPARISONS = (">", ">=", "<", "<=")
 
 _ATOM_START = {"NAME", "NUMBER"}
 
+#: The deepest nesting of parentheses, calls, sums and unary signs a statement may have.
+#: Well below Python's recursion limit, with room for what printing, diff, simplify,
+#: evaluate and compile need later (tests/test_hardening_parse.py checks the deepest).
+MAX_NESTING = 64
+
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.text = text
+        self.text = text  # without a byte-order mark (see _without_bom)
         self.tokens = tokenize(text)
         self.pos = 0
+        self.last = len(self.tokens) - 1
+        self.tok: Token = self.tokens[0]  # the current token, tokens[pos]
+        self.depth = 0
+
+    def enter(self, tok: Token) -> None:
+        """One level deeper (a parenthesis, call, sum or sign); refuse past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(
+                f"nesting too deep: more than {MAX_NESTING} levels of parentheses, calls, sums or signs",
+                tok.span,
+                hint="split the expression into several statements (a later statement may use "
+                "an earlier target)",
+            )
+
+    def leave(self) -> None:
+        self.depth -= 1
 
     # ---------------------------------------------------------------- helpers
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.pos]
-
     def peek(self, k: int = 1) -> Token:
         return self.tokens[min(self.pos + k, len(self.tokens) - 1)]
 
     def advance(self) -> Token:
-        tok = self.tokens[self.pos]
+        tok = self.tok
         self.pos += 1
+        self.tok = self.tokens[min(self.pos, self.last)]
         return tok
 
     def at(self, text: str) -> bool:
-        return self.tok.kind == "OP" and self.tok.text == text
+        tok = self.tok
+        return tok.text == text and tok.kind == "OP"
 
     def error(
         self, message: str, span: Span | list[Span] | None = None, hint: str | None = None, cls=ParseError
@@ -143,6 +165,8 @@ class _Parser:
                 hint="write statements as target = expression, e.g. y_i = A_ij x_j",
             )
         name_tok = self.tok
+        if name_tok.text in UNSUPPORTED:
+            raise self.unsupported(name_tok)
         if name_tok.text in reserved_words():
             raise self.error(
                 f"{name_tok.text!r} is a reserved word and cannot be assigned",
@@ -232,7 +256,9 @@ class _Parser:
     def parse_unary(self):
         if self.at("-") or self.at("+"):
             op = self.advance()
+            self.enter(op)
             operand = self.parse_unary()
+            self.leave()
             if op.text == "+":
                 return operand
             return RMul((RConst(Fraction(-1), op.span), operand), op.span.join(_span(operand)))
@@ -244,6 +270,8 @@ class _Parser:
             op = self.advance()
             exponent, end = self.parse_exponent(op)
             base = RPow(base, exponent, Span(_span(base).start, end))
+            if exponent.denominator == 1:
+                _constant_value(base, self)  # a constant power out of range is refused here
             if self.at("^") or self.at("**"):
                 raise self.error(
                     "chained powers are ambiguous",
@@ -258,12 +286,14 @@ class _Parser:
             sign = -1 if self.advance().text == "-" else 1
         if self.tok.kind == "NUMBER":
             tok = self.advance()
-            return sign * Fraction(tok.text), tok.end
+            return sign * number_value(tok.text), tok.end
         if self.at("("):
             open_tok = self.advance()
+            self.enter(open_tok)
             inner = self.parse_expr()
+            self.leave()
             close = self.close_paren(open_tok, "the exponent")
-            value = _constant_value(inner)
+            value = _constant_value(inner, self)
             if value is None:
                 raise self.error(
                     "an exponent must be a constant number",
@@ -281,7 +311,7 @@ class _Parser:
         tok = self.tok
         if tok.kind == "NUMBER":
             self.advance()
-            return RConst(Fraction(tok.text), tok.span)
+            return RConst(number_value(tok.text), tok.span)
         if self.at("|"):
             open_bar = self.advance()
             if self.tok.kind != "NAME":
@@ -297,7 +327,9 @@ class _Parser:
             open_tok = self.advance()
             if self.at(")"):
                 raise self.error("empty parentheses")
+            self.enter(open_tok)
             inner = self.parse_expr()
+            self.leave()
             self.close_paren(open_tok)
             return inner
         if tok.kind == "NAME":
@@ -306,6 +338,8 @@ class _Parser:
                 return self.parse_selection()
             if word in BINDERS or word in TRANSFORMS:
                 return self.parse_binder()
+            if word in UNSUPPORTED:
+                raise self.unsupported(tok)
             if word in SELECTIONS:
                 raise self.error(
                     f"{word!r} is a selection and cannot be used as a tensor",
@@ -335,6 +369,8 @@ class _Parser:
             hint += f"known functions: {known}; for a product write '{name} (...)' or '{name}*(...)'"
             raise self.error(f"unknown function {name!r}", name_tok.span, hint, UnknownFunctionError)
         indices, spans, end = self.parse_index_list(name_tok, required=False)
+        if indices and self.at("(") and self.tok.start == end:
+            raise self.unknown_operator(name_tok, end)
         if (self.at("_") or self.at("[")) and self.tok.start == end:
             written = self.text[name_tok.start : end]
             raise self.error(
@@ -342,6 +378,70 @@ class _Parser:
                 hint="write all of a tensor's indices in one list: A_ij, A_{i,j} or A[i, j]",
             )
         return RTensor(name, tuple(indices), Span(name_tok.start, end), tuple(spans))
+
+    def paren_text(self, open_pos: int) -> str:
+        """The source of the parenthesis opening at token ``open_pos``, or ``(...)`` if long."""
+        depth = 0
+        for k in range(open_pos, len(self.tokens)):
+            tok = self.tokens[k]
+            if tok.kind in ("SEP", "EOF"):
+                break
+            if tok.text == "(":
+                depth += 1
+            elif tok.text == ")":
+                depth -= 1
+                if depth == 0:
+                    text = self.text[self.tokens[open_pos].start : tok.end]
+                    return text if len(text) <= 40 and "\n" not in text else "(...)"
+        return "(...)"
+
+    def unknown_operator(self, name_tok: Token, end: int) -> ParseError:
+        """``name_k(...)`` where ``name`` is not a reduction or transform (LANGUAGE.md §8)."""
+        written = self.text[name_tok.start : end]
+        arg = self.paren_text(self.pos)
+        name = name_tok.text
+        product = f"for the product of {written} and the parenthesis write '{written} {arg}' or '{written} * {arg}'"
+        known = f"the known reductions and transforms are {known_operators()}"
+        reserved = ", ".join(sorted(UNSUPPORTED))
+        close = difflib.get_close_matches(name, list(OPERATORS), n=1)
+        if close:
+            known = f"did you mean {close[0]}_...(...)? " + known
+        looks_like_tensor = name[0].isupper() or len(name) == 1 or any(c.isdigit() for c in name)
+        if looks_like_tensor and not close:
+            message = (
+                f"'{written}(' reads as a reduction or transform named {name!r}, "
+                f"and there is none: a tensor reference is not followed directly by '('"
+            )
+            hint = f"{product}; {known}"
+        else:
+            message = f"unknown reduction or transform {name!r} in '{written}{arg}'"
+            hint = f"{known} (reserved, not supported yet: {reserved}); {product}"
+        return self.error(message, Span(name_tok.start, self.tok.end), hint, UnknownFunctionError)
+
+    def unsupported(self, tok: Token) -> ParseError:
+        """A reduction or transform of LANGUAGE.md §8-9 that eingrad reserves but does not implement yet."""
+        op = OPERATORS[tok.text]
+        after = self.peek()
+        if (after.text == "_" or after.text == "[") and after.start == tok.end or after.text == "(":
+            if after.text == "(":
+                message = f"{tok.text}(...) is not supported yet"
+            else:
+                self.advance()
+                end = self.parse_index_list(tok, required=True)[2]
+                message = f"the {op.kind} {self.text[tok.start:end]}(...) ({op.doc}) is not supported yet"
+            hint = f"eingrad supports {known_operators()} today"
+            if tok.text == "mean":
+                hint += "; for a mean write sum_k(e) / |k|"
+            elif tok.text == "softmax":
+                hint += "; for a softmax write exp(z_k - logsumexp_j(z_j))"
+            return self.error(message, tok.span, hint, UnknownFunctionError)
+        return self.error(
+            f"{tok.text!r} is reserved (the {op.kind} {tok.text}_k(...), not supported yet) "
+            "and cannot name a tensor",
+            tok.span,
+            hint="give the tensor another name",
+            cls=ReservedNameError,
+        )
 
     def parse_index_list(self, owner: Token, required: bool) -> tuple[list[str], list[Span], int]:
         """Indices after a name: ``_ij``, ``_{ij}``, ``_{i,j}``, ``[b, h]``; none if absent.
@@ -379,7 +479,7 @@ class _Parser:
         return [], [], owner.end
 
     def split_letters(self, word: Token) -> tuple[list[str], list[Span]]:
-        for k, ch in enumerate(word.text):
+        for k, ch in enumerate("" if word.text.isalpha() else word.text):
             if not ch.isalpha():
                 raise self.error(
                     f"after a bare '_' every letter is one index, but {word.text!r} contains {ch!r}",
@@ -454,6 +554,7 @@ class _Parser:
         count = SELECTIONS[word.text]
         usage = f"{word.text}({ {'where': 'c, a, b', 'clip': 'x, lo, hi'}.get(word.text, 'a, b') })"
         args = []
+        self.enter(open_tok)
         while True:
             if self.at(")") or self.at(","):
                 raise self.error(f"{word.text} takes {count} arguments: {usage}")
@@ -461,6 +562,7 @@ class _Parser:
             if not self.at(","):
                 break
             self.advance()
+        self.leave()
         close = self.close_paren(open_tok, f"{word.text}(...)")
         if len(args) != count:
             raise self.error(
@@ -488,7 +590,9 @@ class _Parser:
             raise self.error(f"{word.text} binds the same index twice", Span(spans[0].start, spans[-1].end))
         if not self.at("(") and kind == "sum" and (self.tok.kind in _ATOM_START or self.at("|") or self.at("-")):
             # Σ_n G_nh δ_hk: without parentheses a sum binds the rest of the product.
+            self.enter(word)
             body = self.parse_term()
+            self.leave()
             return RBinder(kind, tuple(indices), body, Span(word.start, _span(body).end), tuple(spans))
         if not self.at("("):
             raise self.error(
@@ -498,7 +602,9 @@ class _Parser:
         open_tok = self.advance()
         if self.at(")"):
             raise self.error(f"{word.text}(...) is empty")
+        self.enter(open_tok)
         body = self.parse_expr()
+        self.leave()
         close = self.close_paren(open_tok, f"{word.text}_{''.join(indices)}(...)")
         node = RTransform if kind in TRANSFORMS else RBinder
         return node(kind, tuple(indices), body, Span(word.start, close.end), tuple(spans))
@@ -521,6 +627,8 @@ class _Parser:
                 "so give a vector another name (d_i)",
                 cls=ReservedNameError,
             )
+        if self.at("(") and self.tok.start == end:
+            raise self.unknown_operator(word, end)
         return RDelta(tuple(indices), Span(word.start, end), tuple(spans))
 
     def parse_call(self) -> RCall:
@@ -541,7 +649,9 @@ class _Parser:
         open_tok = self.advance()
         if self.at(")"):
             raise self.error(f"{word.text}() needs an argument")
+        self.enter(open_tok)
         arg = self.parse_expr()
+        self.leave()
         if self.at(","):
             raise self.error(f"{word.text} takes one argument")
         close = self.close_paren(open_tok, f"{word.text}(...)")
@@ -552,27 +662,65 @@ def _span(node) -> Span:
     return node.span
 
 
-def _constant_value(node) -> Fraction | None:
+def _constant_value(node, parser: _Parser) -> Fraction | None:
     """The exact value of a raw tree made only of numbers, or None."""
     if isinstance(node, RConst):
         return node.value
     if isinstance(node, RAdd):
-        values = [_constant_value(t) for t in node.terms]
-        return None if None in values else sum(values, Fraction(0))  # type: ignore[arg-type]
+        values = [_constant_value(t, parser) for t in node.terms]
+        if None in values:
+            return None
+        return _in_range(sum(values, Fraction(0)), node.span, parser.text)  # type: ignore[arg-type]
     if isinstance(node, RMul):
         out = Fraction(1)
         for f in node.factors:
-            v = _constant_value(f)
+            v = _constant_value(f, parser)
             if v is None:
                 return None
             out *= v
-        return out
+        return _in_range(out, node.span, parser.text)
     if isinstance(node, RPow):
-        v = _constant_value(node.base)
+        v = _constant_value(node.base, parser)
         if v is None or node.exponent.denominator != 1 or (v == 0 and node.exponent < 0):
             return None
-        return v ** int(node.exponent)
+        return _constant_power(v, node.exponent, node.span, parser.text)
     return None
+
+
+_FLOAT_MAX = Fraction(1.7976931348623157e308)
+_FLOAT_TINY = Fraction(5e-324) / 2  # below this a nonzero value rounds to 0.0
+
+
+def _in_range(value: Fraction, span: Span, text: str) -> Fraction:
+    """``value``, or a ParseError where float64 cannot hold it (constants folded while parsing)."""
+    size = abs(value)
+    if size > _FLOAT_MAX or (value != 0 and size < _FLOAT_TINY):
+        way = "overflows float64 (largest about 1.8e308)" if size > 1 else "underflows float64 to 0"
+        raise ParseError(
+            f"these constants combine to a number that {way}",
+            source=text,
+            spans=span,
+            hint="rescale the model so that its constants stay within float64's range",
+        )
+    return value
+
+
+def _constant_power(value: Fraction, exponent: Fraction, span: Span, text: str) -> Fraction:
+    """``value ** exponent`` for an integer exponent, refused before computing when out of range."""
+    n = int(exponent)
+    if value not in (0, 1, -1):
+        size = math.log2(abs(value.numerator)) - math.log2(value.denominator)
+        if abs(size * n) > 1100:  # 2^1100 > 1.8e308: out of range whatever the rounding
+            _in_range(Fraction(2) ** (1100 if size * n > 0 else -1100), span, text)
+        work = abs(n) * (abs(value.numerator).bit_length() + value.denominator.bit_length())
+        if work > 1_000_000:
+            raise ParseError(
+                "this power of a constant is too large to compute exactly",
+                source=text,
+                spans=span,
+                hint="compute the number numerically and write it as a literal",
+            )
+    return _in_range(value**n, span, text)
 
 
 # ---------------------------------------------------------------- the summation rule
@@ -732,7 +880,7 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
     for index, occs in implicit.items():
         place(index, occs)
 
-    return _build(rhs, (), sums_at)
+    return _build(rhs, (), sums_at, text)
 
 
 def _check_transforms(node, text: str) -> None:
@@ -796,17 +944,20 @@ def _warn_if_hidden_inside(rhs, lca, index, occ: _Occurrence, text: str) -> None
         node = raw_children(node)[lca[depth]]
 
 
-def _build(node, path, sums_at) -> E.Expr:
+def _build(node, path, sums_at, text: str) -> E.Expr:
     """The explicit expression for ``node``, inserting the implicit sums."""
-    children = [_build(c, path + (k,), sums_at) for k, c in enumerate(raw_children(node))]
+    children = [_build(c, path + (k,), sums_at, text) for k, c in enumerate(raw_children(node))]
+
     summed = sums_at.get(path, [])
     if isinstance(node, RMul):
         factors: list[E.Expr] = []
         for child in children:
             factors.extend(child.factors if isinstance(child, E.Mul) else (child,))
+        built_mul = E.mul(*factors)
+        _check_folded(built_mul, node.span, text)
         if summed:
             return _sum_connected_factors(factors, summed)
-        return E.mul(*factors)
+        return built_mul
     if isinstance(node, RTensor):
         built: E.Expr = E.Tensor(node.name, node.indices, node.span)
     elif isinstance(node, RDelta):
@@ -817,6 +968,7 @@ def _build(node, path, sums_at) -> E.Expr:
         built = E.Size(node.index)
     elif isinstance(node, RAdd):
         built = E.add(*children)
+        _check_folded(built, node.span, text)
     elif isinstance(node, RPow):
         built = E.power(children[0], node.exponent)
     elif isinstance(node, RCall):
@@ -864,6 +1016,13 @@ def softmax(indices, body: E.Expr) -> E.Expr:
     return E.call("exp", E.add(body, E.neg(E.logsumexp(indices, body))))
 
 
+def _check_folded(e: E.Expr, span: Span, text: str) -> None:
+    """Constants folded together (``1e300 1e300 x``) must stay within float64's range."""
+    for part in e.children if isinstance(e, (E.Mul, E.Add)) else (e,):
+        if isinstance(part, E.Const):
+            _in_range(part.value, span, text)
+
+
 def _sum_connected_factors(factors: list[E.Expr], summed: list[str]) -> E.Expr:
     """Wrap each group of factors linked by summed indices in one sum, in place."""
     group_of = list(range(len(factors)))
@@ -897,16 +1056,60 @@ def _sum_connected_factors(factors: list[E.Expr], summed: list[str]) -> E.Expr:
     return E.mul(*out)
 
 
+def _warn_if_matrix_notation(target: RTensor, rhs, span: Span, text: str) -> None:
+    """``Y = X W + b``: legal (a product of scalars), but it looks like pasted matrix algebra.
+
+    Warns when a statement has no index anywhere, assigns a capitalised name and
+    multiplies two or more capitalised names (matrices are written in capitals).
+    """
+    if not target.name[0].isupper():
+        return
+    stack = [rhs]
+    capitals: list[RTensor] = []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (RTensor, RDelta, RSize, RBinder)):
+            if not isinstance(node, RTensor) or node.indices:
+                return  # indices somewhere: index notation
+            continue
+        if isinstance(node, RMul):
+            named = [f for f in node.factors if isinstance(f, RTensor) and f.name[0].isupper()]
+            if len(named) > len(capitals):
+                capitals = named
+        stack.extend(raw_children(node))
+    if len(capitals) < 2:
+        return
+    product = " ".join(f.name for f in capitals)
+    warnings.warn(
+        MatrixNotationWarning(
+            f"{target.name} = ... has no indices, so {product} is a product of scalars, "
+            f"not a matrix product\n{caret_excerpt(text, [c.span for c in capitals])}\n"
+            "  hint: eingrad reads index notation: write the matrix product with indices, "
+            "e.g. Y_nh = X_nd W_dh + b_h (see docs/language.md)"
+        ),
+        stacklevel=user_stacklevel(),
+    )
+
+
 # ---------------------------------------------------------------- entry points
+
+
+def _without_bom(text: str) -> str:
+    """The text without the UTF-8 byte-order mark an editor may leave at its start
+    (so that columns and excerpts are those the user sees)."""
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def parse_program(text: str) -> Program:
     """Parse program text into a :class:`Program` with explicit sums."""
     if not isinstance(text, str):
         raise TypeError(f"parse() takes the program text as a str, got {type(text).__name__}")
+    text = _without_bom(text)
     parser = _Parser(text)
     statements = []
     for target, rhs, span in parser.parse_program():
+        if not target.indices:
+            _warn_if_matrix_notation(target, rhs, span, text)
         expr = apply_summation_rule(target, rhs, text)
         statements.append(Statement(target.name, target.indices, expr, span, target.span))
     if not statements:
@@ -917,6 +1120,7 @@ def parse_program(text: str) -> Program:
 
 def parse_expression(text: str, free: tuple[str, ...] | list[str] = ()) -> E.Expr:
     """Parse one right-hand side whose free indices are ``free`` (used by printers and tests)."""
+    text = _without_bom(text)
     parser = _Parser(text)
     rhs = parser.parse_expr()
     if parser.tok.kind not in ("SEP", "EOF"):
