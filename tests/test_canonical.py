@@ -20,6 +20,7 @@ from eingrad.expr import (
     Delta,
     Expr,
     LogSumExp,
+    MatFn,
     Mul,
     Pow,
     Size,
@@ -112,7 +113,7 @@ def all_indices(e: Expr) -> set[str]:
     for node in walk(e):
         if isinstance(node, (Tensor, Delta)):
             out.update(node.indices)
-        elif isinstance(node, (Sum, LogSumExp)):
+        elif isinstance(node, (Sum, LogSumExp, MatFn)):
             out.update(node.indices)
     return out
 
@@ -153,6 +154,10 @@ class Scrambler:
             return Pow(self(e.base), e.exponent)
         if isinstance(e, Call):
             return Call(e.fn, self(e.arg))
+        if isinstance(e, MatFn):  # det/logdet bind their axes; inv keeps them
+            mapping = {i: self.fresh() for i in e.indices}
+            body = self(rename_indices(e.body, mapping))
+            return MatFn(e.op, tuple(mapping.get(i, i) for i in e.axes), body)
         if e.binds:
             mapping = {i: self.fresh() for i in e.indices}
             return e.rebind(tuple(mapping.values()), self(rename_indices(e.body, mapping)))

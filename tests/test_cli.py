@@ -312,6 +312,8 @@ def test_dev_full() -> None:
         (["eval", "y_ij = delta_ij", "--size", "i=100000000"], "TooLargeError: the target 'y' of shape"),
         (["compile", "s = x_i x_i", "--size", "i=100000000000"], "TooLargeError: the random input 'x'"),
         (["check", "s = x_i x_i", "--size", "i=100000000000"], "TooLargeError: the random input 'x'"),
+        (["compile", "Y_ij = x_i y_j", "--size", "i=10000000", "j=10000000"], "TooLargeError: the target 'Y'"),
+        (["check", "Y_ij = x_i y_j", "--size", "i=10000000", "j=10000000"], "TooLargeError: the target 'Y'"),
     ],
 )
 def test_sizes_that_cannot_be_used(capsys: pytest.CaptureFixture[str], argv: list[str], first_line: str) -> None:
@@ -375,6 +377,33 @@ def test_an_internal_error_is_one_line_and_a_request(
     monkeypatch.setenv("EINGRAD_DEBUG", "1")
     with pytest.raises(KeyError):
         main(["parse", "y = x"])
+
+
+def test_an_os_error_that_is_not_a_write_is_internal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eingrad.cli.commands as commands
+
+    def broken(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.delenv("EINGRAD_DEBUG", raising=False)
+    monkeypatch.setattr(commands, "load_program", broken)
+    code, _, err = run(capsys, "parse", "y = x")
+    assert code == 1
+    assert err.startswith("InternalError: eingrad failed unexpectedly: FileNotFoundError")
+
+
+def test_an_interrupt_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import eingrad.cli.commands as commands
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "load_program", interrupted)
+    code, _, err = run(capsys, "parse", "y = x")
+    assert code == 130
+    assert err == "eingrad: interrupted\n"
 
 
 def test_running_out_of_memory_is_reported(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

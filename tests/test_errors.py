@@ -142,13 +142,10 @@ PARSE_ERRORS = [
     Bad("a_i = b_i; c = d $", eg.ParseError, "unexpected character '$'", 1, 18),
     Bad("a = b\n  c = d^e", eg.ParseError, "an exponent must be a constant number, found 'e'", 2, 9),
     # ---- name_k(...): a reduction, a transform, or an error; never a product (LANGUAGE.md §8)
-    Bad("d = det_ij(A_ij)", eg.UnknownFunctionError, "the reduction det_ij(...)", 1, 5),
     Bad("n = norm_i(x_i)", eg.UnknownFunctionError, "unknown reduction or transform 'norm'", 1, 5,
         "'norm_i (x_i)' or 'norm_i * (x_i)'"),
     Bad("y_i = W_ij(x_j)", eg.UnknownFunctionError, "'W_ij(' reads as a reduction or transform", 1, 7,
         "'W_ij (x_j)' or 'W_ij * (x_j)'"),
-    Bad("y = inv(a, b)", eg.UnknownFunctionError, "inv(...) is not supported yet", 1, 5),
-    Bad("det = x", eg.ReservedNameError, "'det' is reserved", 1, 1, "another name"),
     # ---- selections and comparisons (LANGUAGE.md §13)
     Bad("y = max(a)", eg.ParseError, "max takes 2 arguments, found 1", 1, 5, "max_k(...)"),
     Bad("mean = x", eg.ReservedNameError, "'mean' is a reserved word", 1, 1, "another name"),

@@ -172,3 +172,47 @@ def test_two_batch_indices_of_different_sizes_keep_different_names() -> None:
     X, Z, W = arrays["X"], arrays["Z"], arrays["W"]
     a, b = X.sum(0) @ W, Z.sum(0) @ W
     np.testing.assert_allclose(want, np.outer(X.sum(0), 2 * a) + np.outer(Z.sum(0), 2 * b))
+
+
+def test_rnn_with_a_read_out_uses_only_the_users_index_names() -> None:
+    # examples/rnn_sine.py's model: each step's adjoint has two terms, the read-out's and
+    # the next step's; the hidden index summed with U takes the user's k (h is free there).
+    builder = eg.ProgramBuilder()
+    builder.add("s1_nh = tanh(x1_n W_h + b_h)")
+    for t in range(2, 5):
+        builder.add(f"s{t}_nh = tanh(x{t}_n W_h + s{t - 1}_nk U_kh + b_h)")
+    for t in range(1, 5):
+        builder.add(f"e{t}_n = s{t}_nh V_h + c - y{t}_n")
+    builder.add("L = (" + " + ".join(f"sum_n(e{t}_n^2)" for t in range(1, 5)) + ") / (|n| * 4)")
+    program = builder.build()
+    g = eg.grad(program, wrt=["W", "U", "b", "V", "c"])
+    assert str(g.statement("dLds3")) == "dLds3_nh = V_h dLde3_n + (1 - s4_nk^2) U_hk dLds4_nk"
+    names = set()
+    for stmt in g:
+        names |= set(stmt.indices) | {i for node in walk(stmt.expr) if hasattr(node, "indices") for i in node.indices}
+    assert names == {"n", "h", "k"}
+    assert eg.parse(str(g)) == g
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_gradient_programs_print_parse_and_evaluate(seed: int) -> None:
+    from eingrad.testing import random_program
+
+    rp = random_program(np.random.default_rng(seed))
+    program = rp.parse()
+    if not program.inputs:
+        pytest.skip("a program without inputs has no gradient")
+    out = program.statement(program.output)
+    seed_name = "dLdOut" if out.indices else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.ZeroDerivativeWarning)
+        g = eg.grad(program, wrt=list(program.inputs), seed=seed_name)
+    again = _parse_quietly(str(g))
+    assert again == g, str(g)
+    arrays = rp.random_inputs(np.random.default_rng(seed + 1))
+    if seed_name:
+        arrays[seed_name] = np.random.default_rng(seed).uniform(-1, 1, [rp.index_sizes[i] for i in out.indices])
+    want = eg.evaluate(g, {k: v for k, v in arrays.items() if k in g.inputs or k in g.unread})
+    got = eg.evaluate(again, {k: v for k, v in arrays.items() if k in again.inputs})
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12, err_msg=name)

@@ -38,6 +38,7 @@ from eingrad.testing import (
     Apply,
     Bind,
     Cmp,
+    Mat,
     Neg,
     Plus,
     Power,
@@ -71,7 +72,7 @@ def reads(node) -> set[str]:
         return reads(node.base)
     if isinstance(node, Apply):
         return reads(node.arg)
-    if isinstance(node, (Bind, Soft)):
+    if isinstance(node, (Bind, Mat, Soft)):
         return reads(node.body)
     if isinstance(node, Select):
         return set().union(*(reads(a) for a in node.args))

@@ -22,7 +22,7 @@ from .api import (
     simplify,
 )
 from .check import BackwardCheckFailed, BackwardReport, CheckError, TaylorReport, check_backward, taylor_check
-from .codegen.compile import CompiledCallError
+from .codegen.compile import CompiledCallError, UnsafeWriteError
 from .diff import Derivative, DiffError
 from .errors import (
     EingradError,
@@ -59,6 +59,7 @@ __all__ = [
     "GradError",
     "compile",
     "CompiledCallError",
+    "UnsafeWriteError",
     "matrix_form",
     "Derivative",
     "DiffError",

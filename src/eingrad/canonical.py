@@ -33,6 +33,7 @@ from .expr import (
     Delta,
     Expr,
     LogSumExp,
+    MatFn,
     Mul,
     Pow,
     Reduce,
@@ -85,6 +86,9 @@ def _prenex(e: Expr, taken: set[str]) -> Expr:
         return Choose(e.op, tuple(_prenex(a, taken) for a in e.args))
     if isinstance(e, Compare):
         return Compare(e.op, _prenex(e.left, taken), _prenex(e.right, taken))
+    if isinstance(e, MatFn):  # sums stay inside a matrix function (det(A + B) is not a sum)
+        taken.update(e.indices)
+        return MatFn(e.op, e.axes, _prenex(e.body, taken), e.span)
     if isinstance(e, Add):
         return add(*(_prenex(t, taken) for t in e.terms))
     if isinstance(e, Pow):
@@ -127,6 +131,10 @@ def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
         return f"{tag}{len(e.indices)}[{_anonymous_key(e.body, bound | set(e.indices))}]"
     if isinstance(e, (Choose, Compare)):
         return f"{e.op}({';'.join(_anonymous_key(c, bound) for c in e.children)})"
+    if isinstance(e, MatFn):
+        inner = bound | set(e.indices)
+        axes = ",".join("*" if i in inner else i for i in e.axes)
+        return f"{e.op}({axes})[{_anonymous_key(e.body, inner)}]"
     if isinstance(e, (Add, Mul)):
         keys = sorted(_anonymous_key(c, bound) for c in e.children)
         return ("+(" if isinstance(e, Add) else "*(") + " ".join(keys) + ")"
@@ -157,6 +165,9 @@ def _orderings(e: Expr, bound: frozenset[str], budget: list[int]) -> list[Expr]:
             if len(out) > _PERMUTATION_BUDGET:
                 break
         return out
+    if isinstance(e, MatFn):
+        inner = bound | set(e.indices)
+        return [MatFn(e.op, e.axes, b, e.span) for b in _orderings(e.body, inner, budget)]
     if isinstance(e, (Pow, Call)):
         child = e.base if isinstance(e, Pow) else e.arg
         variants = _orderings(child, bound, budget)
@@ -220,6 +231,15 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             if node.index not in own:
                 own[node.index] = f"%{next(count)}"
             return Size(own[node.index])
+        if isinstance(node, MatFn):
+            if node.op == "inv":  # its axes are the body's free indices, renamed as any other
+                body = rename(node.body, scope)
+                axes = tuple(scope[i].get(i, i) if i in scope else i for i in node.axes)
+                return MatFn(node.op, axes, body, node.span)  # type: ignore[arg-type]
+            own = {}
+            body = rename(node.body, {**scope, **{i: own for i in node.axes}})
+            axes = tuple(own[i] if i in own else f"%{next(count)}" for i in node.axes)
+            return MatFn(node.op, axes, body, node.span)  # type: ignore[arg-type]
         if node.binds:
             own: dict[str, str] = {}
             body = rename(node.body, {**scope, **{i: own for i in node.indices}})
@@ -292,6 +312,8 @@ def _class_key(e: Expr, free: frozenset[str]) -> str:
         return f"{e.op}_({_class_key(e.body, free)})"
     if isinstance(e, (Choose, Compare)):
         return f"{e.op}({';'.join(_class_key(c, free) for c in e.children)})"
+    if isinstance(e, MatFn):
+        return f"{e.op}({','.join(index(i) for i in e.axes)})[{_class_key(e.body, free)}]"
     if isinstance(e, Pow):
         return f"({_class_key(e.base, free)})^{e.exponent}"
     if isinstance(e, Call):

@@ -34,6 +34,7 @@ from .expr import (
     Delta,
     Expr,
     LogSumExp,
+    MatFn,
     Mul,
     Pow,
     Reduce,
@@ -236,6 +237,44 @@ def _d_choose(e: Choose, ctx: _Context) -> Expr:
     return add(*terms)
 
 
+#: The identity each matrix function is differentiated by (the Matrix Cookbook's, in index
+#: notation); explanations name it.
+MATRIX_IDENTITIES = {
+    "inv": "∂(A⁻¹)_ij = -Σ_ab (A⁻¹)_ia ∂A_ab (A⁻¹)_bj",
+    "det": "∂ det A = det A Σ_ab (A⁻¹)_ba ∂A_ab",
+    "logdet": "∂ log|det A| = Σ_ab (A⁻¹)_ba ∂A_ab",
+}
+
+
+def _d_matfn(e: MatFn, ctx: _Context) -> Expr:
+    """∂(A⁻¹)_ij = −Σ_ab (A⁻¹)_ia ∂A_ab (A⁻¹)_bj; ∂ det A = det A Σ_ab (A⁻¹)_ba ∂A_ab;
+    ∂ log|det A| = Σ_ab (A⁻¹)_ba ∂A_ab (A the matrix of the body, batch indices kept)"""
+    i, j = e.axes
+    taken = ctx.taken
+    taken |= E.all_indices(e)
+    a = fresh_index(taken, "a")
+    taken.add(a)
+    b = fresh_index(taken, "b")
+    taken.add(b)
+    for new, old in ((a, i), (b, j)):
+        if old in ctx.sources:
+            ctx.sources[new] = ctx.sources[old]
+        else:
+            ctx.origins[new] = ctx.origins.get(old, old)
+    d = diff_expr(rename_indices(e.body, {i: a, j: b}), ctx)
+    if d == ZERO:
+        return ZERO
+
+    def inverse(row: str, col: str) -> Expr:
+        """(A⁻¹)_{row,col}: the inverse over the body with rows ``row`` and columns ``col``."""
+        return MatFn("inv", (row, col), rename_indices(e.body, {i: row, j: col}))
+
+    if e.op == "inv":
+        return neg(sum_((a, b), mul(inverse(i, a), d, inverse(b, j))))
+    trace = sum_((a, b), mul(inverse(b, a), d))
+    return trace if e.op == "logdet" else mul(e, trace)
+
+
 _RULES: dict[type, Callable] = {
     Tensor: _d_tensor,
     Delta: _d_const,
@@ -250,6 +289,7 @@ _RULES: dict[type, Callable] = {
     Reduce: _d_reduce,
     Choose: _d_choose,
     Compare: _d_const,  # a comparison is 1 or 0: a constant (LANGUAGE.md §13)
+    MatFn: _d_matfn,
 }
 
 
@@ -295,8 +335,8 @@ class AxisClasses:
         self.inputs = frozenset(program.inputs)
         self.like = dict(like or {})
         self.parent: dict[tuple, tuple] = {}
-        self.first_name: dict[tuple, str] = {}  # a class -> the first name the program gives it
-        pending: list[tuple[tuple, str]] = []
+        self._names: dict[tuple, list[str]] | None = None
+        pending: list[tuple[tuple, str]] = []  # (tensor, axis) and the name it is written with
         for k, stmt in enumerate(program.statements):
             for axis, i in enumerate(stmt.indices):
                 self.union((stmt.target, axis), (k, i))
@@ -309,8 +349,17 @@ class AxisClasses:
                 elif isinstance(node, Delta):
                     for i in node.indices[1:]:
                         self.union((k, node.indices[0]), (k, i))
-        for key, name in pending:
-            self.first_name.setdefault(self.find(key), name)
+        self.pending = pending
+
+    def names(self, key: tuple) -> list[str]:
+        """Every name the program gives the axes of ``key``'s class, first written first."""
+        if self._names is None:  # computed again only after a union
+            self._names = {}
+            for axis, name in self.pending:
+                names = self._names.setdefault(self.find(axis), [])
+                if name not in names:
+                    names.append(name)
+        return self._names.get(self.find(key), [])
 
     def find(self, key: tuple) -> tuple:
         parent = self.parent
@@ -324,8 +373,7 @@ class AxisClasses:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[ra] = rb
-            if ra in self.first_name:
-                self.first_name.setdefault(rb, self.first_name[ra])
+            self._names = None
 
     def of(self, tensor: str, axis: int) -> tuple:
         """The class of ``tensor``'s axis (a gradient's axis is its tensor's)."""
@@ -389,16 +437,14 @@ def user_names(
                         if own is not None:
                             names.append(own)
         if index in name_class:
-            first = classes.first_name.get(name_class[index])
-            if first is not None:
-                names.append(first)
+            names += classes.names(name_class[index])
         return list(dict.fromkeys(names))
 
     def rename_binders(node: Expr, around: frozenset[str], beside: frozenset[str]) -> Expr:
         # around: names bound by enclosing binders; beside: names occurring in the factors
         # (and arguments) next to node, not split from it by a +: an implicit sum over a
         # name there would take node's in (Σ_d in sigmoid(X_nd w_d) (1 - sigmoid(X_nd w_d))).
-        if node.binds:
+        if node.binds and not isinstance(node, MatFn):
             body = node.body
             new_indices = []
             for b in node.indices:
@@ -425,9 +471,12 @@ def user_names(
                     mapping[b] = chosen
                 new_indices.append(chosen)
             inner = rename_binders(body, around | set(new_indices), beside)
-            return node.rebind(tuple(new_indices), inner)
+            # Bound indices in sorted order, as the parser builds them (sum_ sorts them too).
+            return node.rebind(tuple(sorted(new_indices)), inner)
         if not _has_binder(node):
             return node
+        if isinstance(node, MatFn):  # its axes are the matrix's inside: never a binder's new name
+            return _same_node(node, (rename_binders(node.body, around | set(node.axes), beside),))
         children = node.children
         if isinstance(node, Add) or len(children) == 1:
             return _same_node(node, tuple(rename_binders(child, around, beside) for child in children))
@@ -480,7 +529,7 @@ def _occurring(e: Expr) -> frozenset[str]:
 
 @lru_cache(maxsize=65536)
 def _has_binder(e: Expr) -> bool:
-    return bool(e.binds) or any(_has_binder(child) for child in e.children)
+    return bool(e.binds) or isinstance(e, MatFn) or any(_has_binder(child) for child in e.children)
 
 
 def _same_node(e: Expr, children: tuple[Expr, ...]) -> Expr:
@@ -499,7 +548,7 @@ def _same_node(e: Expr, children: tuple[Expr, ...]) -> Expr:
         return Choose(e.op, children)
     if isinstance(e, Compare):
         return Compare(e.op, *children)
-    raise TypeError(f"unknown node {type(e).__name__}")  # pragma: no cover - leaves have no children
+    return e.with_children(children)
 
 
 # ---------------------------------------------------------------- derivatives of programs

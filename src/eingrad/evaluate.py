@@ -30,6 +30,7 @@ from .expr import (
     Delta,
     Expr,
     LogSumExp,
+    MatFn,
     Mul,
     Pow,
     Reduce,
@@ -269,6 +270,33 @@ class _Interpreter:
         with np.errstate(all="ignore"):
             out = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}[e.op](a, b)
         return np.broadcast_to(out.astype(self.dtype), tuple(self.sizes[i] for i in labels)), labels
+    def eval_MatFn(self, e: MatFn) -> Labelled:
+        """inv, det, log|det| of the matrix on ``e.axes``, one per value of the batch indices."""
+        body, labels = self.eval(e.body)
+        i, j = e.axes
+        batch = tuple(label for label in labels if label not in e.axes)
+        matrices = _align(np.asarray(body), labels, batch + (i, j))
+        with np.errstate(all="ignore"):
+            if e.op == "inv":
+                return _inverse(matrices), batch + (i, j)
+            sign, logabs = np.linalg.slogdet(matrices)
+            if e.op == "logdet":
+                return logabs, batch
+            return sign * np.exp(logabs), batch
+
+
+def _inverse(matrices: np.ndarray) -> np.ndarray:
+    """The inverse of each matrix; a singular one gives infinities and nans, as 1/0 does."""
+    try:
+        return np.linalg.inv(matrices)
+    except np.linalg.LinAlgError:
+        out = np.empty_like(matrices)
+        for k in np.ndindex(matrices.shape[:-2]):
+            try:
+                out[k] = np.linalg.inv(matrices[k])
+            except np.linalg.LinAlgError:
+                out[k] = np.nan
+        return out
 
 
 def _first_seen(e: Expr):

@@ -26,6 +26,10 @@ Meaning of the nodes, each evaluated to an array over its free indices:
 - ``Select(op, args)``: ``max(a, b)``, ``min(a, b)``, ``where(c, a, b)`` (``c`` nonzero),
   ``clip(x, lo, hi)`` with constant bounds; arguments broadcast as terms do.
 - ``Cmp(op, left, right)``: ``left > right`` etc., 1 or 0.
+- ``Mat("inv" | "det" | "logdet", axes, body)``: the inverse (axes kept), determinant or
+  log|det| (axes bound) of the body's matrix on ``axes``, one per value of its other
+  indices; the body is written ``δ + 0.1 R`` with ``|R| ≤ 2``, so every matrix is
+  invertible (‖0.1 R‖ ≤ 0.8 for n ≤ 4).
 
 No test framework is imported here; the tests import what they need.
 """
@@ -63,6 +67,7 @@ __all__ = [
     "Soft",
     "Select",
     "Cmp",
+    "Mat",
     "check_grad",
     "random_arrays",
 ]
@@ -311,6 +316,22 @@ class Bind:
 
 
 @dataclass(frozen=True, slots=True)
+class Mat:
+    op: str  # "inv", "det" or "logdet"
+    axes: tuple[str, str]
+    body: Node
+    style: str
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.body.free if self.op == "inv" else self.body.free - frozenset(self.axes)
+
+    def render(self) -> tuple[str, int]:
+        return f"{self.op}{index_text(self.axes, self.style)}({self.body.render()[0]})", ATOM
+
+
+@dataclass(frozen=True, slots=True)
 class Soft:
     indices: tuple[str, ...]
     body: Node
@@ -354,7 +375,7 @@ class Cmp:
         return f"{_wrap(self.left, ADD)} {self.op} {_wrap(self.right, ADD)}", CMP
 
 
-Node = Ref | Num | Kron | Times | Plus | Neg | Power | Apply | Bind | Soft | Select | Cmp
+Node = Ref | Num | Kron | Times | Plus | Neg | Power | Apply | Bind | Mat | Soft | Select | Cmp
 
 _GRID = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
 
@@ -366,7 +387,7 @@ def _selects(node) -> bool:
     children = {
         Times: lambda n: n.factors + n.divisors, Plus: lambda n: n.terms, Neg: lambda n: (n.operand,),
         Power: lambda n: (n.base,), Apply: lambda n: (n.arg,), Bind: lambda n: (n.body,),
-        Soft: lambda n: (n.body,),
+        Soft: lambda n: (n.body,), Mat: lambda n: (n.body,),
     }.get(type(node))
     return children is not None and any(_selects(c) for c in children(node))
 
@@ -632,6 +653,15 @@ class _AutogradEmitter:
                 lo, hi = float(node.args[1].value), float(node.args[2].value)
                 out = anp.clip(args[0], lo, hi)
             return out, free
+        if isinstance(node, Mat):
+            value, indices = self.node(node.body, env)
+            batch = tuple(sorted(node.body.free - frozenset(node.axes)))
+            matrices = self.contract([(value, indices)], batch + node.axes)
+            if node.op == "inv":
+                return anp.linalg.inv(matrices), batch + node.axes
+            if node.op == "det":
+                return anp.linalg.det(matrices), batch
+            return anp.linalg.slogdet(matrices)[1], batch
         raise TypeError(f"unknown node {type(node).__name__}")
 
     def broadcast(self, part, free: tuple[str, ...]):
@@ -680,8 +710,11 @@ _INPUT_RANGE = Interval(-1.0, 1.0)
 class _Builder:
     """Builds one program; ``used`` holds the index names taken in the current scope."""
 
-    def __init__(self, rng: np.random.Generator, max_depth: int, selections: bool = True) -> None:
+    def __init__(
+        self, rng: np.random.Generator, max_depth: int, linalg: bool = True, selections: bool = True
+    ) -> None:
         self.rng = rng
+        self.linalg = linalg
         self.selections = selections
         self.max_depth = max_depth
         order = [_INDEX_NAMES[k] for k in rng.permutation(len(_INDEX_NAMES))]
@@ -746,6 +779,8 @@ class _Builder:
                 ("power", 1.0),
                 ("neg", 0.5),
             ]
+            if self.linalg:
+                kinds.append(("matfn", 1.0))
             if self.selections:
                 kinds += [("reduce", 0.6), ("select", 0.6), ("compare", 0.2)]
             if self.selections and free:
@@ -941,6 +976,36 @@ class _Builder:
     def make_logsumexp(self, free: frozenset[str], depth: int) -> Node:
         return self.make_binder(free, depth, "logsumexp")
 
+    def make_matfn(self, free: frozenset[str], depth: int) -> Node:
+        """inv over two free indices of one size (the others batch), or det/logdet over two
+        new ones; the matrix is δ + 0.1 R with |R| ≤ 2, invertible and well conditioned."""
+        op = self.pick(("inv", "det", "logdet"))
+        if op == "inv":
+            pairs = [(a, b) for a in sorted(free) for b in sorted(free) if a != b and self.size[a] == self.size[b]]
+            if not pairs:
+                return self.make_product(free, depth)
+            axes = self.pick(pairs)
+        else:
+            a = self.fresh()
+            b = self.fresh(self.size[a]) if a is not None else None
+            if b is None:
+                return self.make_product(free, depth)
+            axes = (a, b)
+        inner = free | frozenset(axes)
+        r = self.tame(self.expr(inner, depth - 1), 2.0)
+        tenth = Num(Fraction(1, 10), "0.1", Interval(0.1, 0.1))
+        scaled = Times((tenth, r), (), (), " ", r.bounds * tenth.bounds)
+        kron = Kron(axes, self.pick(("δ", "delta")), self.index_style(axes), Interval(0.0, 1.0))
+        body = Plus((kron, scaled), kron.bounds + scaled.bounds)
+        n = self.size[axes[0]]
+        if op == "inv":
+            bounds = Interval(-5.0, 5.0)  # ‖(I + E)⁻¹‖ ≤ 1 / (1 - ‖E‖) ≤ 5
+        elif op == "det":
+            bounds = Interval(0.2**n, 1.8**n)
+        else:
+            bounds = Interval(n * math.log(0.2), n * math.log(1.8))
+        return Mat(op, axes, body, self.index_style(axes), bounds)  # type: ignore[arg-type]
+
     def make_reduce(self, free: frozenset[str], depth: int) -> Node:
         """mean_k, max_k or min_k (LANGUAGE.md §8)."""
         kind = self.pick(("mean", "max", "min"))
@@ -1026,6 +1091,7 @@ def random_program(
     *,
     max_statements: int = 4,
     max_depth: int = 3,
+    linalg: bool = True,
     selections: bool = True,
 ) -> RandomProgram:
     """A random valid program of 1 to ``max_statements`` statements.
@@ -1034,7 +1100,8 @@ def random_program(
     diagonals and implicit sums), broadcasting sums of terms, elementwise
     functions (arguments kept inside their domains), powers with constant
     exponents, constants, Kronecker deltas, ``sum_k(...)`` and
-    ``logsumexp_k(...)``, and (with ``selections``, LANGUAGE.md §8 and §13)
+    ``logsumexp_k(...)``, (``linalg``) ``inv``, ``det`` and ``logdet`` of
+    invertible matrices, and (``selections``, LANGUAGE.md §8 and §13)
     ``mean_k``, ``max_k``, ``min_k``, ``softmax_k``, ``max(a, b)``, ``min(a, b)``,
     ``where``, ``clip`` and comparisons; without them a seed gives the program it
     gave before those existed.  Later statements read earlier targets.  Values stay
@@ -1044,5 +1111,5 @@ def random_program(
     >>> rp = random_program(np.random.default_rng(0))
     >>> out = rp.parse()  # a valid program
     """
-    builder = _Builder(rng, max_depth, selections)
+    builder = _Builder(rng, max_depth, linalg, selections)
     return builder.program(int(rng.integers(1, max_statements + 1)))

@@ -9,6 +9,7 @@ it is compiled.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -43,6 +44,10 @@ class Backend:
     # A function of a function computed in one step where two steps lose the value
     # (log(σ(-1000)) is -1000, not log 0): (outer, inner) -> template with {x}, inner's argument.
     compositions: dict[tuple[str, str], str] = field(default_factory=lambda: dict(_COMPOSITIONS))
+    # Source of ``_check_write(dest, name, scope, skip)`` for ``compile(..., debug=True)``:
+    # raises ``_UnsafeWrite(name, other)`` (a class defined there too) when ``dest`` shares
+    # memory with a value ``other`` bound in ``scope``.
+    debug_helpers: str = ""
 
     def load(self) -> ModuleType:
         try:
@@ -290,18 +295,80 @@ _TORCH_OPS = {
     "min": "xp.amin({x}, dim={axes})",
     "cast": "xp.as_tensor({x}, dtype={like}.dtype, device={like}.device)",
 }
+# Debug mode: before each in-place write, no other bound array shares the memory written.
+_UNSAFE_WRITE = '''
+class _UnsafeWrite(Exception):
+    """An in-place write the debug checks refused: (buffer written, live value sharing it)."""
+'''
+
+_NUMPY_DEBUG = _UNSAFE_WRITE + '''
+def _check_write(dest, name, scope, skip):
+    for other, value in scope.items():
+        if other in skip or other == "arrays" or not isinstance(value, xp.ndarray):
+            continue
+        if xp.may_share_memory(dest, value) and xp.shares_memory(dest, value):
+            raise _UnsafeWrite(name, other)
+'''
+
+# torch: the element ranges two tensors of one storage cover (a transposed view covers
+# the same range; two row blocks of a buffer do not meet).
+_TORCH_DEBUG = _UNSAFE_WRITE + '''
+def _extent(t):
+    start = t.storage_offset()
+    if t.numel() == 0:
+        return start, start
+    return start, start + sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1
+
+def _check_write(dest, name, scope, skip):
+    ptr = dest.untyped_storage().data_ptr()
+    lo, hi = _extent(dest)
+    for other, value in scope.items():
+        if other in skip or other == "arrays" or not isinstance(value, xp.Tensor):
+            continue
+        if value.untyped_storage().data_ptr() == ptr:
+            a, b = _extent(value)
+            if a < hi and lo < b:
+                raise _UnsafeWrite(name, other)
+'''
+
 _JAX_OPS = dict(_NUMPY_OPS, copy="xp.array({x})")
 _DASK_OPS = dict(_NUMPY_OPS, copy="{x}", broadcast="xp.broadcast_to({x}, {shape})")
 
 BACKENDS: dict[str, Backend] = {
-    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True),
-    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True),
+    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True,
+                     debug_helpers=_NUMPY_DEBUG),
+    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True,
+                    debug_helpers=_NUMPY_DEBUG),
     "dask": Backend("dask", "dask.array", "dask", "xp", _COMMON, False, _DASK_HELPERS, _DASK_OPS),
     # torch's elementwise functions take out= as numpy's ufuncs do (add, subtract, multiply,
     # divide with a number first too); the helpers take it as well.
-    "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS, _UFUNC_OUT),
+    "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS, _UFUNC_OUT,
+                     debug_helpers=_TORCH_DEBUG),
     "jax": Backend("jax", "jax.numpy", "jax", "xp", _COMMON, False, _JAX_HELPERS + _FUNCTIONAL_HELPERS, _JAX_OPS),
 }
+
+# Linear algebra (LANGUAGE.md §9): inverse, solve with a matrix right-hand side, log|det|
+# and det from slogdet (never det itself: it overflows at n = 1000).  Every backend but
+# dask takes a batch of matrices (leading axes); dask.array.linalg has inv and solve for
+# one matrix only and no slogdet.
+_LINALG_OPS = {
+    "inv": "xp.linalg.inv({x})",
+    "solve": "xp.linalg.solve({a}, {b})",
+    "logabsdet": "xp.linalg.slogdet({x})[1]",
+    "det": "_det({x})",
+    "batched_linalg": "",
+}
+_DET_HELPER = """
+def _det(x):
+    sign, logabs = xp.linalg.slogdet(x)
+    return sign * xp.exp(logabs)
+"""
+for _name in ("numpy", "cupy", "torch", "jax"):
+    _b = BACKENDS[_name]
+    BACKENDS[_name] = dataclasses.replace(_b, helpers=_b.helpers + _DET_HELPER, ops={**_b.ops, **_LINALG_OPS})
+BACKENDS["dask"] = dataclasses.replace(
+    BACKENDS["dask"], ops={**_DASK_OPS, "inv": "xp.linalg.inv({x})", "solve": "xp.linalg.solve({a}, {b})"}
+)
 
 
 def get_backend(name: str) -> Backend:

@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 a user error (message, no traceback), 2 bad usage
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -50,8 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # eingrad demo | head: the reader has gone, nothing to report
         _silence_stdout()
         return 0
-    except OSError as err:  # stdout on a full disk, or closed
-        _silence_stdout()
+    except OSError as err:
+        if err.errno not in _WRITE_ERRORS:
+            return _internal_error(err)
+        _silence_stdout()  # stdout on a full disk, or gone
         reason = err.strerror or str(err) or type(err).__name__
         _print_error(f"{Style(sys.stderr).error('OutputError')}: cannot write the output: {reason}")
         return 1
@@ -67,16 +70,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     except Exception as err:
-        if _debug():
-            raise
-        message = str(err).splitlines()[0] if str(err) else ""
-        _print_error(
-            f"{Style(sys.stderr).error('InternalError')}: eingrad failed unexpectedly: "
-            f"{type(err).__name__}{': ' + message if message else ''}\n"
-            "  this is a bug in eingrad: please report it, with the command you ran "
-            "(EINGRAD_DEBUG=1 eingrad ... shows the traceback)"
-        )
-        return 1
+        return _internal_error(err)
+
+
+# The errors of a write that cannot be done: a full disk or quota, a file too large, a bad descriptor.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF}
+
+
+def _internal_error(err: Exception) -> int:
+    """A bug: one line and a request to report it (exit 1); raised with ``EINGRAD_DEBUG``."""
+    if _debug():
+        raise err
+    message = str(err).splitlines()[0] if str(err) else ""
+    _print_error(
+        f"{Style(sys.stderr).error('InternalError')}: eingrad failed unexpectedly: "
+        f"{type(err).__name__}{': ' + escape_controls(message) if message else ''}\n"
+        "  this is a bug in eingrad: please report it, with the command you ran "
+        "(EINGRAD_DEBUG=1 eingrad ... shows the traceback)"
+    )
+    return 1
 
 
 def _run(args) -> int:
@@ -127,7 +139,7 @@ def _check_program_given(args) -> None:
 def _report_warnings(caught) -> None:
     style = Style(sys.stderr)
     for w in caught:
-        print(f"{style.warning(w.category.__name__)}: {w.message}", file=sys.stderr)
+        print(f"{style.warning(w.category.__name__)}: {escape_controls(str(w.message))}", file=sys.stderr)
 
 
 def _report_error(err: EingradError, args) -> None:

@@ -248,6 +248,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     get_backend(args.backend).load()  # an unknown or missing backend is reported before any work
     sizes = parse_sizes(args.size)
     check_sizes(program, sizes)
+    check_result_sizes(program, sizes)
     rng = np.random.default_rng(args.seed)
     arrays = example_arrays(program, sizes, rng)
     if args.wrt:

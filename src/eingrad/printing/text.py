@@ -5,7 +5,23 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from ..expr import Add, Call, Choose, Compare, Const, Delta, Expr, LogSumExp, Mul, Pow, Reduce, Size, Sum, Tensor
+from ..expr import (
+    Add,
+    Call,
+    Choose,
+    Compare,
+    Const,
+    Delta,
+    Expr,
+    LogSumExp,
+    MatFn,
+    Mul,
+    Pow,
+    Reduce,
+    Size,
+    Sum,
+    Tensor,
+)
 from .layout import hidden_sums, mean_parts, softmax_parts
 
 CMP, ADD, MUL, UNARY, POW, ATOM = 0, 1, 2, 3, 4, 5
@@ -151,6 +167,8 @@ class TextRenderer:
             return f"Σ{index_suffix(e.indices)}({body})", ATOM
         if isinstance(e, LogSumExp):
             return f"logsumexp{index_suffix(e.indices)}({self.render(e.body, path + (0,))[0]})", ATOM
+        if isinstance(e, MatFn):
+            return f"{e.op}{index_suffix(e.axes)}({self.render(e.body, path + (0,))[0]})", ATOM
         raise TypeError(f"cannot print {type(e).__name__}")
 
     def wrap(self, e: Expr, path: tuple[int, ...], min_prec: int) -> str:

@@ -28,6 +28,7 @@ from ..expr import (
     add,
     call,
     factors_of,
+    merges_matrix_axes,
     mul,
     neg,
     power,
@@ -35,6 +36,8 @@ from ..expr import (
     sum_,
     walk,
 )
+
+from .rules_linalg import LINALG_APPLIES_TO, LINALG_RULES
 
 Rule = Callable[[Expr], Expr | None]
 
@@ -166,6 +169,8 @@ def delta_eats_summed_index(e: Expr) -> Expr | None:
         # Eat a summed index; donate a free one if there is one (Σ_j A_ij δ_jk = A_ik),
         # else the next summed one (A_ij δ_jk B_ik = A_ik B_ik, as the guide does it).
         eaten, donor = summed[0], (kept[0] if kept else summed[1])
+        if any(merges_matrix_axes(f, {eaten: donor}) for f in factors):
+            continue  # Σ_j δ_ij inv_ij(A): the inverse's diagonal stays a sum
         rest = [rename_indices(f, {eaten: donor}) for f in factors if f is not d]
         remaining = tuple(i for i in distinct if i != eaten)
         if len(remaining) > 1:  # δ_jkl eats j: δ_kl stays; δ_jk eats j: nothing stays
@@ -188,6 +193,8 @@ def delta_unifies_indices(e: Expr, bound: frozenset[str] = frozenset()) -> Expr 
         free = sorted(i for i in set(d.indices) if i not in bound)
         mapping = {i: free[0] for i in free[1:]}
         touched = [m for m, f in enumerate(e.factors) if m != k and mapping.keys() & f.free]
+        if touched and any(merges_matrix_axes(e.factors[m], mapping) for m in touched):
+            continue  # δ_ij inv_ij(A): unifying would make the inverse's diagonal inv_ii
         if touched:
             return mul(*(rename_indices(f, mapping) if m in touched else f for m, f in enumerate(e.factors)))
     return None
@@ -366,6 +373,7 @@ RULES: list[Rule] = [
     delta_unifies_indices,
     like_factors_combine,
     like_terms_combine,
+    *LINALG_RULES,
 ]
 
 RULES_BY_NAME = {rule.__name__: rule for rule in RULES}
@@ -390,6 +398,7 @@ APPLIES_TO: dict[str, tuple[type, ...]] = {
     "distribute_over_delta_terms": (Sum,),
     "like_terms_combine": (Add,),
     "like_factors_combine": (Mul,),
+    **LINALG_APPLIES_TO,
 }
 
 __all__ = ["RULES", "RULES_BY_NAME"] + [rule.__name__ for rule in RULES]

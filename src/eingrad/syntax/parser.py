@@ -33,7 +33,17 @@ from ..errors import (
     user_stacklevel,
 )
 from ..functions import FUNCTIONS
-from ..names import BINDERS, DELTAS, OPERATORS, SELECTIONS, TRANSFORMS, UNSUPPORTED, known_operators, reserved_words
+from ..names import (
+    BINDERS,
+    DELTAS,
+    LINALG,
+    OPERATORS,
+    SELECTIONS,
+    TRANSFORMS,
+    UNSUPPORTED,
+    known_operators,
+    reserved_words,
+)
 from ..program import Program, Statement
 from .lexer import Token, number_value, tokenize
 from .tree import (
@@ -336,7 +346,7 @@ class _Parser:
             word = tok.text
             if word in SELECTIONS and self.peek().kind == "OP" and self.peek().text == "(":
                 return self.parse_selection()
-            if word in BINDERS or word in TRANSFORMS:
+            if word in BINDERS or word in TRANSFORMS or word in LINALG:
                 return self.parse_binder()
             if word in UNSUPPORTED:
                 raise self.unsupported(tok)
@@ -588,6 +598,12 @@ class _Parser:
         indices, spans, _ = self.parse_index_list(word, required=True)
         if len(set(indices)) != len(indices):
             raise self.error(f"{word.text} binds the same index twice", Span(spans[0].start, spans[-1].end))
+        if kind in LINALG and len(indices) != 2:
+            raise self.error(
+                f"{word.text} takes the matrix's two indices (rows, columns), found {len(indices)}",
+                Span(spans[0].start, spans[-1].end),
+                hint=f"write {word.text}_ij(A_ij); other free indices of the argument are batch indices",
+            )
         if not self.at("(") and kind == "sum" and (self.tok.kind in _ATOM_START or self.at("|") or self.at("-")):
             # Σ_n G_nh δ_hk: without parentheses a sum binds the rest of the product.
             self.enter(word)
@@ -747,6 +763,11 @@ def _occurrences(node, path, scope: dict, out: list) -> None:
         for index, span in zip(node.indices, node.index_spans, strict=True):
             out.append(_Occurrence(index, path, span, scope.get(index)))
     if isinstance(node, RBinder):
+        if node.kind == "inv":
+            # A transform: outside, inv_ij(...) is an occurrence of i and j; inside, they
+            # are the matrix's axes, local to its parentheses (never summed there).
+            for index, span in zip(node.indices, node.index_spans, strict=True):
+                out.append(_Occurrence(index, path, span, scope.get(index)))
         scope = dict(scope)
         for index in node.indices:
             scope[index] = node
@@ -804,7 +825,7 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
     binder_at = {path: binder for binder, path in binder_list}
     for other, other_path in binder_list:
         # A binder inside another that binds one of the same indices (check its ancestors).
-        for depth in range(len(other_path)):
+        for depth in range(len(other_path) if other.kind != "inv" else 0):
             binder = binder_at.get(other_path[:depth])
             shared = set(binder.indices) & set(other.indices) if binder is not None else set()
             if shared:
@@ -823,7 +844,7 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
     for binder, _ in binder_list:
         word = binder.kind
         for index, span in zip(binder.indices, binder.index_spans, strict=True):
-            if index in free:
+            if index in free and binder.kind != "inv":
                 raise IndexRuleError(
                     f"index {index!r} is bound by {word}_{index}(...) but is also a target index",
                     source=text,
@@ -835,7 +856,10 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
                     f"{word}_{index}(...) binds {index!r}, but {index!r} does not occur inside it",
                     source=text,
                     spans=binder.span,
-                    hint=f"use {index!r} inside the parentheses, or remove it from {word}",
+                    hint=f"use {index!r} inside the parentheses, or remove it from {word}"
+                    if binder.kind not in LINALG else
+                    f"{word}_{''.join(binder.indices)}(e) is over the matrix whose rows and columns "
+                    f"are indices of e: write e with both, e.g. {word}_ij(A_ij)",
                 )
 
     occurring = {o.index for o in occurrences}
@@ -903,7 +927,7 @@ def _check_transforms(node, text: str) -> None:
 def _check_no_shadowing(index: str, lca: tuple[int, ...], span: Span, binder_list, text: str) -> None:
     """An implicit sum over ``index`` may not enclose a binder of the same name."""
     for binder, path in binder_list:
-        if index in binder.indices and path[: len(lca)] == lca:
+        if index in binder.indices and path[: len(lca)] == lca and binder.kind != "inv":
             raise IndexRuleError(
                 f"index {index!r} is summed implicitly around {binder.kind}_{index}(...), "
                 f"which binds {index!r} again",
@@ -973,6 +997,8 @@ def _build(node, path, sums_at, text: str) -> E.Expr:
         built = E.power(children[0], node.exponent)
     elif isinstance(node, RCall):
         built = E.call(node.fn, children[0])
+    elif isinstance(node, RBinder) and node.kind in LINALG:
+        built = E.MatFn(node.kind, node.indices, children[0], node.span)
     elif isinstance(node, RBinder):
         built = _binder(node.kind, node.indices, children[0])
     elif isinstance(node, RTransform):
