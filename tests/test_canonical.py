@@ -14,6 +14,8 @@ from corpus import CORPUS
 from eingrad.expr import (
     Add,
     Call,
+    Choose,
+    Compare,
     Const,
     Delta,
     Expr,
@@ -21,6 +23,7 @@ from eingrad.expr import (
     MatFn,
     Mul,
     Pow,
+    Size,
     Sum,
     Tensor,
     rename_indices,
@@ -139,7 +142,7 @@ class Scrambler:
         return tuple(out[k] for k in self.rng.permutation(len(out)))
 
     def __call__(self, e: Expr) -> Expr:
-        if isinstance(e, (Tensor, Const)):
+        if isinstance(e, (Tensor, Const, Size)):
             return e
         if isinstance(e, Delta):
             return Delta(tuple(e.indices[k] for k in self.rng.permutation(len(e.indices))))
@@ -151,13 +154,15 @@ class Scrambler:
             return Pow(self(e.base), e.exponent)
         if isinstance(e, Call):
             return Call(e.fn, self(e.arg))
-        if isinstance(e, (Sum, LogSumExp)):
-            mapping = {i: self.fresh() for i in e.indices}
-            return type(e)(tuple(mapping.values()), self(rename_indices(e.body, mapping)))
         if isinstance(e, MatFn):  # det/logdet bind their axes; inv keeps them
             mapping = {i: self.fresh() for i in e.indices}
             body = self(rename_indices(e.body, mapping))
             return MatFn(e.op, tuple(mapping.get(i, i) for i in e.axes), body)
+        if e.binds:
+            mapping = {i: self.fresh() for i in e.indices}
+            return e.rebind(tuple(mapping.values()), self(rename_indices(e.body, mapping)))
+        if isinstance(e, (Choose, Compare)):  # operands keep their order (max(a, b) is not max(b, a))
+            return e.with_children(tuple(self(c) for c in e.children))
         raise TypeError(type(e).__name__)
 
 

@@ -665,8 +665,15 @@ def test_a_derivative_of_a_program_with_a_bad_name_cannot_inject_code():
 def test_names_that_are_python_names_compile_correctly():
     # Names of builtins, of the generated code's own variables, and names that Python reads
     # as others (NFKC: 𝐱 is x, 𝐱𝐩 is xp) do not clash.
-    text = "y_i = xp_i + arrays_i + len_i + print_i + compiled_i + 𝐱_i + 2 x_i + 3 𝐱𝐩_i"
-    program = eg.parse(text)
+    # The parser refuses 𝐱 (it asks for x), so the program is built from nodes: a program
+    # made through the API may still hold such names.
+    from eingrad.expr import Tensor, add, const, mul
+    from eingrad.program import Program, Statement
+
+    names = ["xp", "arrays", "len", "print", "compiled", "𝐱"]
+    terms = [Tensor(n, ("i",)) for n in names] + [mul(const(2), Tensor("x", ("i",))),
+                                                   mul(const(3), Tensor("𝐱𝐩", ("i",)))]
+    program = Program((Statement("y", ("i",), add(*terms)),))
     rng = np.random.default_rng(11)
     arrays = {name: rng.standard_normal(3) for name in program.inputs}
     close(eg.compile(program)(arrays)["y"], eg.evaluate(program, arrays)["y"])

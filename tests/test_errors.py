@@ -142,16 +142,14 @@ PARSE_ERRORS = [
     Bad("a_i = b_i; c = d $", eg.ParseError, "unexpected character '$'", 1, 18),
     Bad("a = b\n  c = d^e", eg.ParseError, "an exponent must be a constant number, found 'e'", 2, 9),
     # ---- name_k(...): a reduction, a transform, or an error; never a product (LANGUAGE.md §8)
-    Bad("L = mean_n(e_n^2)", eg.UnknownFunctionError, "the reduction mean_n(...)", 1, 5, "sum_k(e) / |k|"),
-    Bad("m = max_i(x_i)", eg.UnknownFunctionError, "the reduction max_i(...)", 1, 5, "logsumexp"),
-    Bad("P_nc = softmax_c(Z_nc)", eg.UnknownFunctionError, "the transform softmax_c(...)", 1, 8, "logsumexp_j"),
-    Bad("d = det_ij(A_ij)", eg.UnknownFunctionError, "the reduction det_ij(...)", 1, 5),
     Bad("n = norm_i(x_i)", eg.UnknownFunctionError, "unknown reduction or transform 'norm'", 1, 5,
         "'norm_i (x_i)' or 'norm_i * (x_i)'"),
     Bad("y_i = W_ij(x_j)", eg.UnknownFunctionError, "'W_ij(' reads as a reduction or transform", 1, 7,
         "'W_ij (x_j)' or 'W_ij * (x_j)'"),
-    Bad("y = max(a, b)", eg.UnknownFunctionError, "max(...) is not supported yet", 1, 5),
-    Bad("mean = x", eg.ReservedNameError, "'mean' is reserved", 1, 1, "another name"),
+    # ---- selections and comparisons (LANGUAGE.md §13)
+    Bad("y = max(a)", eg.ParseError, "max takes 2 arguments, found 1", 1, 5, "max_k(...)"),
+    Bad("mean = x", eg.ReservedNameError, "'mean' is a reserved word", 1, 1, "another name"),
+    Bad("y = a < b <= c", eg.ParseError, "chained comparisons are ambiguous", 1, 5, "(a < b) (b < c)"),
     # ---- characters and numbers
     Bad("y = x²", eg.ParseError, "unexpected superscript digit '²'", 1, 6, "write x^2"),
     Bad("y = x₂", eg.ParseError, "unexpected subscript digit '₂'", 1, 6, "x2"),

@@ -753,7 +753,7 @@ def test_input_read_only_by_statements_the_output_does_not_need():
     [
         ("L = sum_n(x_n) / |n|", "x", "dLdx_n = x_n^0 / |n|"),
         ("Z_nc = X_nd W_dc\nL = sum_n(logsumexp_c(Z_nc) - Y_nc Z_nc) / |n|", "W",
-         "dLdZ_nc = (exp(Z_nc - logsumexp_j(Z_nj)) - Y_nc) / |n|"),
+         "dLdZ_nc = (softmax_c(Z_nc) - Y_nc) / |n|"),
         ("e_n = y_n - X_nd w_d; L = sum_n(e_n^2) / (3 |n|)", "w", "dLde_n = 2 e_n / (3 |n|)"),
     ],
 )

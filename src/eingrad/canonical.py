@@ -27,6 +27,8 @@ from functools import lru_cache
 from .expr import (
     Add,
     Call,
+    Choose,
+    Compare,
     Const,
     Delta,
     Expr,
@@ -34,6 +36,7 @@ from .expr import (
     MatFn,
     Mul,
     Pow,
+    Reduce,
     Size,
     Sum,
     Tensor,
@@ -75,10 +78,14 @@ def _prenex(e: Expr, taken: set[str]) -> Expr:
         for i in e.indices:
             taken.add(i)
         return sum_(e.indices, _prenex(e.body, taken))
-    if isinstance(e, LogSumExp):
+    if isinstance(e, (LogSumExp, Reduce)):
         for i in e.indices:
             taken.add(i)
-        return LogSumExp(e.indices, _prenex(e.body, taken))
+        return e.rebind(e.indices, _prenex(e.body, taken))
+    if isinstance(e, Choose):
+        return Choose(e.op, tuple(_prenex(a, taken) for a in e.args))
+    if isinstance(e, Compare):
+        return Compare(e.op, _prenex(e.left, taken), _prenex(e.right, taken))
     if isinstance(e, MatFn):  # sums stay inside a matrix function (det(A + B) is not a sum)
         taken.update(e.indices)
         return MatFn(e.op, e.axes, _prenex(e.body, taken), e.span)
@@ -118,10 +125,12 @@ def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
     if isinstance(e, Const):
         return f"#{e.value}"
     if isinstance(e, Size):
-        return f"|{e.index}|"
-    if isinstance(e, (Sum, LogSumExp)):
-        tag = "S" if isinstance(e, Sum) else "L"
+        return "|*|" if e.index in bound else f"|{e.index}|"  # mean_k: Σ_k |k|^-1 …
+    if isinstance(e, (Sum, LogSumExp, Reduce)):
+        tag = "S" if isinstance(e, Sum) else "L" if isinstance(e, LogSumExp) else e.op
         return f"{tag}{len(e.indices)}[{_anonymous_key(e.body, bound | set(e.indices))}]"
+    if isinstance(e, (Choose, Compare)):
+        return f"{e.op}({';'.join(_anonymous_key(c, bound) for c in e.children)})"
     if isinstance(e, MatFn):
         inner = bound | set(e.indices)
         axes = ",".join("*" if i in inner else i for i in e.axes)
@@ -145,9 +154,17 @@ def _orderings(e: Expr, bound: frozenset[str], budget: list[int]) -> list[Expr]:
         return [Delta(p, e.span) for p in dict.fromkeys(itertools.permutations(e.indices))]
     if isinstance(e, (Tensor, Const, Size)):
         return [e]
-    if isinstance(e, (Sum, LogSumExp)):
+    if isinstance(e, (Sum, LogSumExp, Reduce)):
         inner = bound | set(e.indices)
-        return [type(e)(e.indices, b) for b in _orderings(e.body, inner, budget)]
+        return [e.rebind(e.indices, b) for b in _orderings(e.body, inner, budget)]
+    if isinstance(e, (Choose, Compare)):
+        # operands keep their order (max(a, b) and max(b, a) are told apart: never wrongly equal)
+        out = []
+        for combo in itertools.product(*(_orderings(c, bound, budget) for c in e.children)):
+            out.append(Choose(e.op, combo) if isinstance(e, Choose) else Compare(e.op, *combo))
+            if len(out) > _PERMUTATION_BUDGET:
+                break
+        return out
     if isinstance(e, MatFn):
         inner = bound | set(e.indices)
         return [MatFn(e.op, e.axes, b, e.span) for b in _orderings(e.body, inner, budget)]
@@ -209,11 +226,11 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             if isinstance(node, Tensor):
                 return Tensor(node.name, tuple(new), node.span)
             return Delta(tuple(new), node.span)
-        if isinstance(node, (Sum, LogSumExp)):
-            own: dict[str, str] = {}
-            body = rename(node.body, {**scope, **{i: own for i in node.indices}})
-            names = [own[i] if i in own else f"%{next(count)}" for i in node.indices]
-            return type(node)(tuple(sorted(names)), body)
+        if isinstance(node, Size) and node.index in scope:  # |k| inside the sum over k (mean_k)
+            own = scope[node.index]
+            if node.index not in own:
+                own[node.index] = f"%{next(count)}"
+            return Size(own[node.index])
         if isinstance(node, MatFn):
             if node.op == "inv":  # its axes are the body's free indices, renamed as any other
                 body = rename(node.body, scope)
@@ -223,6 +240,11 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             body = rename(node.body, {**scope, **{i: own for i in node.axes}})
             axes = tuple(own[i] if i in own else f"%{next(count)}" for i in node.axes)
             return MatFn(node.op, axes, body, node.span)  # type: ignore[arg-type]
+        if node.binds:
+            own: dict[str, str] = {}
+            body = rename(node.body, {**scope, **{i: own for i in node.indices}})
+            names = [own[i] if i in own else f"%{next(count)}" for i in node.indices]
+            return node.rebind(tuple(sorted(names)), body)
         kids = tuple(rename(c, scope) for c in node.children)
         if isinstance(node, Add):
             return Add(kids)
@@ -232,6 +254,10 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             return Pow(kids[0], node.exponent)
         if isinstance(node, Call):
             return Call(node.fn, kids[0])
+        if isinstance(node, Choose):
+            return Choose(node.op, kids)
+        if isinstance(node, Compare):
+            return Compare(node.op, *kids)
         return node
 
     return rename(e, {})
@@ -282,6 +308,10 @@ def _class_key(e: Expr, free: frozenset[str]) -> str:
         return _class_key(e.body, free)
     if isinstance(e, LogSumExp):
         return f"lse({_class_key(e.body, free)})"
+    if isinstance(e, Reduce):
+        return f"{e.op}_({_class_key(e.body, free)})"
+    if isinstance(e, (Choose, Compare)):
+        return f"{e.op}({';'.join(_class_key(c, free) for c in e.children)})"
     if isinstance(e, MatFn):
         return f"{e.op}({','.join(index(i) for i in e.axes)})[{_class_key(e.body, free)}]"
     if isinstance(e, Pow):

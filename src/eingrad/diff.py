@@ -28,6 +28,8 @@ from .expr import (
     ZERO,
     Add,
     Call,
+    Choose,
+    Compare,
     Const,
     Delta,
     Expr,
@@ -35,6 +37,7 @@ from .expr import (
     MatFn,
     Mul,
     Pow,
+    Reduce,
     Size,
     Sum,
     Tensor,
@@ -49,6 +52,7 @@ from .expr import (
 from .names import fresh_index
 from .program import Program, Statement
 from .simplify import simplify
+from .simplify.engine import fold_softmax
 
 __all__ = ["DERIVATIVES", "Derivative", "DiffError", "diff_expr", "differentiate"]
 
@@ -135,7 +139,7 @@ def _d_tensor(e: Tensor, ctx: _Context) -> Expr:
 
 
 def _d_const(e: Expr, ctx: _Context) -> Expr:
-    """∂c/∂X = 0, ∂δ_ij/∂X = 0, ∂|i|/∂X = 0"""
+    """∂c/∂X = 0, ∂δ_ij/∂X = 0, ∂|i|/∂X = 0, ∂[a > b]/∂X = 0"""
     return ZERO
 
 
@@ -189,6 +193,50 @@ def _d_logsumexp(e: LogSumExp, ctx: _Context) -> Expr:
     return sum_(e.indices, mul(softmax, d))
 
 
+def _d_reduce(e: Reduce, ctx: _Context) -> Expr:
+    """∂ max_k(u) = Σ_k w_k ∂u, w_k = [u_k = max_k u] / Σ_k [u_k = max_k u]: the derivative flows to
+    the positions holding the max, ties share it equally (min likewise); [u = max u] is u >= max u"""
+    d = diff_expr(e.body, ctx)
+    if d == ZERO:
+        return ZERO
+    holds = E.compare(">=" if e.op == "max" else "<=", e.body, e)
+    return sum_(e.indices, mul(holds, power(sum_(e.indices, holds), -1), d))
+
+
+_HALF = Const(Fraction(1, 2))
+
+
+def _d_choose(e: Choose, ctx: _Context) -> Expr:
+    """∂max(a, b) = [a > b] ∂a + [a < b] ∂b + ½[a = b](∂a + ∂b), written ½((a > b) + (a >= b)) ∂a + …
+    (min with < for >); ∂where(c, a, b) = where(c, 1, 0) ∂a + where(c, 0, 1) ∂b;
+    ∂clip(x, lo, hi) = [lo < x < hi] ∂x + [x < lo < hi] ∂lo + [max(x, lo) > hi] ∂hi (0 at a bound)"""
+    ds = [diff_expr(a, ctx) for a in e.args]
+    if all(d == ZERO for d in ds):
+        return ZERO
+    if e.op in ("max", "min"):
+        a, b = e.args
+        gt, ge = (">", ">=") if e.op == "max" else ("<", "<=")
+        terms = []
+        for (x, y), d in zip(((a, b), (b, a)), ds, strict=True):
+            if d != ZERO:
+                terms.append(mul(_HALF, add(E.compare(gt, x, y), E.compare(ge, x, y)), d))
+        return add(*terms)
+    if e.op == "where":
+        # written as products, so that the deltas of ∂a and ∂b meet the sums around them
+        c = e.args[0]
+        return add(mul(E.choose("where", c, ONE, ZERO), ds[1]), mul(E.choose("where", c, ZERO, ONE), ds[2]))
+    x, lo, hi = e.args
+    dx, dlo, dhi = ds
+    terms = []
+    if dx != ZERO:
+        terms.append(mul(E.compare("<", lo, x), E.compare("<", x, hi), dx))
+    if dlo != ZERO:
+        terms.append(mul(E.compare("<", x, lo), E.compare("<", lo, hi), dlo))
+    if dhi != ZERO:
+        terms.append(mul(E.compare(">", E.choose("max", x, lo), hi), dhi))
+    return add(*terms)
+
+
 #: The identity each matrix function is differentiated by (the Matrix Cookbook's, in index
 #: notation); explanations name it.
 MATRIX_IDENTITIES = {
@@ -238,6 +286,9 @@ _RULES: dict[type, Callable] = {
     Call: _d_call,
     Sum: _d_sum,
     LogSumExp: _d_logsumexp,
+    Reduce: _d_reduce,
+    Choose: _d_choose,
+    Compare: _d_const,  # a comparison is 1 or 0: a constant (LANGUAGE.md §13)
     MatFn: _d_matfn,
 }
 
@@ -393,7 +444,7 @@ def user_names(
         # around: names bound by enclosing binders; beside: names occurring in the factors
         # (and arguments) next to node, not split from it by a +: an implicit sum over a
         # name there would take node's in (Σ_d in sigmoid(X_nd w_d) (1 - sigmoid(X_nd w_d))).
-        if isinstance(node, (Sum, LogSumExp)):
+        if node.binds and not isinstance(node, MatFn):
             body = node.body
             new_indices = []
             for b in node.indices:
@@ -421,7 +472,7 @@ def user_names(
                 new_indices.append(chosen)
             inner = rename_binders(body, around | set(new_indices), beside)
             # Bound indices in sorted order, as the parser builds them (sum_ sorts them too).
-            return type(node)(tuple(sorted(new_indices)), inner)
+            return node.rebind(tuple(sorted(new_indices)), inner)
         if not _has_binder(node):
             return node
         if isinstance(node, MatFn):  # its axes are the matrix's inside: never a binder's new name
@@ -472,13 +523,13 @@ def _occurring(e: Expr) -> frozenset[str]:
     """Index names of tensors, deltas and binders in ``e`` (a size |i| is not an occurrence)."""
     if isinstance(e, (Tensor, Delta)):
         return frozenset(e.indices)
-    out = frozenset(e.indices) if isinstance(e, (Sum, LogSumExp)) else frozenset()
+    out = frozenset(e.binds)
     return out.union(*(_occurring(child) for child in e.children))
 
 
 @lru_cache(maxsize=65536)
 def _has_binder(e: Expr) -> bool:
-    return isinstance(e, (Sum, LogSumExp, MatFn)) or any(_has_binder(child) for child in e.children)
+    return bool(e.binds) or isinstance(e, MatFn) or any(_has_binder(child) for child in e.children)
 
 
 def _same_node(e: Expr, children: tuple[Expr, ...]) -> Expr:
@@ -491,8 +542,12 @@ def _same_node(e: Expr, children: tuple[Expr, ...]) -> Expr:
         return Pow(children[0], e.exponent)
     if isinstance(e, Call):
         return Call(e.fn, children[0])
-    if isinstance(e, (Sum, LogSumExp)):
-        return type(e)(e.indices, children[0])
+    if e.binds:
+        return e.rebind(e.indices, children[0])
+    if isinstance(e, Choose):
+        return Choose(e.op, children)
+    if isinstance(e, Compare):
+        return Compare(e.op, *children)
     return e.with_children(children)
 
 
@@ -747,6 +802,8 @@ def differentiate(
             f"the order-{order} derivative of {output!r} with respect to {wrt!r} is identically zero"
         )
         warnings.warn(ZeroDerivativeWarning(f"{what}: the derivative is zero"), stacklevel=user_stacklevel())
+    # Every exp(z_k - logsumexp_j(z_j)) as the parser writes softmax_k(z_k), which prints so.
+    current = fold_softmax(current)
     return Derivative(
         program, output, wrt, order, out_stmt.indices, tuple(groups), current, sources, ctx.origins
     )

@@ -21,7 +21,24 @@ import numpy as np
 import opt_einsum
 
 from .errors import InputTypeError, check_allocation, max_array_bytes
-from .expr import Add, Call, Const, Delta, Expr, LogSumExp, MatFn, Mul, Pow, Size, Sum, Tensor, factors_of
+from .expr import (
+    Add,
+    Call,
+    Choose,
+    Compare,
+    Const,
+    Delta,
+    Expr,
+    LogSumExp,
+    MatFn,
+    Mul,
+    Pow,
+    Reduce,
+    Size,
+    Sum,
+    Tensor,
+    factors_of,
+)
 from .functions import COMPOSITIONS, FUNCTIONS
 from .program import Program
 from .sizes import infer_shapes
@@ -218,6 +235,41 @@ class _Interpreter:
                 result = result + np.asarray(math.log(absent), dtype=result.dtype)
         return np.squeeze(result, axis=axes), kept
 
+    def eval_Reduce(self, e: Reduce) -> Labelled:
+        """max_k / min_k; over an empty axis the identity, -inf / +inf (as logsumexp gives -inf)."""
+        body, labels = self.eval(e.body)
+        axes = tuple(k for k, label in enumerate(labels) if label in e.indices)
+        kept = tuple(label for label in labels if label not in e.indices)
+        reduce = np.max if e.op == "max" else np.min
+        initial = -np.inf if e.op == "max" else np.inf
+        return np.asarray(reduce(body, axis=axes, initial=initial)), kept
+
+    def aligned_args(self, args: tuple[Expr, ...]) -> tuple[list[np.ndarray], tuple[str, ...]]:
+        """The arguments broadcast against each other, as the terms of a sum are."""
+        parts = [self.eval(a) for a in args]
+        labels = tuple(dict.fromkeys(label for _, ls in parts for label in ls))
+        self.check(labels, "a selection or comparison")
+        return [_align(np.asarray(a), ls, labels) for a, ls in parts], labels
+
+    def eval_Choose(self, e: Choose) -> Labelled:
+        args, labels = self.aligned_args(e.args)
+        with np.errstate(all="ignore"):
+            if e.op == "max":
+                out = np.maximum(args[0], args[1])
+            elif e.op == "min":
+                out = np.minimum(args[0], args[1])
+            elif e.op == "where":
+                out = np.where(args[0] != 0, args[1], args[2])
+            else:  # clip(x, lo, hi) = min(max(x, lo), hi)
+                out = np.minimum(np.maximum(args[0], args[1]), args[2])
+        out = np.asarray(out, dtype=np.result_type(out, self.dtype))
+        return np.broadcast_to(out, tuple(self.sizes[i] for i in labels)), labels
+
+    def eval_Compare(self, e: Compare) -> Labelled:
+        (a, b), labels = self.aligned_args((e.left, e.right))
+        with np.errstate(all="ignore"):
+            out = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}[e.op](a, b)
+        return np.broadcast_to(out.astype(self.dtype), tuple(self.sizes[i] for i in labels)), labels
     def eval_MatFn(self, e: MatFn) -> Labelled:
         """inv, det, log|det| of the matrix on ``e.axes``, one per value of the batch indices."""
         body, labels = self.eval(e.body)

@@ -31,7 +31,11 @@ __all__ = [
     "Call",
     "Sum",
     "LogSumExp",
+    "Reduce",
+    "Choose",
+    "Compare",
     "Size",
+    "BINDER_TYPES",
     "MatFn",
     "MATFN_OPS",
     "matfn",
@@ -46,6 +50,9 @@ __all__ = [
     "call",
     "sum_",
     "logsumexp",
+    "reduce_",
+    "choose",
+    "compare",
     "ZERO",
     "ONE",
     "walk",
@@ -77,6 +84,11 @@ class Expr:
 
     @property
     def children(self) -> tuple[Expr, ...]:
+        return ()
+
+    @property
+    def binds(self) -> tuple[str, ...]:
+        """The indices this node binds (a sum, a log-sum-exp, a max); () for every other node."""
         return ()
 
     def with_children(self, children: tuple[Expr, ...]) -> Expr:
@@ -288,6 +300,14 @@ class _Binder(Expr):
     def children(self) -> tuple[Expr, ...]:
         return (self.body,)  # type: ignore[attr-defined]
 
+    @property
+    def binds(self) -> tuple[str, ...]:
+        return self.indices  # type: ignore[attr-defined]
+
+    def rebind(self, indices: tuple[str, ...], body: Expr) -> Expr:
+        """The same binder (kind, operation) over new bound names and body, built as given."""
+        return type(self)(indices, body)  # type: ignore[call-arg]
+
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Sum(_Binder):
@@ -325,6 +345,104 @@ class LogSumExp(_Binder):
 
     def __repr__(self) -> str:
         return f"LogSumExp({self.indices!r}, {self.body!r})"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Reduce(_Binder):
+    """``max_{indices}(body)`` or ``min_{indices}(body)``: binds ``indices`` (LANGUAGE.md §8)."""
+
+    op: str  # "max" or "min"
+    indices: tuple[str, ...]
+    body: Expr
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, self.body.free - set(self.indices), (self.op, self.indices, self.body))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Reduce)
+            and self.op == other.op
+            and self.indices == other.indices
+            and self.body == other.body
+        )
+
+    def rebind(self, indices: tuple[str, ...], body: Expr) -> Expr:
+        return Reduce(self.op, indices, body)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return reduce_(self.op, self.indices, children[0])
+
+    def __repr__(self) -> str:
+        return f"Reduce({self.op!r}, {self.indices!r}, {self.body!r})"
+
+
+#: The elementwise selections of LANGUAGE.md §13 and their numbers of arguments.
+CHOICES = {"max": 2, "min": 2, "where": 3, "clip": 3}
+#: The comparisons of LANGUAGE.md §13 (1 where true, else 0).
+COMPARISONS = (">", ">=", "<", "<=")
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Choose(_Nary):
+    """An elementwise selection: ``max(a, b)``, ``min(a, b)``, ``where(c, a, b)``, ``clip(x, lo, hi)``.
+
+    Arguments broadcast against each other as the terms of a sum do.
+    """
+
+    op: str
+    args: tuple[Expr, ...]
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, frozenset().union(*(a.free for a in self.args)), (self.op, self.args))
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return self.args
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return choose(self.op, *children)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Choose) and self.op == other.op and self.args == other.args
+
+    def __repr__(self) -> str:
+        return f"Choose({self.op!r}, {self.args!r})"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Compare(Expr):
+    """``a > b`` (``>=``, ``<``, ``<=``): 1 where it holds, else 0; a constant for derivatives."""
+
+    op: str
+    left: Expr
+    right: Expr
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, self.left.free | self.right.free, (self.op, self.left, self.right))
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.left, self.right)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return compare(self.op, children[0], children[1])
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Compare)
+            and self.op == other.op
+            and self.left == other.left
+            and self.right == other.right
+        )
+
+    def __repr__(self) -> str:
+        return f"Compare({self.op!r}, {self.left!r}, {self.right!r})"
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
@@ -378,6 +496,15 @@ class MatFn(Expr):
         return () if self.op == "inv" else self.axes
 
     @property
+    def binds(self) -> tuple[str, ...]:
+        return self.indices
+
+    def rebind(self, indices: tuple[str, ...], body: Expr) -> Expr:
+        """det/logdet over new axis names (its bound ones); inv keeps its (free) axes."""
+        axes = self.axes if self.op == "inv" else tuple(indices)
+        return MatFn(self.op, axes, body, self.span)  # type: ignore[arg-type]
+
+    @property
     def children(self) -> tuple[Expr, ...]:
         return (self.body,)
 
@@ -402,8 +529,11 @@ def matfn(op: str, axes: Iterable[str], body: Expr) -> MatFn:
 
 
 # Defining __eq__ resets __hash__ to None; every node hashes by its cached value.
-for _cls in (Tensor, Delta, Const, Size, Add, Mul, Pow, Call, Sum, LogSumExp, MatFn):
+for _cls in (Tensor, Delta, Const, Size, Add, Mul, Pow, Call, Sum, LogSumExp, Reduce, Choose, Compare, MatFn):
     _cls.__hash__ = Expr.__hash__  # type: ignore[method-assign]
+
+#: Node types that bind indices (their ``binds``; a MatFn binds its axes for det and logdet).
+BINDER_TYPES = (Sum, LogSumExp, Reduce)
 
 # ---------------------------------------------------------------- smart constructors
 
@@ -515,6 +645,42 @@ def logsumexp(indices: Iterable[str], body: Expr) -> Expr:
     return LogSumExp(bound, body)
 
 
+def reduce_(op: str, indices: Iterable[str], body: Expr) -> Expr:
+    """``max_{indices}(body)`` / ``min_{indices}(body)``; sorts the bound indices.
+
+    Bound indices the body does not mention are dropped: the largest of |k| copies
+    of a value is that value (an empty axis aside, see docs/language.md).
+    """
+    bound = tuple(sorted(i for i in dict.fromkeys(indices) if i in body.free))
+    if not bound:
+        return body
+    return Reduce(op, bound, body)
+
+
+def choose(op: str, *args: Expr) -> Expr:
+    """A selection; folds it when every argument is a constant."""
+    if all(isinstance(a, Const) for a in args):
+        v = [a.value for a in args]
+        if op == "max":
+            return Const(max(v))
+        if op == "min":
+            return Const(min(v))
+        if op == "where":
+            return Const(v[1] if v[0] != 0 else v[2])
+        if op == "clip":
+            return Const(min(max(v[0], v[1]), v[2]))
+    return Choose(op, tuple(args))
+
+
+def compare(op: str, left: Expr, right: Expr) -> Expr:
+    """A comparison; folds it when both sides are constants."""
+    if isinstance(left, Const) and isinstance(right, Const):
+        a, b = left.value, right.value
+        holds = {">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}[op]
+        return ONE if holds else ZERO
+    return Compare(op, left, right)
+
+
 # ---------------------------------------------------------------- traversal helpers
 
 
@@ -525,7 +691,7 @@ def index_names(e: Expr) -> frozenset[str]:
         return frozenset(e.indices)
     if isinstance(e, Size):
         return frozenset((e.index,))
-    out = frozenset(e.indices) if isinstance(e, (Sum, LogSumExp)) else frozenset()
+    out = frozenset(e.binds)
     if isinstance(e, MatFn):
         out = frozenset(e.axes)
     for child in e.children:
@@ -559,8 +725,12 @@ def rename_tensors(e: Expr, mapping: dict[str, str]) -> Expr:
         return Pow(children[0], e.exponent)
     if isinstance(e, Call):
         return Call(e.fn, children[0])
-    if isinstance(e, (Sum, LogSumExp)):
-        return type(e)(e.indices, children[0])
+    if isinstance(e, BINDER_TYPES):
+        return e.rebind(e.indices, children[0])
+    if isinstance(e, Choose):
+        return Choose(e.op, children)
+    if isinstance(e, Compare):
+        return Compare(e.op, children[0], children[1])
     if isinstance(e, MatFn):
         return MatFn(e.op, e.axes, children[0], e.span)
     return e
@@ -580,8 +750,10 @@ def all_indices(e: Expr) -> set[str]:
     """Every index name in ``e``: free, bound, and those of sizes."""
     out: set[str] = set()
     for node in walk(e):
-        if isinstance(node, (Tensor, Delta, Sum, LogSumExp)):
+        if isinstance(node, (Tensor, Delta)):
             out.update(node.indices)
+        elif node.binds:
+            out.update(node.binds)
         elif isinstance(node, Size):
             out.add(node.index)
         elif isinstance(node, MatFn):
@@ -611,13 +783,38 @@ def tensor_refs(e: Expr) -> Iterator[Tensor]:
             yield node
 
 
+def _unshadowed(e: Expr, mapping: dict[str, str]) -> dict[str, str]:
+    """The mapping for the body of binder ``e``: a bound name that ``mapping`` would turn
+    into a name free in the renamed body (``exp(z_j - logsumexp_j(z_j))`` with j -> i,
+    where z also reads i) gets a new name instead, so that nothing is captured."""
+    bound = set(e.binds)
+    outside = {mapping.get(i, i) for i in e.body.free - bound}  # type: ignore[attr-defined]
+    clash = [b for b in e.binds if mapping.get(b, b) in outside]
+    if not clash:
+        return mapping
+    inner = dict(mapping)
+    taken = set(index_names(e)) | outside | set(mapping.values())
+    for b in clash:
+        k = 2
+        while f"{b}{k}" in taken:
+            k += 1
+        inner[b] = f"{b}{k}"
+        taken.add(inner[b])
+    return inner
+
+
 def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
     """Rename indices (free or bound) by ``mapping``; keeps the tree's shape.
 
-    The caller guarantees that no renamed index is captured by a binder.
+    The caller guarantees that no renamed index is captured by a binder, except
+    where a binder rebinds a name that is free around it (softmax_j(z_j) is
+    ``exp(z_j - logsumexp_j(z_j))``): a bound name that would become a free one
+    takes a new name.
     """
     if not mapping or mapping.keys().isdisjoint(index_names(e)):
         return e  # nothing to rename below: keep the node (and its cached hash)
+    if e.binds:
+        mapping = _unshadowed(e, mapping)
     if isinstance(e, Tensor):
         return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span)
     if isinstance(e, Delta):
@@ -628,10 +825,12 @@ def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
         return Size(mapping.get(e.index, e.index))
     if isinstance(e, Sum):
         return Sum(tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping))
-    if isinstance(e, LogSumExp):
-        return LogSumExp(
-            tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping)
-        )
+    if isinstance(e, (LogSumExp, Reduce)):
+        return e.rebind(tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping))
+    if isinstance(e, Choose):
+        return Choose(e.op, tuple(rename_indices(a, mapping) for a in e.args))
+    if isinstance(e, Compare):
+        return Compare(e.op, rename_indices(e.left, mapping), rename_indices(e.right, mapping))
     if isinstance(e, Add):
         return Add(tuple(rename_indices(t, mapping) for t in e.terms))
     if isinstance(e, Mul):

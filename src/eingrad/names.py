@@ -30,12 +30,12 @@ OPERATORS: dict[str, Operator] = {
         Operator("sum", "reduction", True, "Σ_k e"),
         Operator("Σ", "reduction", True, "Σ_k e"),
         Operator("logsumexp", "reduction", True, "log Σ_k exp(e), evaluated stably"),
-        Operator("mean", "reduction", False, "Σ_k e / |k|"),
-        Operator("max", "reduction", False, "the largest value over k"),
-        Operator("min", "reduction", False, "the smallest value over k"),
+        Operator("mean", "reduction", True, "Σ_k e / |k|"),
+        Operator("max", "reduction", True, "the largest value over k"),
+        Operator("min", "reduction", True, "the smallest value over k"),
         Operator("det", "reduction", True, "the determinant of the matrix over (i, j)"),
         Operator("logdet", "reduction", True, "log |det| of the matrix over (i, j)"),
-        Operator("softmax", "transform", False, "exp(e - logsumexp_k(e)), k kept"),
+        Operator("softmax", "transform", True, "exp(e - logsumexp_k(e)), k kept"),
         Operator("inv", "transform", True, "the inverse of the matrix over (i, j), i and j kept"),
     )
 }
@@ -43,6 +43,12 @@ OPERATORS: dict[str, Operator] = {
 #: Words that cannot name a tensor or an index.
 BINDERS = frozenset({name for name, op in OPERATORS.items() if op.supported} | {"∑"})
 UNSUPPORTED = frozenset(name for name, op in OPERATORS.items() if not op.supported)
+#: The supported transforms of LANGUAGE.md §8 (softmax_k keeps k); inv belongs to LINALG.
+TRANSFORMS = frozenset(
+    name for name, op in OPERATORS.items() if op.supported and op.kind == "transform" and name not in _MATRIX
+)
+#: Elementwise selections (LANGUAGE.md §13), ``max(a, b)``: name -> number of arguments.
+SELECTIONS = {"max": 2, "min": 2, "where": 3, "clip": 3}
 DELTAS = frozenset({"delta", "δ"})
 #: Linear algebra over an index pair (LANGUAGE.md §9): name -> kind.  A transform keeps
 #: the subscript's indices free; a reduction binds them.
@@ -60,8 +66,8 @@ def known_operators() -> str:
 
 
 def reserved_words() -> frozenset[str]:
-    """Binders, reductions and transforms (supported or reserved), deltas and every function name."""
-    return BINDERS | UNSUPPORTED | DELTAS | frozenset(FUNCTIONS) | frozenset(LINALG)
+    """Binders, reductions and transforms (supported or reserved), selections, deltas and every function name."""
+    return BINDERS | UNSUPPORTED | frozenset(SELECTIONS) | DELTAS | frozenset(FUNCTIONS) | frozenset(LINALG)
 
 
 def is_name(text: str) -> bool:

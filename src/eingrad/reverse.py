@@ -22,7 +22,7 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from . import expr as E
@@ -40,6 +40,7 @@ from .expr import ONE, ZERO, Call, Expr, Tensor, add, mul, rename_indices, sum_
 from .names import fresh_index
 from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
+from .simplify.engine import fold_softmax
 from .simplify.rules import like_terms_combine
 
 __all__ = ["GradError", "gradient_program"]
@@ -197,7 +198,7 @@ def _gradient_program(
                 adjoint_names[target] = name
                 classes.like[name] = target
                 adjoint_stmt = Statement(name, stmt.indices, adjoint, like=target, sizes_from=sized)
-                emitted.append(_readable(adjoint_stmt, classes))
+                emitted.append(_folded(_readable(adjoint_stmt, classes)))
                 current[target] = Tensor(name, stmt.indices)
             else:
                 current[target] = adjoint
@@ -232,11 +233,18 @@ def _gradient_program(
             # input (the output's statements may not read it) and the text parses back.
             adjoint = E.Mul((ZERO, Tensor(name, indices)))
         gradient = Statement(target_name, indices, adjoint, like=name, sizes_from=sized)
-        gradients.append(_readable(gradient, classes))
+        gradients.append(_folded(_readable(gradient, classes)))
     result = Program(tuple(statements) + tuple(emitted) + tuple(gradients), None)
     if seed and seed not in result.inputs:  # every gradient is zero: the seed is still taken
         result = Program(result.statements, None, frozenset({seed}))
     return result
+
+
+def _folded(stmt: Statement) -> Statement:
+    """The statement with every exp(z_k - logsumexp_j(z_j)) written as softmax_k(z_k) is parsed,
+    so that it prints as ``softmax_k(z_k)`` (the same value)."""
+    folded = fold_softmax(stmt.expr)
+    return stmt if folded is stmt.expr else replace(stmt, expr=folded)
 
 
 def _total(contributions: list[Expr], indices: tuple[str, ...]) -> tuple[Expr, tuple]:
@@ -267,8 +275,8 @@ def _readable_sizes(
 
     While contributions are collected, each size has a name used nowhere else, so that
     sums of contributions cannot confuse two sizes; a finished statement can say |n|."""
-    carried = {i for node in E.walk(e) if isinstance(node, (Tensor, E.Delta, E.Sum, E.LogSumExp))
-               for i in node.indices}
+    carried = {i for node in E.walk(e) if isinstance(node, (Tensor, E.Delta)) for i in node.indices}
+    carried |= {i for node in E.walk(e) for i in node.binds}
     ugly = {name for name, _, _ in sized if name not in carried}
     used = (E.all_indices(e) - ugly) | set(indices)
     mapping: dict[str, str] = {}

@@ -20,7 +20,12 @@ Meaning of the nodes, each evaluated to an array over its free indices:
   at least two of the factors and divisors, and nowhere else).
 - ``Plus(terms)``: the sum of the terms, broadcast over missing indices.
 - ``Neg(operand)``, ``Power(base, exponent)``, ``Apply(fn, arg)``: elementwise.
-- ``Bind("sum" | "logsumexp", indices, body)``: an explicit reduction.
+- ``Bind("sum" | "logsumexp" | "mean" | "max" | "min", indices, body)``: an explicit
+  reduction (max/min: ties share the derivative equally, as autograd's ``np.max``).
+- ``Soft(indices, body)``: ``softmax_k(body)``, ``k`` kept.
+- ``Select(op, args)``: ``max(a, b)``, ``min(a, b)``, ``where(c, a, b)`` (``c`` nonzero),
+  ``clip(x, lo, hi)`` with constant bounds; arguments broadcast as terms do.
+- ``Cmp(op, left, right)``: ``left > right`` etc., 1 or 0.
 - ``Mat("inv" | "det" | "logdet", axes, body)``: the inverse (axes kept), determinant or
   log|det| (axes bound) of the body's matrix on ``axes``, one per value of its other
   indices; the body is written ``δ + 0.1 R`` with ``|R| ≤ 2``, so every matrix is
@@ -59,6 +64,9 @@ __all__ = [
     "Power",
     "Apply",
     "Bind",
+    "Soft",
+    "Select",
+    "Cmp",
     "Mat",
     "check_grad",
     "random_arrays",
@@ -142,7 +150,7 @@ POSITIVE_DOMAIN = frozenset({"log", "sqrt"})
 
 # ---------------------------------------------------------------- the written program
 
-ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+CMP, ADD, MUL, UNARY, POW, ATOM = 0, 1, 2, 3, 4, 5
 
 
 def _wrap(node: Node, min_prec: int) -> str:
@@ -323,7 +331,65 @@ class Mat:
         return f"{self.op}{index_text(self.axes, self.style)}({self.body.render()[0]})", ATOM
 
 
-Node = Ref | Num | Kron | Times | Plus | Neg | Power | Apply | Bind | Mat
+@dataclass(frozen=True, slots=True)
+class Soft:
+    indices: tuple[str, ...]
+    body: Node
+    style: str
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.body.free
+
+    def render(self) -> tuple[str, int]:
+        return f"softmax{index_text(self.indices, self.style)}({self.body.render()[0]})", ATOM
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    op: str  # "max", "min", "where", "clip"
+    args: tuple[Node, ...]
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return frozenset().union(*(a.free for a in self.args))
+
+    def render(self) -> tuple[str, int]:
+        return f"{self.op}({', '.join(a.render()[0] for a in self.args)})", ATOM
+
+
+@dataclass(frozen=True, slots=True)
+class Cmp:
+    op: str  # ">", ">=", "<", "<="
+    left: Node
+    right: Node
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.left.free | self.right.free
+
+    def render(self) -> tuple[str, int]:
+        return f"{_wrap(self.left, ADD)} {self.op} {_wrap(self.right, ADD)}", CMP
+
+
+Node = Ref | Num | Kron | Times | Plus | Neg | Power | Apply | Bind | Mat | Soft | Select | Cmp
+
+_GRID = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+
+
+def _selects(node) -> bool:
+    """Whether ``node`` holds a max, min, clip or comparison (where ties matter)."""
+    if isinstance(node, (Select, Cmp)) or (isinstance(node, Bind) and node.kind in ("max", "min")):
+        return True
+    children = {
+        Times: lambda n: n.factors + n.divisors, Plus: lambda n: n.terms, Neg: lambda n: (n.operand,),
+        Power: lambda n: (n.base,), Apply: lambda n: (n.arg,), Bind: lambda n: (n.body,),
+        Soft: lambda n: (n.body,), Mat: lambda n: (n.body,),
+    }.get(type(node))
+    return children is not None and any(_selects(c) for c in children(node))
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,8 +432,22 @@ class RandomProgram:
             warnings.simplefilter("ignore", SurprisingSumWarning)
             return parse(self.text)
 
-    def random_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Arrays (0-d for scalars) with elements drawn uniformly from [-1, 1]."""
+    @property
+    def has_ties(self) -> bool:
+        """Whether the program selects (max, min, clip, comparisons): its inputs may tie."""
+        return any(_selects(s.rhs) for s in self.statements)
+
+    def random_inputs(self, rng: np.random.Generator, grid: bool | None = None) -> dict[str, np.ndarray]:
+        """Arrays (0-d for scalars) with elements drawn uniformly from [-1, 1].
+
+        With ``grid`` (by default: half the time for a program that selects) the
+        elements are drawn from {-1, -1/2, 0, 1/2, 1} instead, so that max, min, clip
+        and comparisons meet ties and bounds exactly.
+        """
+        if grid is None:
+            grid = self.has_ties and bool(rng.random() < 0.5)
+        if grid:
+            return {name: rng.choice(_GRID, size=shape) for name, shape in self.input_shapes.items()}
         return {name: rng.uniform(-1.0, 1.0, size=shape) for name, shape in self.input_shapes.items()}
 
     def autograd_function(
@@ -533,6 +613,11 @@ class _AutogradEmitter:
             free = tuple(sorted(node.free))
             if node.kind == "sum":
                 return self.contract([(value, indices)], free), free
+            if node.kind in ("mean", "max", "min"):
+                value = self.contract([(value, indices)], free + node.indices)
+                axes = tuple(range(len(free), len(free) + len(node.indices)))
+                reduce = {"mean": anp.mean, "max": anp.max, "min": anp.min}[node.kind]
+                return reduce(value, axis=axes), free
             assert node.kind == "logsumexp", node.kind
             # Bound axes last, then log Σ exp(x - m) + m with m a constant (the
             # function is the same for any m, so are all its derivatives).
@@ -541,6 +626,33 @@ class _AutogradEmitter:
             m = np.max(self.getval(value), axis=axes, keepdims=True)
             total = anp.sum(anp.exp(value - m), axis=axes)
             return anp.log(total) + np.reshape(m, np.shape(total)), free
+        if isinstance(node, Soft):
+            value, indices = self.node(node.body, env)
+            rest = tuple(i for i in sorted(node.free) if i not in node.indices)
+            order = rest + node.indices
+            value = self.contract([(value, indices)], order)
+            axes = tuple(range(len(rest), len(order)))
+            m = np.max(self.getval(value), axis=axes, keepdims=True)
+            e = anp.exp(value - m)
+            return e / anp.sum(e, axis=axes, keepdims=True), order
+        if isinstance(node, (Select, Cmp)):
+            free = tuple(sorted(node.free))
+            args = [self.broadcast(self.node(a, env), free) for a in (
+                node.args if isinstance(node, Select) else (node.left, node.right))]
+            if isinstance(node, Cmp):
+                a, b = (self.getval(x) for x in args)
+                test = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}[node.op]
+                return anp.broadcast_to(test(a, b).astype(float), tuple(self.sizes[i] for i in free)), free
+            if node.op == "max":
+                out = anp.maximum(args[0], args[1])
+            elif node.op == "min":
+                out = anp.minimum(args[0], args[1])
+            elif node.op == "where":
+                out = anp.where(self.getval(args[0]) != 0, args[1], args[2])
+            else:  # constant bounds: autograd's clip gives 0 at a bound, as eingrad
+                lo, hi = float(node.args[1].value), float(node.args[2].value)
+                out = anp.clip(args[0], lo, hi)
+            return out, free
         if isinstance(node, Mat):
             value, indices = self.node(node.body, env)
             batch = tuple(sorted(node.body.free - frozenset(node.axes)))
@@ -551,6 +663,18 @@ class _AutogradEmitter:
                 return anp.linalg.det(matrices), batch
             return anp.linalg.slogdet(matrices)[1], batch
         raise TypeError(f"unknown node {type(node).__name__}")
+
+    def broadcast(self, part, free: tuple[str, ...]):
+        """``(value, indices)`` reordered to ``free``'s order, size-1 axes where it lacks one."""
+        value, indices = part
+        present = tuple(i for i in free if i in indices)
+        value = self.contract([(value, indices)], present) if indices else value
+        shape = tuple(self.sizes[i] if i in indices else 1 for i in free)
+        if not free:
+            return value
+        # broadcast in full by an addition, whose derivative sums back over the copies
+        # (autograd's np.where passes its gradient on unsummed, in the broadcast shape)
+        return self.np.reshape(value, shape) + np.zeros(tuple(self.sizes[i] for i in free))
 
 
 # ---------------------------------------------------------------- the generator
@@ -586,9 +710,12 @@ _INPUT_RANGE = Interval(-1.0, 1.0)
 class _Builder:
     """Builds one program; ``used`` holds the index names taken in the current scope."""
 
-    def __init__(self, rng: np.random.Generator, max_depth: int, linalg: bool = True) -> None:
+    def __init__(
+        self, rng: np.random.Generator, max_depth: int, linalg: bool = True, selections: bool = True
+    ) -> None:
         self.rng = rng
         self.linalg = linalg
+        self.selections = selections
         self.max_depth = max_depth
         order = [_INDEX_NAMES[k] for k in rng.permutation(len(_INDEX_NAMES))]
         cycle = itertools.cycle(int(s) for s in rng.permutation([1, 2, 3, 4]))
@@ -654,6 +781,10 @@ class _Builder:
             ]
             if self.linalg:
                 kinds.append(("matfn", 1.0))
+            if self.selections:
+                kinds += [("reduce", 0.6), ("select", 0.6), ("compare", 0.2)]
+            if self.selections and free:
+                kinds.append(("softmax", 0.4))
         names, weights = zip(*kinds, strict=True)
         probabilities = np.array(weights) / sum(weights)
         kind = names[int(self.rng.choice(len(names), p=probabilities))]
@@ -875,6 +1006,61 @@ class _Builder:
             bounds = Interval(n * math.log(0.2), n * math.log(1.8))
         return Mat(op, axes, body, self.index_style(axes), bounds)  # type: ignore[arg-type]
 
+    def make_reduce(self, free: frozenset[str], depth: int) -> Node:
+        """mean_k, max_k or min_k (LANGUAGE.md §8)."""
+        kind = self.pick(("mean", "max", "min"))
+        bound = tuple(k for k in (self.fresh() for _ in range(2 if self.chance(0.2) else 1)) if k)
+        if not bound:
+            return self.make_product(free, depth)
+        body = self.expr(free | frozenset(bound), depth - 1)
+        return Bind(kind, bound, body, kind, self.index_style(bound), body.bounds)
+
+    def make_softmax(self, free: frozenset[str], depth: int) -> Node:
+        """softmax_k(e) over one or two of the free indices (they stay free)."""
+        over = sorted(free)
+        over = [over[k] for k in self.rng.permutation(len(over))][: 2 if self.chance(0.2) else 1]
+        body = self.tame(self.expr(free, depth - 1), 20.0)
+        indices = tuple(over)
+        return Soft(indices, body, self.index_style(indices), Interval(0.0, 1.0))
+
+    def split(self, free: frozenset[str], n: int) -> list[frozenset[str]]:
+        """``n`` subsets of ``free`` that together cover it (broadcast operands)."""
+        subsets: list[set[str]] = [set() for _ in range(n)]
+        for index in sorted(free):
+            for k in range(n):
+                if self.chance(0.6):
+                    subsets[k].add(index)
+            subsets[int(self.rng.integers(n))].add(index)
+        return [frozenset(s) for s in subsets]
+
+    def operands(self, subsets: list[frozenset[str]], depth: int) -> list[Node]:
+        """One expression per subset.  Unlike the terms of a sum, operands never share a
+        summed index name: the parser sums an index found in two operands around the whole
+        selection."""
+        return [self.expr(subset, depth - 1) for subset in subsets]
+
+    def make_select(self, free: frozenset[str], depth: int) -> Node:
+        """max(a, b), min(a, b), where(c, a, b) or clip(x, lo, hi) with constant bounds."""
+        op = self.pick(("max", "min", "where", "clip"))
+        if op == "clip":
+            (x,) = self.operands([free], depth)
+            lo, hi = sorted(self.rng.choice([-1, -0.5, 0, 0.5, 1], size=2, replace=False))
+            bounds = (Num(Fraction(lo), repr(float(lo)), Interval(lo, lo)),
+                      Num(Fraction(hi), repr(float(hi)), Interval(hi, hi)))
+            return Select(op, (x, *bounds), Interval(lo, hi))
+        if op == "where":
+            condition = self.make_compare(frozenset(i for i in sorted(free) if self.chance(0.5)), depth)
+            a, b = self.operands(self.split(free, 2), depth)
+            return Select(op, (condition, a, b), Interval(min(a.bounds.lo, b.bounds.lo), max(a.bounds.hi, b.bounds.hi)))
+        a, b = self.operands(self.split(free, 2), depth)
+        pick = max if op == "max" else min
+        return Select(op, (a, b), Interval(pick(a.bounds.lo, b.bounds.lo), pick(a.bounds.hi, b.bounds.hi)))
+
+    def make_compare(self, free: frozenset[str], depth: int) -> Node:
+        op = self.pick((">", ">=", "<", "<="))
+        left, right = self.operands(self.split(free, 2), max(depth, 1))
+        return Cmp(op, left, right, Interval(0.0, 1.0))
+
     # ---- keeping values in range
     def tame(self, node: Node, limit: float) -> Node:
         """``node``, or a bounded function of it when its values could exceed ``limit``."""
@@ -906,6 +1092,7 @@ def random_program(
     max_statements: int = 4,
     max_depth: int = 3,
     linalg: bool = True,
+    selections: bool = True,
 ) -> RandomProgram:
     """A random valid program of 1 to ``max_statements`` statements.
 
@@ -913,13 +1100,16 @@ def random_program(
     diagonals and implicit sums), broadcasting sums of terms, elementwise
     functions (arguments kept inside their domains), powers with constant
     exponents, constants, Kronecker deltas, ``sum_k(...)`` and
-    ``logsumexp_k(...)``, and (``linalg``) ``inv``, ``det`` and ``logdet`` of
-    invertible matrices.  Later statements read earlier targets.  Values stay
+    ``logsumexp_k(...)``, (``linalg``) ``inv``, ``det`` and ``logdet`` of
+    invertible matrices, and (``selections``, LANGUAGE.md §8 and §13)
+    ``mean_k``, ``max_k``, ``min_k``, ``softmax_k``, ``max(a, b)``, ``min(a, b)``,
+    ``where``, ``clip`` and comparisons; without them a seed gives the program it
+    gave before those existed.  Later statements read earlier targets.  Values stay
     finite on the inputs that :meth:`RandomProgram.random_inputs` draws.
 
     >>> import numpy as np
     >>> rp = random_program(np.random.default_rng(0))
     >>> out = rp.parse()  # a valid program
     """
-    builder = _Builder(rng, max_depth, linalg)
+    builder = _Builder(rng, max_depth, linalg, selections)
     return builder.program(int(rng.integers(1, max_statements + 1)))

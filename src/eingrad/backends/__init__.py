@@ -271,6 +271,9 @@ _NUMPY_OPS = {
     "concat": "xp.concatenate([{args}], axis=0)",
     "matmul": "{a} @ {b}",
     "T": "{x}.T",
+    "max": "xp.max({x}, axis={axes})",
+    "min": "xp.min({x}, axis={axes})",
+    "cast": "xp.asarray({x}, dtype={like}.dtype)",
 }
 _TORCH_OPS = {
     "transpose": "xp.permute({x}, {perm})",
@@ -288,6 +291,9 @@ _TORCH_OPS = {
     "concat": "xp.cat([{args}], dim=0)",
     "matmul": "{a} @ {b}",
     "T": "{x}.T",
+    "max": "xp.amax({x}, dim={axes})",
+    "min": "xp.amin({x}, dim={axes})",
+    "cast": "xp.as_tensor({x}, dtype={like}.dtype, device={like}.device)",
 }
 # Debug mode: before each in-place write, no other bound array shares the memory written.
 _UNSAFE_WRITE = '''

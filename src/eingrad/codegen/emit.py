@@ -361,6 +361,10 @@ class Generator:
 
     # ---------------------------------------------------------------- expressions
     def emit(self, e: Expr) -> Value:
+        if isinstance(e, Call) and e.fn == "exp" and (parts := softmax_parts(e.arg)) is not None:
+            # one form for every softmax (exp(z_j - logsumexp_k(z_k)) and softmax_j(z_j)): one value
+            z, over = parts
+            e = Call("exp", E.add(z, E.neg(E.logsumexp(over, z))))
         # Keyed up to index names: (1 - H_nk^2) dLdH_nk and (1 - H_nh^2) dLdH_nh are one value.
         key, mapping = _cse_key(e, self.sizes)
         cached = self.recall(key, mapping)
@@ -609,6 +613,46 @@ class Generator:
         labels = tuple(label for label in body.labels if label not in e.indices)
         return self.temp(f"_logsumexp({body.code}, {axes})", labels, _uses([body]), fresh=bool(labels))
 
+    def emit_Reduce(self, e: E.Reduce) -> Value:
+        """max_k / min_k: one reduction over the bound axes (xp.max, torch.amax)."""
+        body = self.emit(e.body)
+        axes = tuple(k for k, label in enumerate(body.labels) if label in e.indices)
+        labels = tuple(label for label in body.labels if label not in e.indices)
+        code = self.op(e.op, x=body.code, axes=axes)
+        return self.temp(code, labels, _uses([body]), fresh=bool(labels))
+
+    def selection_args(self, e: Expr) -> tuple[list[str], tuple[str, ...], list[Value]]:
+        """The arguments of a selection or comparison, broadcast against each other (as the
+        terms of a sum are); a number is an array of the inputs' dtype (torch's maximum
+        takes no float)."""
+        labels = self.out_order(e)
+        values = [self.emit(a) for a in e.children]
+        codes = []
+        for v in values:
+            code = self.aligned(v, labels)
+            if not v.labels and not v.code.isidentifier():
+                code = self.op("asarray", x=code, like=self.like_code())
+            codes.append(code)
+        return codes, labels, values
+
+    def emit_Choose(self, e: E.Choose) -> Value:
+        """max(a, b), min(a, b), where(c, a, b), clip(x, lo, hi) = min(max(x, lo), hi)."""
+        args, labels, values = self.selection_args(e)
+        if e.op == "max":
+            code = f"xp.maximum({args[0]}, {args[1]})"
+        elif e.op == "min":
+            code = f"xp.minimum({args[0]}, {args[1]})"
+        elif e.op == "where":
+            code = f"xp.where({args[0]} != 0, {args[1]}, {args[2]})"
+        else:
+            code = f"xp.minimum(xp.maximum({args[0]}, {args[1]}), {args[2]})"
+        return self.temp(code, labels, _uses(values), fresh=bool(labels))
+
+    def emit_Compare(self, e: E.Compare) -> Value:
+        """a > b as 1.0 or 0.0 in the inputs' dtype."""
+        (a, b), labels, values = self.selection_args(e)
+        code = self.op("cast", x=f"{a} {e.op} {b}", like=self.like_code())
+        return self.temp(code, labels, _uses(values), fresh=bool(labels))
     def emit_MatFn(self, e: E.MatFn) -> Value:
         return emit_matfn(self, e)
 
@@ -889,7 +933,7 @@ def _cse_key(e: Expr, sizes: dict[str, int]) -> tuple[tuple, dict[str, str]]:
     Equal keys mean equal values up to the names of their axes."""
     mapping: dict[str, str] = {}
     for node in E.walk(e):
-        if isinstance(node, (Sum, LogSumExp, Tensor, Delta)):
+        if isinstance(node, (Tensor, Delta)) or node.binds:
             for i in node.indices:
                 mapping.setdefault(i, f"%{len(mapping)}")
     shape = E.rename_indices(e, mapping) if mapping else e

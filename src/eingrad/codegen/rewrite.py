@@ -143,17 +143,20 @@ def _has_free_delta(term: Expr, free: frozenset[str]) -> bool:
 
 
 def softmax_parts(arg: Expr) -> tuple[Expr, tuple[str, ...]] | None:
-    """``(z, (j,))`` when ``arg`` is z_ij - logsumexp_k(z_ik): exp of it is the softmax of z
-    over j, computed in one buffer (max, subtract, exp, divide by the sum) instead of a
-    log-sum-exp, a difference and a second exp."""
-    if not (isinstance(arg, Add) and len(arg.terms) == 2):
+    """``(z, (j,))`` when ``arg`` is z_ij - logsumexp_k(z_ik) (or z_ij - logsumexp_j(z_ij), as the
+    parser writes softmax_j(z_ij)): exp of it is the softmax of z over j, computed in one buffer
+    (max, subtract, exp, divide by the sum) instead of a log-sum-exp, a difference and a second exp."""
+    if not isinstance(arg, Add):
         return None
-    for z, negative in (arg.terms, arg.terms[::-1]):
+    for k, negative in enumerate(arg.terms):
         if not (isinstance(negative, Mul) and len(negative.factors) == 2 and negative.factors[0] == Const(-1)):
             continue
         lse = negative.factors[1]
+        z = E.add(*(arg.terms[:k] + arg.terms[k + 1 :]))
         if not isinstance(lse, LogSumExp) or not lse.free <= z.free:
             continue
+        if lse.body == z and set(lse.indices) <= z.free and len(lse.indices) <= 3:
+            return z, lse.indices  # softmax_j(z) as the parser writes it
         over = tuple(sorted(z.free - lse.free))
         if len(over) != len(lse.indices) or len(over) > 3:
             continue

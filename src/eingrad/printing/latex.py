@@ -5,12 +5,29 @@ from __future__ import annotations
 import unicodedata
 from fractions import Fraction
 
-from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, MatFn, Mul, Pow, Size, Sum, Tensor
+from ..expr import (
+    Add,
+    Call,
+    Choose,
+    Compare,
+    Const,
+    Delta,
+    Expr,
+    LogSumExp,
+    MatFn,
+    Mul,
+    Pow,
+    Reduce,
+    Size,
+    Sum,
+    Tensor,
+)
 from ..functions import FUNCTIONS
-from .layout import hidden_sums
+from .layout import hidden_sums, mean_parts, softmax_parts
 from .text import TextRenderer, _AbsoluteView, format_number, is_negative
 
-ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+CMP, ADD, MUL, UNARY, POW, ATOM = 0, 1, 2, 3, 4, 5
+_COMPARE = {">": ">", ">=": "\\geq", "<": "<", "<=": "\\leq"}
 _GREEK_CAPITALS = {"Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega"}
 
 
@@ -99,6 +116,34 @@ class LatexRenderer:
             if e.exponent < 0:
                 return f"\\frac{{1}}{{{self.render_power(e.base, -e.exponent, path)}}}", ATOM
             return self.render_power(e.base, e.exponent, path), POW
+        if isinstance(e, Call) and (soft := softmax_parts(e)) is not None:
+            zpath = path + (0,) + (() if isinstance(soft[1], Add) else (0,))
+            body = self.render(soft[1], zpath)[0]
+            idx = ",".join(latex_symbol(i) for i in soft[0])
+            return f"\\operatorname{{softmax}}_{{{idx}}}\\left({body}\\right)", ATOM
+        if isinstance(e, Compare):
+            left = self.wrap(e.left, path + (0,), ADD)
+            right = self.wrap(e.right, path + (1,), ADD)
+            return f"{left} {_COMPARE[e.op]} {right}", CMP
+        if isinstance(e, Choose):
+            args = ", ".join(self.render(a, path + (k,))[0] for k, a in enumerate(e.args))
+            name = f"\\{e.op}" if e.op in ("max", "min") else f"\\operatorname{{{e.op}}}"
+            return f"{name}\\left({args}\\right)", ATOM
+        if isinstance(e, Reduce):
+            body = self.render(e.body, path + (0,))[0]
+            idx = ",".join(latex_symbol(i) for i in e.indices)
+            return f"\\{e.op}_{{{idx}}}\\left({body}\\right)", ATOM
+        if isinstance(e, Sum) and (parts := mean_parts(e)) is not None:
+            means, kept = parts
+            if len(kept) == 1:
+                body = self.render(e.body.factors[kept[0]], path + (0, kept[0]))[0]
+            else:
+                rest = Mul(tuple(e.body.factors[k] for k in kept))
+                body = self.render_product(rest, path + (0,), tuple(path + (0, k) for k in kept))[0]
+            idx = ",".join(latex_symbol(i) for i in means)
+            text = f"\\operatorname{{mean}}_{{{idx}}}\\left({body}\\right)"
+            others = ",".join(latex_symbol(i) for i in e.indices if i not in means)
+            return (f"\\sum_{{{others}}} {text}", MUL) if others else (text, ATOM)
         if isinstance(e, Call):
             arg = self.render(e.arg, path + (0,))[0]
             if e.fn == "sqrt":
@@ -146,12 +191,12 @@ class LatexRenderer:
             base_text = "{" + base_text + "}"
         return f"{base_text}^{{{latex_number(exponent)}}}"
 
-    def render_product(self, e: Mul, path: tuple[int, ...]) -> tuple[str, int]:
+    def render_product(self, e: Mul, path: tuple[int, ...], paths: tuple | None = None) -> tuple[str, int]:
         numerator: list[str] = []
         denominators: list[tuple[Pow, tuple[int, ...]]] = []
         sign = ""
         for k, factor in enumerate(e.factors):
-            fpath = path + (k,)
+            fpath = path + (k,) if paths is None else paths[k]
             if isinstance(factor, Pow) and factor.exponent < 0:
                 denominators.append((factor, fpath))
             elif k == 0 and isinstance(factor, Const) and (factor.value < 0 or factor.value == 1):

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 
 from ..errors import EingradError
+from .. import expr as E
 from ..expr import Add, Expr, Sum
 
 Path = tuple[int, ...]
@@ -93,3 +94,53 @@ def _is_contraction(s: Sum) -> bool:
             for i in node.indices:
                 counts[i] = counts.get(i, 0) + 1
     return all(counts.get(i, 0) >= 2 for i in s.indices)
+
+
+# ---------------------------------------------------------------- sugar the printers write back
+
+
+def mean_parts(e: Expr) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+    """``(K, kept)`` when ``e`` is exactly what the parser builds for ``Σ_L mean_K(rest)``
+    (``Σ_{K ∪ L} (|k|^-1 … rest)``, the sums merged): ``kept`` are the positions of the body's
+    factors other than the 1/|k|; else None."""
+    if not isinstance(e, Sum) or not isinstance(e.body, E.Mul):
+        return None
+    factors = e.body.factors
+    start = 1 if isinstance(factors[0], E.Const) else 0
+    means: list[str] = []
+    for f in factors[start:]:
+        if not (isinstance(f, E.Pow) and f.exponent == -1 and isinstance(f.base, E.Size)):
+            break
+        means.append(f.base.index)
+    if not means or means != sorted(set(means)) or not set(means) <= set(e.indices):
+        return None
+    kept = tuple(range(start)) + tuple(range(start + len(means), len(factors)))
+    if not kept:
+        return None
+    rest = E.mul(*(factors[k] for k in kept))
+    if not set(means) <= rest.free:
+        return None
+    sizes = (E.Pow(E.Size(k), E.Fraction(-1)) for k in means)
+    others = [i for i in e.indices if i not in means]
+    if E.sum_(others, E.sum_(means, E.mul(*sizes, rest))) != e:
+        return None
+    return tuple(means), kept
+
+
+def softmax_parts(e: Expr) -> tuple[tuple[str, ...], Expr] | None:
+    """``(K, z)`` when ``e`` is exactly what the parser builds for ``softmax_K(z)``
+    (``exp(z - logsumexp_K(z))``, the log-sum-exp binding ``K`` again), else None."""
+    if not (isinstance(e, E.Call) and e.fn == "exp" and isinstance(e.arg, Add) and len(e.arg.terms) > 1):
+        return None
+    last = e.arg.terms[-1]
+    if not (isinstance(last, E.Mul) and len(last.factors) == 2 and last.factors[0] == E.Const(-1)):
+        return None
+    lse = last.factors[1]
+    if not isinstance(lse, E.LogSumExp):
+        return None
+    z = E.add(*e.arg.terms[:-1])
+    if lse.body != z or not set(lse.indices) <= z.free:
+        return None
+    if E.call("exp", E.add(z, E.neg(E.logsumexp(lse.indices, z)))) != e:
+        return None
+    return lse.indices, z

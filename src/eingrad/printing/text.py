@@ -5,10 +5,26 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, MatFn, Mul, Pow, Size, Sum, Tensor
-from .layout import hidden_sums
+from ..expr import (
+    Add,
+    Call,
+    Choose,
+    Compare,
+    Const,
+    Delta,
+    Expr,
+    LogSumExp,
+    MatFn,
+    Mul,
+    Pow,
+    Reduce,
+    Size,
+    Sum,
+    Tensor,
+)
+from .layout import hidden_sums, mean_parts, softmax_parts
 
-ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+CMP, ADD, MUL, UNARY, POW, ATOM = 0, 1, 2, 3, 4, 5
 TAIL = MUL  # Σ_n x_n without parentheses: fine at the end of a product, else parenthesised
 
 
@@ -122,7 +138,25 @@ class TextRenderer:
                 return "1 / " + self.render_power(e.base, -e.exponent, path), MUL
             return self.render_power(e.base, e.exponent, path), POW
         if isinstance(e, Call):
+            if (soft := softmax_parts(e)) is not None:
+                over, z = soft  # z is the first term of exp's argument, or all but its last
+                body = self.render(z, path + (0,) + (() if isinstance(z, Add) else (0,)))[0]
+                return f"softmax{index_suffix(over)}({body})", ATOM
             return f"{e.fn}({self.render(e.arg, path + (0,))[0]})", ATOM
+        if isinstance(e, Compare):
+            left = self.wrap(e.left, path + (0,), ADD)
+            right = self.wrap(e.right, path + (1,), ADD)
+            return f"{left} {e.op} {right}", CMP
+        if isinstance(e, Choose):
+            args = ", ".join(self.render(a, path + (k,))[0] for k, a in enumerate(e.args))
+            return f"{e.op}({args})", ATOM
+        if isinstance(e, Reduce):
+            return f"{e.op}{index_suffix(e.indices)}({self.render(e.body, path + (0,))[0]})", ATOM
+        if isinstance(e, Sum) and (parts := mean_parts(e)) is not None:
+            means, kept = parts
+            text = f"mean{index_suffix(means)}({self.render_rest(e.body, kept, path + (0,))})"
+            others = tuple(i for i in e.indices if i not in means)
+            return (f"Σ{index_suffix(others)} {text}", TAIL) if others else (text, ATOM)
         if isinstance(e, Sum):
             if path in self.hidden:
                 return self.render(e.body, path + (0,))
@@ -145,6 +179,13 @@ class TextRenderer:
     def parens(text: str) -> str:
         return f"({text})"
 
+    def render_rest(self, body: Mul, kept: tuple[int, ...], path: tuple[int, ...]) -> str:
+        """The factors ``kept`` of the product ``body`` (at ``path``), as one product."""
+        if len(kept) == 1:
+            return self.render(body.factors[kept[0]], path + (kept[0],))[0]
+        rest = Mul(tuple(body.factors[k] for k in kept))
+        return self.render_product(rest, path, tuple(path + (k,) for k in kept))
+
     def render_power(self, base: Expr, exponent: Fraction, path: tuple[int, ...]) -> str:
         base_text = self.wrap(base, path + (0,), ATOM)
         if exponent == 1:
@@ -155,10 +196,10 @@ class TextRenderer:
             exp_text = f"({format_number(exponent)})"
         return f"{base_text}^{exp_text}"
 
-    def render_product(self, e: Mul, path: tuple[int, ...]) -> str:
+    def render_product(self, e: Mul, path: tuple[int, ...], paths: tuple | None = None) -> str:
         out = ""
         for k, factor in enumerate(e.factors):
-            fpath = path + (k,)
+            fpath = path + (k,) if paths is None else paths[k]
             if isinstance(factor, Pow) and factor.exponent < 0:
                 den = self.render_power(factor.base, -factor.exponent, fpath)
                 if isinstance(factor.base, (Mul, Add)) and -factor.exponent == 1:

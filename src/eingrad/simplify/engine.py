@@ -10,6 +10,7 @@ Nodes found irreducible are remembered, so each subtree is checked once.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,6 +19,8 @@ from ..errors import EingradError
 from ..expr import (
     Add,
     Call,
+    Choose,
+    Compare,
     Const,
     Delta,
     Expr,
@@ -25,10 +28,14 @@ from ..expr import (
     MatFn,
     Mul,
     Pow,
+    Reduce,
     Size,
     Sum,
     Tensor,
+    add,
     index_names,
+    logsumexp,
+    neg,
     rename_indices,
     walk,
 )
@@ -76,7 +83,7 @@ def rename_bound_apart(
     def visit(node: Expr) -> Expr:
         if not _has_binder(node):
             return node
-        if isinstance(node, (Sum, LogSumExp, MatFn)):
+        if node.binds:
             mapping = {}
             for i in node.indices:
                 if i in seen:
@@ -88,10 +95,7 @@ def rename_bound_apart(
                 seen.add(mapping.get(i, i))
             body = visit(rename_indices(node.body, mapping) if mapping else node.body)
             indices = tuple(mapping.get(i, i) for i in node.indices)
-            if isinstance(node, MatFn):  # inv binds nothing: only its body may change
-                axes = tuple(mapping.get(i, i) for i in node.axes)
-                return MatFn(node.op, axes, body, node.span)  # type: ignore[arg-type]
-            return type(node)(indices, body)
+            return node.rebind(indices, body)
         if not node.children:
             return node
         kids = tuple(visit(c) for c in node.children)
@@ -102,11 +106,11 @@ def rename_bound_apart(
 
 @lru_cache(maxsize=65536)
 def _has_binder(e: Expr) -> bool:
-    return isinstance(e, (Sum, LogSumExp, MatFn)) or any(_has_binder(c) for c in e.children)
+    return bool(e.binds) or any(_has_binder(c) for c in e.children)
 
 
 def _binders(e: Expr) -> list[str]:
-    return [i for node in walk(e) if isinstance(node, (Sum, LogSumExp, MatFn)) for i in node.indices]
+    return [i for node in walk(e) for i in node.binds]
 
 
 def _may_duplicate_binders(before: Expr, after: Expr) -> bool:
@@ -123,16 +127,15 @@ def _may_duplicate_binders(before: Expr, after: Expr) -> bool:
 def _has_duplicate_binders(e: Expr) -> bool:
     seen: set[str] = set()
     for node in walk(e):
-        if isinstance(node, (Sum, LogSumExp, MatFn)):
-            for i in node.indices:
-                if i in seen:
-                    return True
-                seen.add(i)
+        for i in node.binds:
+            if i in seen:
+                return True
+            seen.add(i)
     return False
 
 
 _NORMAL_FORMS: set[tuple[Expr, frozenset[str]]] = set()
-_ALL_NODE_TYPES = (Add, Call, Const, Delta, LogSumExp, MatFn, Mul, Pow, Size, Sum, Tensor)
+_ALL_NODE_TYPES = (Add, Call, Choose, Compare, Const, Delta, LogSumExp, MatFn, Mul, Pow, Reduce, Size, Sum, Tensor)
 
 
 class _Rewriter:
@@ -173,7 +176,7 @@ class _Rewriter:
         if key in self.normal:
             return None
         children = e.children
-        inner = bound | set(e.indices) if isinstance(e, (Sum, LogSumExp, MatFn)) else bound
+        inner = bound | set(e.binds) if e.binds else bound
         for k, child in enumerate(children):
             found = self.step(child, inner)
             if found is not None:
@@ -240,3 +243,41 @@ def simplify(
     if trace is not None:
         trace.extend(rewriter.steps)
     return out
+
+
+@lru_cache(maxsize=65536)
+def _has_logsumexp(e: Expr) -> bool:
+    return isinstance(e, LogSumExp) or any(_has_logsumexp(c) for c in e.children)
+
+
+def fold_softmax(e: Expr) -> Expr:
+    """Write every ``exp(z_k - logsumexp_j(z_j))`` as the parser writes ``softmax_k(z_k)``:
+    ``exp(z_k - logsumexp_k(z_k))``, the log-sum-exp binding ``k`` again (alpha-equivalent,
+    so the value is the same), which the printers show as ``softmax_k(z_k)``."""
+    if not _has_logsumexp(e):
+        return e
+    kids = tuple(fold_softmax(c) for c in e.children)
+    if kids != e.children:
+        e = e.with_children(kids)
+    if not (isinstance(e, Call) and e.fn == "exp" and isinstance(e.arg, Add)):
+        return e
+    terms = e.arg.terms
+    for k, term in enumerate(terms):
+        if not (isinstance(term, Mul) and len(term.factors) == 2 and term.factors[0] == Const(-1)):
+            continue
+        lse = term.factors[1]
+        if not isinstance(lse, LogSumExp):
+            continue
+        z = add(*(terms[:k] + terms[k + 1 :]))
+        over = z.free - lse.free
+        if len(over) != len(lse.indices) or len(over) > 3 or not lse.free <= z.free:
+            continue
+        if over & (index_names(lse.body) - set(lse.indices)):
+            continue  # renaming would capture
+        from ..canonical import canonical
+
+        target = canonical(z)
+        for order in itertools.permutations(sorted(over)):
+            if canonical(rename_indices(lse.body, dict(zip(lse.indices, order, strict=True)))) == target:
+                return Call("exp", add(z, neg(logsumexp(over, z))))
+    return e

@@ -21,7 +21,6 @@ from ..expr import (
     Const,
     Delta,
     Expr,
-    LogSumExp,
     Mul,
     Pow,
     Size,
@@ -346,7 +345,7 @@ def like_factors_combine(e: Expr) -> Expr | None:
 
 def _alike(base: Expr, others: list[Expr]) -> Expr | None:
     """The first of ``others`` equal to ``base`` up to the names of its summed indices."""
-    if not any(isinstance(n, (Sum, LogSumExp)) for n in walk(base)):
+    if not any(n.binds for n in walk(base)):
         return None
     key = class_key(base)
     for other in others:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from ..errors import ParseError, Span
 
 # Spellings accepted for operators, mapped to one canonical token text.
-_ALIASES = {"−": "-", "·": "*", "×": "*", "∑": "Σ"}
+_ALIASES = {"−": "-", "·": "*", "×": "*", "∑": "Σ", "≥": ">=", "≤": "<="}
 _OPEN = "([{"
 _CLOSE = ")]}"
 
@@ -34,7 +34,7 @@ _TOKEN = re.compile(
     r"|(?P<sep>[\n;])"
     r"|(?P<number>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<name>[^\W_]+)"
-    r"|(?P<op>\*\*|[-+*/^=(){}\[\],_|])"
+    r"|(?P<op>\*\*|>=|<=|[-+*/^=(){}\[\],_|<>])"
 )
 _SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 _SUBSCRIPTS = "₀₁₂₃₄₅₆₇₈₉"
@@ -201,8 +201,8 @@ def _unexpected(text: str, pos: int) -> ParseError:
         hint = "derivatives are taken with eg.diff(program, 'x'), not written in the program"
     elif ch == "√":
         hint = "write sqrt(x)"
-    elif ch in "<>!&%@$≤≥≠":
-        hint = "the language has + - * / ^ ** only"
+    elif ch in "!&%@$≠":
+        hint = "the language has + - * / ^ ** and the comparisons > >= < <= only"
     elif ch == "\ufeff":
         hint = "remove the invisible byte-order mark (only one at the very start of a file is skipped)"
     elif ch == ".":

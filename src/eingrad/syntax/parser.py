@@ -33,10 +33,36 @@ from ..errors import (
     user_stacklevel,
 )
 from ..functions import FUNCTIONS
-from ..names import BINDERS, DELTAS, LINALG, OPERATORS, UNSUPPORTED, known_operators, reserved_words
+from ..names import (
+    BINDERS,
+    DELTAS,
+    LINALG,
+    OPERATORS,
+    SELECTIONS,
+    TRANSFORMS,
+    UNSUPPORTED,
+    known_operators,
+    reserved_words,
+)
 from ..program import Program, Statement
 from .lexer import Token, number_value, tokenize
-from .tree import RAdd, RBinder, RCall, RConst, RDelta, RMul, RPow, RSize, RTensor, raw_children
+from .tree import (
+    RAdd,
+    RBinder,
+    RCall,
+    RChoose,
+    RCompare,
+    RConst,
+    RDelta,
+    RMul,
+    RPow,
+    RSize,
+    RTensor,
+    RTransform,
+    raw_children,
+)
+
+_COMPARISONS = (">", ">=", "<", "<=")
 
 _ATOM_START = {"NAME", "NUMBER"}
 
@@ -186,6 +212,23 @@ class _Parser:
 
     # ---------------------------------------------------------------- expressions
     def parse_expr(self):
+        """A comparison (``a > b``: 1 or 0) binds more loosely than ``+``/``-`` (§13)."""
+        left = self.parse_additive()
+        if not any(self.at(op) for op in _COMPARISONS):
+            return left
+        op = self.advance()
+        if self.tok.kind in ("SEP", "EOF") or self.at(")"):
+            raise self.error(f"{op.text!r} needs a right-hand side after it")
+        right = self.parse_additive()
+        if any(self.at(o) for o in _COMPARISONS):
+            raise self.error(
+                "chained comparisons are ambiguous",
+                Span(_span(left).start, self.tok.end),
+                hint="a comparison is 1 or 0: write (a < b) (b < c) for both at once",
+            )
+        return RCompare(op.text, left, right, _span(left).join(_span(right)))
+
+    def parse_additive(self):
         start = self.tok.start
         terms = [self.parse_term()]
         while self.at("+") or self.at("-"):
@@ -301,10 +344,20 @@ class _Parser:
             return inner
         if tok.kind == "NAME":
             word = tok.text
-            if word in BINDERS or word in LINALG:
+            if word in SELECTIONS and self.peek().kind == "OP" and self.peek().text == "(":
+                return self.parse_selection()
+            if word in BINDERS or word in TRANSFORMS or word in LINALG:
                 return self.parse_binder()
             if word in UNSUPPORTED:
                 raise self.unsupported(tok)
+            if word in SELECTIONS:
+                raise self.error(
+                    f"{word!r} is a selection and cannot be used as a tensor",
+                    tok.span,
+                    hint=f"call it as {word}({', '.join('abc'[:SELECTIONS[word]])}), "
+                    "or give the tensor another name",
+                    cls=ReservedNameError,
+                )
             if word in DELTAS:
                 return self.parse_delta()
             if word in FUNCTIONS:
@@ -504,9 +557,37 @@ class _Parser:
                 cls=ReservedNameError,
             )
 
-    def parse_binder(self) -> RBinder:
+    def parse_selection(self) -> RChoose:
+        """``max(a, b)``, ``min(a, b)``, ``where(c, a, b)``, ``clip(x, lo, hi)`` (§13)."""
         word = self.advance()
-        kind = word.text if word.text in ("logsumexp", *LINALG) else "sum"
+        open_tok = self.advance()
+        count = SELECTIONS[word.text]
+        usage = f"{word.text}({ {'where': 'c, a, b', 'clip': 'x, lo, hi'}.get(word.text, 'a, b') })"
+        args = []
+        self.enter(open_tok)
+        while True:
+            if self.at(")") or self.at(","):
+                raise self.error(f"{word.text} takes {count} arguments: {usage}")
+            args.append(self.parse_expr())
+            if not self.at(","):
+                break
+            self.advance()
+        self.leave()
+        close = self.close_paren(open_tok, f"{word.text}(...)")
+        if len(args) != count:
+            raise self.error(
+                f"{word.text} takes {count} arguments, found {len(args)}",
+                Span(word.start, close.end),
+                hint=f"write {usage}" + (
+                    f"; the largest value over an index k is {word.text}_k(...)"
+                    if word.text in BINDERS and len(args) == 1 else ""
+                ),
+            )
+        return RChoose(word.text, tuple(args), Span(word.start, close.end))
+
+    def parse_binder(self) -> RBinder | RTransform:
+        word = self.advance()
+        kind = "sum" if word.text in ("Σ", "∑") else word.text
         if not (self.at("_") and self.tok.start == word.end) and not self.at("["):
             raise self.error(
                 f"{word.text!r} needs the index it binds, e.g. {word.text}_k(x_k)",
@@ -541,7 +622,8 @@ class _Parser:
         body = self.parse_expr()
         self.leave()
         close = self.close_paren(open_tok, f"{word.text}_{''.join(indices)}(...)")
-        return RBinder(kind, tuple(indices), body, Span(word.start, close.end), tuple(spans))
+        node = RTransform if kind in TRANSFORMS else RBinder
+        return node(kind, tuple(indices), body, Span(word.start, close.end), tuple(spans))
 
     def parse_delta(self) -> RDelta:
         word = self.advance()
@@ -676,6 +758,10 @@ def _occurrences(node, path, scope: dict, out: list) -> None:
         for index, span in zip(node.indices, node.index_spans, strict=True):
             out.append(_Occurrence(index, path, span, scope.get(index)))
         return
+    if isinstance(node, RTransform):
+        # softmax_k(e) keeps k: its subscript is an occurrence of k where it stands.
+        for index, span in zip(node.indices, node.index_spans, strict=True):
+            out.append(_Occurrence(index, path, span, scope.get(index)))
     if isinstance(node, RBinder):
         if node.kind == "inv":
             # A transform: outside, inv_ij(...) is an occurrence of i and j; inside, they
@@ -754,6 +840,7 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
                     hint="rename the inner index: a bound index is local to its parentheses",
                 )
     bound_inside = {(o.index, id(o.binder)) for o in occurrences if o.binder is not None}
+    _check_transforms(rhs, text)
     for binder, _ in binder_list:
         word = binder.kind
         for index, span in zip(binder.indices, binder.index_spans, strict=True):
@@ -820,6 +907,23 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
     return _build(rhs, (), sums_at, text)
 
 
+def _check_transforms(node, text: str) -> None:
+    """Every index a transform keeps (softmax_k) occurs inside its parentheses."""
+    if isinstance(node, RTransform):
+        inside: list[_Occurrence] = []
+        _occurrences(node.body, (), {}, inside)
+        for index, span in zip(node.indices, node.index_spans, strict=True):
+            if index not in {o.index for o in inside}:
+                raise IndexRuleError(
+                    f"{node.kind}_{index}(...) is taken over {index!r}, but {index!r} does not occur inside it",
+                    source=text,
+                    spans=[span, node.span],
+                    hint=f"use {index!r} inside the parentheses, e.g. {node.kind}_{index}(z_{index})",
+                )
+    for child in raw_children(node):
+        _check_transforms(child, text)
+
+
 def _check_no_shadowing(index: str, lca: tuple[int, ...], span: Span, binder_list, text: str) -> None:
     """An implicit sum over ``index`` may not enclose a binder of the same name."""
     for binder, path in binder_list:
@@ -837,9 +941,20 @@ def _warn_if_hidden_inside(rhs, lca, index, occ: _Occurrence, text: str) -> None
     """``L = log(p_i)`` sums inside the log: legal, but rarely what was meant."""
     node = rhs
     for depth in range(len(lca)):
-        if isinstance(node, (RCall, RPow)) or (isinstance(node, RBinder) and node.kind != "sum"):
-            what = node.fn if isinstance(node, RCall) else ("a power" if isinstance(node, RPow) else node.kind)
-            where = f"{what}(...)" if isinstance(node, (RCall, RBinder)) else what
+        if isinstance(node, (RCall, RPow, RTransform, RChoose, RCompare)) or (
+            isinstance(node, RBinder) and node.kind != "sum"
+        ):
+            if isinstance(node, RCall):
+                what = node.fn
+            elif isinstance(node, RChoose):
+                what = node.op
+            elif isinstance(node, RPow):
+                what = "a power"
+            elif isinstance(node, RCompare):
+                what = "a comparison"
+            else:
+                what = node.kind
+            where = f"{what}(...)" if isinstance(node, (RCall, RBinder, RTransform, RChoose)) else what
             warnings.warn(
                 SurprisingSumWarning(
                     f"index {index!r} occurs once, inside {where}: it is summed inside, "
@@ -885,11 +1000,46 @@ def _build(node, path, sums_at, text: str) -> E.Expr:
     elif isinstance(node, RBinder) and node.kind in LINALG:
         built = E.MatFn(node.kind, node.indices, children[0], node.span)
     elif isinstance(node, RBinder):
-        maker = E.logsumexp if node.kind == "logsumexp" else E.sum_
-        built = maker(node.indices, children[0])
+        built = _binder(node.kind, node.indices, children[0])
+    elif isinstance(node, RTransform):
+        built = softmax(node.indices, children[0])
+    elif isinstance(node, RChoose):
+        built = E.choose(node.op, *children)
+    elif isinstance(node, RCompare):
+        built = E.compare(node.op, children[0], children[1])
     else:  # pragma: no cover - the parser builds no other node
         raise AssertionError(node)
     return E.sum_(summed, built) if summed else built
+
+
+def _binder(kind: str, indices: tuple[str, ...], body: E.Expr) -> E.Expr:
+    """The node a reduction ``kind_{indices}(body)`` stands for (names.REDUCTIONS)."""
+    if kind == "logsumexp":
+        return E.logsumexp(indices, body)
+    if kind in ("max", "min"):
+        return E.reduce_(kind, indices, body)
+    if kind == "mean":
+        return mean(indices, body)
+    return E.sum_(indices, body)
+
+
+def mean(indices, body: E.Expr) -> E.Expr:
+    """``mean_K(e)`` is ``Σ_K (|k|^-1 … e)``: one factor 1/|k| per index, inside the sum.
+
+    The printers write this exact form back as ``mean_K(e)`` (docs/language.md).
+    """
+    bound = sorted(dict.fromkeys(indices))
+    return E.sum_(bound, E.mul(*(E.power(E.Size(k), -1) for k in bound), body))
+
+
+def softmax(indices, body: E.Expr) -> E.Expr:
+    """``softmax_K(e)`` is ``exp(e - logsumexp_K(e))``, the log-sum-exp binding ``K`` again.
+
+    Inside the log-sum-exp ``K`` is bound; outside it stays free.  The printers write
+    this exact form back as ``softmax_K(e)``; the derivatives and the compiled softmax
+    (codegen.rewrite.softmax_parts) are those of the log-sum-exp.
+    """
+    return E.call("exp", E.add(body, E.neg(E.logsumexp(indices, body))))
 
 
 def _check_folded(e: E.Expr, span: Span, text: str) -> None:

@@ -63,11 +63,35 @@ class RCall:
 
 @dataclass(frozen=True, slots=True)
 class RBinder:
-    kind: str  # "sum" or "logsumexp"
+    kind: str  # "sum", "logsumexp", "mean", "max" or "min" (names.REDUCTIONS)
     indices: tuple[str, ...]
     body: object
     span: Span
     index_spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RTransform:
+    kind: str  # "softmax" (names.TRANSFORMS): its indices stay free
+    indices: tuple[str, ...]
+    body: object
+    span: Span
+    index_spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RChoose:
+    op: str  # "max", "min", "where", "clip" (names.SELECTIONS)
+    args: tuple
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RCompare:
+    op: str  # ">", ">=", "<", "<="
+    left: object
+    right: object
+    span: Span
 
 
 def raw_children(node: object) -> tuple:
@@ -79,6 +103,10 @@ def raw_children(node: object) -> tuple:
         return (node.base,)
     if isinstance(node, RCall):
         return (node.arg,)
-    if isinstance(node, RBinder):
+    if isinstance(node, (RBinder, RTransform)):
         return (node.body,)
+    if isinstance(node, RChoose):
+        return node.args
+    if isinstance(node, RCompare):
+        return (node.left, node.right)
     return ()
