@@ -214,6 +214,8 @@ def test_huge_literals_are_refused_quickly() -> None:
         ("y = x + 1e308 + 1e308", "overflows"),
         ("y = x^(10^400)", "overflows"),
         ("y = (1.0000001)^10000000 x", "too large to compute exactly"),
+        ("L = ((e + 3)^1e300)^1e300", "overflows"),  # merged exponents (found by fuzzing)
+        ("y = (|i|^0 2)^1e300", "overflows"),  # a base that folds to a constant
     ],
 )
 def test_literals_out_of_float64_range_are_refused(text: str, message: str) -> None:

@@ -865,7 +865,13 @@ def _build(node, path, sums_at, text: str) -> E.Expr:
         built = E.add(*children)
         _check_folded(built, node.span, text)
     elif isinstance(node, RPow):
-        built = E.power(children[0], node.exponent)
+        base = children[0]
+        if isinstance(base, E.Const) and node.exponent.denominator == 1 and (base.value != 0 or node.exponent > 0):
+            built = E.Const(_constant_power(base.value, node.exponent, node.span, text))
+        else:
+            built = E.power(base, node.exponent)
+        if isinstance(built, E.Pow):  # (x^1e300)^1e300 merges into one exponent
+            _in_range(built.exponent, node.span, text)
     elif isinstance(node, RCall):
         built = E.call(node.fn, children[0])
     elif isinstance(node, RBinder):
