@@ -300,11 +300,6 @@ def test_unicode_digits_never_read_as_numbers_or_names() -> None:
             eg.parse(f"y = x{digit}")
 
 
-def test_compatibility_letters_are_refused_with_their_standard_form() -> None:
-    with pytest.raises(eg.ParseError, match="standard form 'fi'"):
-        eg.parse("y = ﬁ x")
-
-
 def test_a_byte_order_mark_at_the_start_is_skipped() -> None:
     assert eg.parse("\ufeffy_i = A_ij x_j") == eg.parse("y_i = A_ij x_j")
     err = None

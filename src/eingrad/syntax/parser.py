@@ -842,17 +842,17 @@ def _warn_if_hidden_inside(rhs, lca, index, occ: _Occurrence, text: str) -> None
 def _build(node, path, sums_at, text: str) -> E.Expr:
     """The explicit expression for ``node``, inserting the implicit sums."""
     children = [_build(c, path + (k,), sums_at, text) for k, c in enumerate(raw_children(node))]
-
     summed = sums_at.get(path, [])
     if isinstance(node, RMul):
         factors: list[E.Expr] = []
         for child in children:
             factors.extend(child.factors if isinstance(child, E.Mul) else (child,))
-        built_mul = E.mul(*factors)
-        _check_folded(built_mul, node.span, text)
+        constants = [f.value for f in factors if isinstance(f, E.Const)]
+        if len(constants) > 1:  # folded into one by E.mul: 1e300 1e300 x
+            _in_range(math.prod(constants, start=Fraction(1)), node.span, text)
         if summed:
             return _sum_connected_factors(factors, summed)
-        return built_mul
+        return E.mul(*factors)
     if isinstance(node, RTensor):
         built: E.Expr = E.Tensor(node.name, node.indices, node.span)
     elif isinstance(node, RDelta):
@@ -883,8 +883,8 @@ def _build(node, path, sums_at, text: str) -> E.Expr:
 
 
 def _check_folded(e: E.Expr, span: Span, text: str) -> None:
-    """Constants folded together (``1e300 1e300 x``) must stay within float64's range."""
-    for part in e.children if isinstance(e, (E.Mul, E.Add)) else (e,):
+    """Constants folded together (``x + 1e308 + 1e308``) must stay within float64's range."""
+    for part in e.children if isinstance(e, E.Add) else (e,):
         if isinstance(part, E.Const):
             _in_range(part.value, span, text)
 
