@@ -18,7 +18,7 @@ LAYERS = [
     {"reverse"},
     {"backends", "codegen"},
     {"api", "gradcheck", "testing", "check"},
-    {"cli", "__init__", "__main__"},
+    {"cli", "web", "__init__", "__main__"},
 ]
 
 
@@ -69,8 +69,28 @@ def test_imports_flow_one_way():
 def test_import_eingrad_pulls_no_optional_framework():
     code = (
         "import sys, eingrad\n"
-        "bad = [m for m in ('torch', 'jax', 'cupy', 'dask', 'autograd', 'hypothesis', 'pytest') "
+        "bad = [m for m in ('torch', 'jax', 'cupy', 'dask', 'autograd', 'hypothesis', 'pytest', "
+        "'starlette', 'uvicorn', 'eingrad.web') "
         "if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(PACKAGE.parent), "PATH": ""},
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_the_command_line_pulls_in_the_web_stack_only_for_serve():
+    """``eingrad --help`` (every command registered) imports neither Starlette nor uvicorn."""
+    code = (
+        "import sys\n"
+        "from eingrad.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "bad = [m for m in ('starlette', 'uvicorn', 'eingrad.web') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run(

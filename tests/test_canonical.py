@@ -18,6 +18,7 @@ from eingrad.expr import (
     Delta,
     Expr,
     LogSumExp,
+    MatFn,
     Mul,
     Pow,
     Sum,
@@ -109,7 +110,7 @@ def all_indices(e: Expr) -> set[str]:
     for node in walk(e):
         if isinstance(node, (Tensor, Delta)):
             out.update(node.indices)
-        elif isinstance(node, (Sum, LogSumExp)):
+        elif isinstance(node, (Sum, LogSumExp, MatFn)):
             out.update(node.indices)
     return out
 
@@ -153,6 +154,10 @@ class Scrambler:
         if isinstance(e, (Sum, LogSumExp)):
             mapping = {i: self.fresh() for i in e.indices}
             return type(e)(tuple(mapping.values()), self(rename_indices(e.body, mapping)))
+        if isinstance(e, MatFn):  # det/logdet bind their axes; inv keeps them
+            mapping = {i: self.fresh() for i in e.indices}
+            body = self(rename_indices(e.body, mapping))
+            return MatFn(e.op, tuple(mapping.get(i, i) for i in e.axes), body)
         raise TypeError(type(e).__name__)
 
 

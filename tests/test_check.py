@@ -180,8 +180,8 @@ def test_quadratic_form_gradient_missing_the_transpose_term():
     assert found.where == (worst,) and found.abs_error == pytest.approx(error[worst], rel=1e-6)
     assert found.wrong == int(np.sum(error > 1e-5 * np.abs(right) + 1e-8 * np.max(np.abs(right))))
     assert f"The largest difference is at dfdx[i={worst}]: yours {(A @ x)[worst]:.6g}" in found.message
-    assert "Yours lacks the term x_l A_li" in found.message
-    assert found.statements == ["dfdx_i = A_ij x_j + x_l A_li"]
+    assert "Yours lacks the term x_j A_ji" in found.message
+    assert found.statements == ["dfdx_i = A_ij x_j + x_j A_ji"]
     np.testing.assert_allclose(run_code(found.code, report.inputs, "dfdx"), (A + A.T) @ x)
 
 
@@ -207,7 +207,7 @@ def test_mean_over_the_batch_where_the_loss_sums():
 
 def test_one_term_with_the_wrong_sign():
     found = eg.check_backward(QUADRATIC, "x", lambda A, x: (A - A.T) @ x)["x"]
-    assert "Yours has the sign of x_l A_li flipped" in found.message
+    assert "Yours has the sign of x_j A_ji flipped" in found.message
 
 
 def test_nan_in_the_users_gradient():

@@ -183,7 +183,8 @@ def test_a_bad_program_from_stdin(
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["frobnicate"], ["parse"], ["parse", "--nope", "y = x"], ["eval", "y = x", "--seed", "x"]],
+    [["frobnicate"], ["parse"], ["parse", "--nope", "y = x"], ["eval", "y = x", "--seed", "x"],
+     ["eval", "s = x_i x_i", "--seed", "-5"], ["check", "s = x_i x_i", "--seed=-1"]],
 )
 def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
@@ -198,6 +199,225 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert info.value.code == 0
     assert "eingrad demo" in capsys.readouterr().out
+
+
+def test_a_negative_seed_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "s = x_i x_i", "--seed", "-5"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --seed: -5 is negative" in err
+    assert "Traceback" not in err
+
+
+def test_bare_eingrad_prints_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("usage: eingrad")
+    for command in ["demo", "parse", "eval", "diff", "grad", "explain", "compile", "check", "graph"]:
+        assert re.search(rf"^  {command} +\S", err, re.MULTILINE), command
+    assert "error:" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"eingrad {eg.__version__}"
+
+
+# ---------------------------------------------------------------- failures outside the program
+
+
+def test_stdin_closed(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", None)  # what Python sets when fd 0 is closed (eingrad parse - <&-)
+    code, out, err = run(capsys, "parse", "-")
+    assert code == 1
+    assert err.startswith("EingradError: cannot read the program from stdin: it is closed")
+    assert "Traceback" not in err
+
+
+def test_stdin_unreadable(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO("y = x")
+    stream.close()
+    monkeypatch.setattr(sys, "stdin", stream)
+    code, _, err = run(capsys, "parse", "-f", "-")
+    assert code == 1
+    assert err.startswith("EingradError: cannot read the program from stdin:")
+
+
+class _FailingStdout(io.StringIO):
+    """A stdout whose writes fail as a full disk's (or a closed pipe's) do."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def write(self, text: str) -> int:
+        raise self.error
+
+
+def test_stdout_on_a_full_disk(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    monkeypatch.setattr(sys, "stdout", _FailingStdout(OSError(errno.ENOSPC, "No space left on device")))
+    code = main(["parse", "y_i = x_i"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == "OutputError: cannot write the output: No space left on device\n"
+
+
+def test_stdout_on_a_full_disk_with_json_errors(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    monkeypatch.setattr(sys, "stdout", _FailingStdout(OSError(errno.ENOSPC, "No space left on device")))
+    code = main(["parse", "--json", "y_i = x_i +"])  # the error's JSON cannot be written either
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("ParseError: ")
+    assert "Traceback" not in err
+
+
+def test_stdout_closed_by_the_reader(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # eingrad demo | head: the reader has gone; nothing to report, and no traceback
+    monkeypatch.setattr(sys, "stdout", _FailingStdout(BrokenPipeError(32, "Broken pipe")))
+    code = main(["parse", "y_i = x_i"])
+    assert code == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_dev_full() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "eingrad", "parse", "y_i = x_i"],
+            stdout=full, stderr=subprocess.PIPE, text=True, encoding="utf-8", env=env, timeout=120,
+        )
+    assert result.returncode == 1
+    assert result.stderr == "OutputError: cannot write the output: No space left on device\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "first_line"),
+    [
+        (["eval", "s = x_i x_i", "--size", "i=²"], "EingradError: --size 'i=²' is not of the form"),
+        (["eval", "s = x_i x_i", "--size", "i=٣"], "EingradError: --size 'i=٣' is not of the form"),
+        (["eval", "s = x_i x_i", "--size", "i=" + "1" * 30], "TooLargeError: the random input 'x' of shape"),
+        (["eval", "s = x_i x_i", "--size", "i=100000000000"], "TooLargeError: the random input 'x' of shape"),
+        (["eval", "y_ij = delta_ij", "--size", "i=100000000"], "TooLargeError: the target 'y' of shape"),
+        (["compile", "s = x_i x_i", "--size", "i=100000000000"], "TooLargeError: the random input 'x'"),
+        (["check", "s = x_i x_i", "--size", "i=100000000000"], "TooLargeError: the random input 'x'"),
+        (["compile", "Y_ij = x_i y_j", "--size", "i=10000000", "j=10000000"], "TooLargeError: the target 'Y'"),
+        (["check", "Y_ij = x_i y_j", "--size", "i=10000000", "j=10000000"], "TooLargeError: the target 'Y'"),
+    ],
+)
+def test_sizes_that_cannot_be_used(capsys: pytest.CaptureFixture[str], argv: list[str], first_line: str) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 1
+    assert err.startswith(first_line), err
+    assert "Traceback" not in err
+
+
+def test_a_huge_size_respects_eingrad_max_bytes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EINGRAD_MAX_BYTES", "1000")
+    code, _, err = run(capsys, "eval", "s = x_i x_i", "--size", "i=200")
+    assert code == 1
+    assert "needs 1.6 KiB, more than the 1000 bytes eingrad allows one array" in err
+
+
+def test_terminal_escapes_in_a_program_are_shown_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "parse", "s = x_i \x1b[2J y")
+    assert code == 1
+    assert "\x1b" not in err
+    lines = err.splitlines()
+    assert lines[1] == "  line 1: s = x_i \\x1b[2J y"
+    assert lines[2] == "                  ^^^^"
+
+
+@pytest.mark.parametrize(
+    ("source", "span", "line", "carets"),
+    [
+        ("s = \x1b]0;pwned\x07 + y", (4, 5), "s = \\x1b]0;pwned\\x07 + y", "    ^^^^"),
+        ("s = a\x9b + y", (7, 8), "s = a\\x9b + y", "          ^"),  # C1 CSI: the carets stay aligned
+        ("s = \u202ex + y", (5, 6), "s = \\u202ex + y", "          ^"),  # a bidi override
+        ("s = x\t+ \x7f", (8, 9), "s = x + \\x7f", "        ^^^^"),  # a tab is one space; DEL
+        ("s = x +\r", (6, 7), "s = x +", "      ^"),  # a CRLF file's \r is not shown
+    ],
+)
+def test_caret_excerpt_escapes_control_characters(source: str, span: tuple, line: str, carets: str) -> None:
+    from eingrad.errors import Span, caret_excerpt
+
+    shown, marks = caret_excerpt(source, [Span(*span)]).splitlines()
+    assert shown == "  line 1: " + line
+    assert marks == " " * len("  line 1: ") + carets
+
+
+def test_an_internal_error_is_one_line_and_a_request(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eingrad.cli.commands as commands
+
+    def broken(*args, **kwargs):
+        raise KeyError("oops")
+
+    monkeypatch.delenv("EINGRAD_DEBUG", raising=False)
+    monkeypatch.setattr(commands, "load_program", broken)
+    code, out, err = run(capsys, "parse", "y = x")
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.startswith("InternalError: eingrad failed unexpectedly: KeyError: 'oops'\n")
+    assert "please report it" in err
+    monkeypatch.setenv("EINGRAD_DEBUG", "1")
+    with pytest.raises(KeyError):
+        main(["parse", "y = x"])
+
+
+def test_an_os_error_that_is_not_a_write_is_internal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eingrad.cli.commands as commands
+
+    def broken(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.delenv("EINGRAD_DEBUG", raising=False)
+    monkeypatch.setattr(commands, "load_program", broken)
+    code, _, err = run(capsys, "parse", "y = x")
+    assert code == 1
+    assert err.startswith("InternalError: eingrad failed unexpectedly: FileNotFoundError")
+
+
+def test_an_interrupt_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import eingrad.cli.commands as commands
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "load_program", interrupted)
+    code, _, err = run(capsys, "parse", "y = x")
+    assert code == 130
+    assert err == "eingrad: interrupted\n"
+
+
+def test_running_out_of_memory_is_reported(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import eingrad.cli.commands as commands
+
+    def broken(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.delenv("EINGRAD_DEBUG", raising=False)
+    monkeypatch.setattr(commands, "evaluate", broken)
+    code, _, err = run(capsys, "eval", "s = x_i x_i")
+    assert code == 1
+    assert err.startswith("MemoryError: out of memory")
+    assert "Traceback" not in err
 
 
 # ---------------------------------------------------------------- python -m eingrad

@@ -1027,3 +1027,42 @@ def test_an_unrolled_loops_input_products_are_one_stacked_product(steps, dtype):
     assert "axis=0) @ V.T" in code, fn.source  # V_hd Y_nd: the shared matrix transposed
     for k, v in before.items():
         np.testing.assert_array_equal(arrays[k], v)
+
+
+# ---- jax: jit-compiled by default, float64 without x64 said aloud
+
+
+def test_jax_function_is_already_jitted_and_composes(jax):
+    import jax.numpy as jnp
+
+    g = eg.grad("z_n = X_nd w_d; L = sum_n(softplus(-y_n z_n)) + 0.5 lam w_d w_d", wrt=["w"])
+    fn = eg.compile(g, backend="jax", outputs=["dLdw"])
+    rng = np.random.default_rng(3)
+    X, y, w = rng.normal(size=(20, 4)), np.sign(rng.normal(size=20)), rng.normal(size=4)
+    out = fn(X=X, y=y, w=w, lam=0.1)["dLdw"]
+    close(np.asarray(out), eg.evaluate(g, X=X, y=y, w=w, lam=0.1)["dLdw"])
+    (generated, _), = fn._cache.values()
+    assert hasattr(generated.jitted, "lower")  # a jax.jit-wrapped function
+    stacked = jax.vmap(lambda v: fn(X=X, y=y, w=v, lam=0.1)["dLdw"])(jnp.stack([jnp.asarray(w)] * 3))
+    assert stacked.shape == (3, 4)
+    hvp = jax.grad(lambda v: fn(X=X, y=y, w=v, lam=0.1)["dLdw"].sum())(jnp.asarray(w))
+    assert hvp.shape == (4,)
+
+
+def test_jax_float64_inputs_without_x64_warn_once(jax):
+    g = eg.parse("y_i = A_ij x_j")
+    rng = np.random.default_rng(4)
+    A, x = rng.normal(size=(3, 2)), rng.normal(size=2)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        fn = eg.compile(g, backend="jax")
+        with pytest.warns(eg.PrecisionWarning, match=r"jax_enable_x64.*True"):
+            out = fn(A=A, x=x)["y"]
+        assert str(out.dtype) == "float32"
+        np.testing.assert_allclose(np.asarray(out), A @ x, rtol=1e-5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fn(A=A, x=x)  # said once per compiled function
+            eg.compile(g, backend="jax")(A=A.astype(np.float32), x=x.astype(np.float32))  # float32: nothing to say
+    finally:
+        jax.config.update("jax_enable_x64", True)

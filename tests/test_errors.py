@@ -145,7 +145,7 @@ PARSE_ERRORS = [
     Bad("L = mean_n(e_n^2)", eg.UnknownFunctionError, "the reduction mean_n(...)", 1, 5, "sum_k(e) / |k|"),
     Bad("m = max_i(x_i)", eg.UnknownFunctionError, "the reduction max_i(...)", 1, 5, "logsumexp"),
     Bad("P_nc = softmax_c(Z_nc)", eg.UnknownFunctionError, "the transform softmax_c(...)", 1, 8, "logsumexp_j"),
-    Bad("d = det_ij(A_ij)", eg.UnknownFunctionError, "the reduction det_ij(...)", 1, 5),
+    Bad("m = min_jk(A_jk)", eg.UnknownFunctionError, "the reduction min_jk(...)", 1, 5),
     Bad("n = norm_i(x_i)", eg.UnknownFunctionError, "unknown reduction or transform 'norm'", 1, 5,
         "'norm_i (x_i)' or 'norm_i * (x_i)'"),
     Bad("y_i = W_ij(x_j)", eg.UnknownFunctionError, "'W_ij(' reads as a reduction or transform", 1, 7,

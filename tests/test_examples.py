@@ -180,3 +180,39 @@ def test_guide_walkthrough_runs_as_a_script():
                           text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "FAIL" not in done.stdout and "ok   svd" in done.stdout
+
+
+# ---------------------------------------------------------------- Gaussian process regression
+
+
+@pytest.fixture(scope="module")
+def gp():
+    return load_example("gp_regression")
+
+
+def test_gp_fits_the_noise_level_and_a_length_scale(gp):
+    result = gp.fit(n=40, steps=150)
+    assert result["losses"][-1] < result["losses"][0] - 40
+    assert 0.005 < result["noise"] < 0.02  # the data's noise is 0.1² = 0.01
+    assert 0.8 < result["length_scale"] < 3.0
+    assert result["test_rmse"] < 0.1
+
+
+def test_gp_compiled_gradient_matches_numpy_and_central_differences(gp):
+    x, y = gp.data(30)
+    _, loss_and_grad = gp.build()
+    a, b = 0.1, -2.0
+    out = loss_and_grad(x=x, y=y, a=a, b=b)
+    loss, da, db = gp.numpy_loss_and_grad(x, y, a, b)
+    assert np.isclose(out["L"], loss, rtol=1e-10)
+    assert np.isclose(out["dLda"], da, rtol=1e-8)
+    assert np.isclose(out["dLdb"], db, rtol=1e-8)
+    h = 1e-6
+    central = (gp.numpy_loss_and_grad(x, y, a + h, b)[0] - gp.numpy_loss_and_grad(x, y, a - h, b)[0]) / (2 * h)
+    assert np.isclose(out["dLda"], central, rtol=1e-5)
+
+
+def test_gp_main_prints_the_gradient_program(gp, capsys):
+    gp.main(["--n", "20", "--steps", "5"])
+    printed = capsys.readouterr().out
+    assert "logdet_nm(K_nm)" in printed and "dLdb = " in printed

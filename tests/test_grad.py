@@ -371,24 +371,24 @@ def test_sum_loss_names_the_constant_adjoint():
 
     g = check_model(text, loss, arrays, ["W", "b", "X"])
     assert [str(s) for s in gradient_statements(g, text)] == [
-        "dLdY_nh = 1",
+        "dLdY_nh = Y_nh^0",  # a 1 for every Y_nh: the text sizes n and h on its own
         "dLdW_dh = X_nd dLdY_nh",
         "dLdb_h = Σ_n dLdY_nh",
         "dLdX_nd = W_dh dLdY_nh",
     ]
-    # A constant adjoint whose sum leaves no size behind stays inlined.
+    # A constant adjoint whose sum leaves no size behind stays inlined (x^0: a 2 for every x_i).
     g = eg.grad("h_i = 2 x_i\nL = sum_i(h_i)", wrt=["x"])
-    assert [str(s) for s in g.statements] == ["h_i = 2 x_i", "L = Σ_i h_i", "dLdx_i = 2"]
+    assert [str(s) for s in g.statements] == ["h_i = 2 x_i", "L = Σ_i h_i", "dLdx_i = 2 x_i^0"]
     np.testing.assert_array_equal(eg.evaluate(g, x=np.ones(3))["dLdx"], [2.0, 2.0, 2.0])
 
 
 def test_gradient_that_is_a_count_of_a_bound_index():
-    # dLdb = |n|: the size of the index summed in the forward statement; the gradient
-    # statement records which tensor axis has that length (x's axis 0).
+    # dLdb = |i|: the size of the index summed in the forward statement, counted on the
+    # tensor axis that has that length (x's axis 0), so that the text evaluates on its own.
     g = eg.grad("L = sum_i(x_i + b)", wrt=["b"])
     stmt = g.statement("dLdb")
-    assert isinstance(stmt.expr, eingrad.expr.Size)
-    assert stmt.sizes_from == ((stmt.expr.index, "x", 0),)
+    assert str(stmt) == "dLdb = Σ_i x_i^0"
+    assert stmt.sizes_from == (("i", "x", 0),)
     out = eg.evaluate(g, x=np.ones(4), b=1.0)
     assert out["dLdb"] == 4.0
 
@@ -399,9 +399,9 @@ def test_gradient_that_is_a_count_evaluates_with_the_size_declared():
 
 
 def test_gradient_of_a_trace_is_the_identity():
-    """dLdu_ij = δ_ij reads no tensor: its sizes come from u (the statement's shape)."""
+    """dLdu_ij = δ_ij alone sizes nothing: it reads u^0 (a 1 for every u_ij), whose shape it has."""
     g = eg.grad("L = sum_i(u_ii)", wrt=["u"])
-    assert str(g.statement("dLdu")) == "dLdu_ij = δ_ij"
+    assert str(g.statement("dLdu")) == "dLdu_ij = u_ij^0 δ_ij"
     np.testing.assert_array_equal(eg.evaluate(g, u=np.ones((3, 3)))["dLdu"], np.eye(3))
     rng = np.random.default_rng(13)
     check_model(
@@ -751,7 +751,7 @@ def test_input_read_only_by_statements_the_output_does_not_need():
 @pytest.mark.parametrize(
     "text, wrt, line",
     [
-        ("L = sum_n(x_n) / |n|", "x", "dLdx_n = 1 / |n|"),
+        ("L = sum_n(x_n) / |n|", "x", "dLdx_n = x_n^0 / |n|"),
         ("Z_nc = X_nd W_dc\nL = sum_n(logsumexp_c(Z_nc) - Y_nc Z_nc) / |n|", "W",
          "dLdZ_nc = (exp(Z_nc - logsumexp_j(Z_nj)) - Y_nc) / |n|"),
         ("e_n = y_n - X_nd w_d; L = sum_n(e_n^2) / (3 |n|)", "w", "dLde_n = 2 e_n / (3 |n|)"),

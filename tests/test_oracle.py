@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import eingrad as eg
-from eingrad.testing import Apply, Bind, Neg, Plus, Power, RandomProgram, Ref, Times, random_program
+from eingrad.testing import Apply, Bind, Mat, Neg, Plus, Power, RandomProgram, Ref, Times, random_program
 
 autograd = pytest.importorskip("autograd")
 
@@ -53,7 +53,7 @@ def reads(node) -> set[str]:
         return reads(node.base)
     if isinstance(node, Apply):
         return reads(node.arg)
-    if isinstance(node, Bind):
+    if isinstance(node, (Bind, Mat)):
         return reads(node.body)
     return set()  # Num, Kron
 

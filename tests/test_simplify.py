@@ -32,6 +32,7 @@ from eingrad.expr import (
     const,
     delta,
     mul,
+    neg,
     power,
     rename_indices,
     sum_,
@@ -115,6 +116,15 @@ CASES: dict[str, list[tuple[Expr, Expr, Expr, dict | None]]] = {
         (call("tanh", ZERO), ZERO, ZERO, None),
         (call("sigmoid", ZERO), const(Fraction(1, 2)), const(Fraction(1, 2)), None),
         (call("cos", ZERO), ONE, ONE, None),
+    ],
+    "log_of_exp": [
+        (call("log", call("exp", x_i)), x_i, x_i, None),
+        # a naive log-softmax: log(exp(z_i - logsumexp_k(z_k))) = z_i - logsumexp_k(z_k)
+        (call("log", call("exp", parse("z_i - logsumexp_k(z_k)", "i"))), parse("z_i - logsumexp_k(z_k)", "i"),
+         parse("z_i - logsumexp_k(z_k)", "i"), None),
+    ],
+    "log_of_sigmoid": [
+        (call("log", call("sigmoid", x_i)), neg(call("softplus", neg(x_i))), neg(call("softplus", neg(x_i))), None),
     ],
     "delta_of_one_index": [
         (D("ii"), ONE, ONE, None),
@@ -209,6 +219,30 @@ CASES: dict[str, list[tuple[Expr, Expr, Expr, dict | None]]] = {
         (add(a_i, mul(const(2), a_i), b_i), add(mul(const(3), a_i), b_i), add(mul(const(3), a_i), b_i), None),
     ],
 }
+
+# Matrix functions (simplify/rules_linalg.py)
+CASES.update({
+    "inverse_of_inverse": [
+        (parse("inv_ij(inv_ij(A_ij))", "ij"), A_ij, A_ij, None),
+    ],
+    "inverse_of_identity": [
+        (parse("inv_ij(δ_ij)", "ij"), D("ij"), D("ij"), None),
+        (parse("inv_ij(2 δ_ij)", "ij"), mul(const(Fraction(1, 2)), D("ij")), mul(const(Fraction(1, 2)), D("ij")), None),
+    ],
+    "determinant_of_identity": [
+        (parse("det_ij(δ_ij)"), ONE, ONE, None),
+        (parse("logdet_ij(δ_ij)"), ZERO, ZERO, None),
+    ],
+    "inverse_cancels_its_matrix": [
+        (parse("A_ij inv_jk(A_jk)", "ik"), D("ik"), D("ik"), None),
+        (parse("inv_ij(A_ij) A_jk", "ik"), D("ik"), D("ik"), None),
+        (parse("x_i inv_ij(A_ij) A_jk", "k"), sum_(["i"], mul(x_i, D("ik"))), T("x", "k"), None),
+    ],
+    "symmetric_inverse_sorts_axes": [
+        (parse("inv_ji(A_ji + A_ij)", "ij"), parse("inv_ij(A_ij + A_ji)", "ij"),
+         parse("inv_ij(A_ij + A_ji)", "ij"), None),
+    ],
+})
 
 CASE_LIST = [(name, k, case) for name, cases in CASES.items() for k, case in enumerate(cases)]
 

@@ -22,7 +22,7 @@ from .api import (
     simplify,
 )
 from .check import BackwardCheckFailed, BackwardReport, CheckError, TaylorReport, check_backward, taylor_check
-from .codegen.compile import CompiledCallError
+from .codegen.compile import CompiledCallError, UnsafeWriteError
 from .diff import Derivative, DiffError
 from .errors import (
     EingradError,
@@ -32,6 +32,7 @@ from .errors import (
     MatrixNotationWarning,
     MissingInputError,
     ParseError,
+    PrecisionWarning,
     ProgramError,
     RankError,
     ReservedNameError,
@@ -58,6 +59,7 @@ __all__ = [
     "GradError",
     "compile",
     "CompiledCallError",
+    "UnsafeWriteError",
     "matrix_form",
     "Derivative",
     "DiffError",
@@ -84,6 +86,7 @@ __all__ = [
     "ProgramError",
     "SizeError",
     "TooLargeError",
+    "PrecisionWarning",
     "InputError",
     "MissingInputError",
     "UnknownInputError",

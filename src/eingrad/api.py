@@ -196,7 +196,8 @@ def equivalent(a: Program | Expr | str, b: Program | Expr | str) -> bool:
 
 
 def compile(  # noqa: A001
-    obj: Program | Derivative | str, backend: str = "numpy", outputs: list[str] | None = None
+    obj: Program | Derivative | str, backend: str = "numpy", outputs: list[str] | None = None,
+    debug: bool | None = None,
 ) -> CompiledFunction:
     """Compile a program or a derivative to fast array code for a backend.
 
@@ -204,6 +205,9 @@ def compile(  # noqa: A001
     ``.source`` is the generated Python.  Code is generated per shape
     signature (index sizes drive the contraction plan) and cached.  For a
     program, ``outputs`` limits the result (and the work) to those targets.
+    ``debug=True`` checks, before every in-place write of the generated code, that
+    no live value shares the buffer written (``EINGRAD_COMPILE_DEBUG=1`` turns it on
+    for every compiled function).
 
     >>> import numpy as np, eingrad as eg
     >>> fn = eg.compile(eg.grad("Y_nh = X_nd W_dh + b_h", wrt=["W", "b"], seed="dLdY"))
@@ -213,7 +217,7 @@ def compile(  # noqa: A001
     """
     if isinstance(obj, str):
         obj = as_program(obj)
-    return compile_program(obj, backend, outputs)
+    return compile_program(obj, backend, outputs, debug)
 
 
 def matrix_form(

@@ -31,6 +31,7 @@ from .expr import (
     Delta,
     Expr,
     LogSumExp,
+    MatFn,
     Mul,
     Pow,
     Size,
@@ -78,6 +79,9 @@ def _prenex(e: Expr, taken: set[str]) -> Expr:
         for i in e.indices:
             taken.add(i)
         return LogSumExp(e.indices, _prenex(e.body, taken))
+    if isinstance(e, MatFn):  # sums stay inside a matrix function (det(A + B) is not a sum)
+        taken.update(e.indices)
+        return MatFn(e.op, e.axes, _prenex(e.body, taken), e.span)
     if isinstance(e, Add):
         return add(*(_prenex(t, taken) for t in e.terms))
     if isinstance(e, Pow):
@@ -118,6 +122,10 @@ def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
     if isinstance(e, (Sum, LogSumExp)):
         tag = "S" if isinstance(e, Sum) else "L"
         return f"{tag}{len(e.indices)}[{_anonymous_key(e.body, bound | set(e.indices))}]"
+    if isinstance(e, MatFn):
+        inner = bound | set(e.indices)
+        axes = ",".join("*" if i in inner else i for i in e.axes)
+        return f"{e.op}({axes})[{_anonymous_key(e.body, inner)}]"
     if isinstance(e, (Add, Mul)):
         keys = sorted(_anonymous_key(c, bound) for c in e.children)
         return ("+(" if isinstance(e, Add) else "*(") + " ".join(keys) + ")"
@@ -140,6 +148,9 @@ def _orderings(e: Expr, bound: frozenset[str], budget: list[int]) -> list[Expr]:
     if isinstance(e, (Sum, LogSumExp)):
         inner = bound | set(e.indices)
         return [type(e)(e.indices, b) for b in _orderings(e.body, inner, budget)]
+    if isinstance(e, MatFn):
+        inner = bound | set(e.indices)
+        return [MatFn(e.op, e.axes, b, e.span) for b in _orderings(e.body, inner, budget)]
     if isinstance(e, (Pow, Call)):
         child = e.base if isinstance(e, Pow) else e.arg
         variants = _orderings(child, bound, budget)
@@ -203,6 +214,15 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             body = rename(node.body, {**scope, **{i: own for i in node.indices}})
             names = [own[i] if i in own else f"%{next(count)}" for i in node.indices]
             return type(node)(tuple(sorted(names)), body)
+        if isinstance(node, MatFn):
+            if node.op == "inv":  # its axes are the body's free indices, renamed as any other
+                body = rename(node.body, scope)
+                axes = tuple(scope[i].get(i, i) if i in scope else i for i in node.axes)
+                return MatFn(node.op, axes, body, node.span)  # type: ignore[arg-type]
+            own = {}
+            body = rename(node.body, {**scope, **{i: own for i in node.axes}})
+            axes = tuple(own[i] if i in own else f"%{next(count)}" for i in node.axes)
+            return MatFn(node.op, axes, body, node.span)  # type: ignore[arg-type]
         kids = tuple(rename(c, scope) for c in node.children)
         if isinstance(node, Add):
             return Add(kids)
@@ -262,6 +282,8 @@ def _class_key(e: Expr, free: frozenset[str]) -> str:
         return _class_key(e.body, free)
     if isinstance(e, LogSumExp):
         return f"lse({_class_key(e.body, free)})"
+    if isinstance(e, MatFn):
+        return f"{e.op}({','.join(index(i) for i in e.axes)})[{_class_key(e.body, free)}]"
     if isinstance(e, Pow):
         return f"({_class_key(e.base, free)})^{e.exponent}"
     if isinstance(e, Call):

@@ -19,6 +19,7 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 from . import expr as E
 from .errors import EingradError, SizeError, ZeroDerivativeWarning
@@ -31,6 +32,7 @@ from .expr import (
     Delta,
     Expr,
     LogSumExp,
+    MatFn,
     Mul,
     Pow,
     Size,
@@ -187,6 +189,44 @@ def _d_logsumexp(e: LogSumExp, ctx: _Context) -> Expr:
     return sum_(e.indices, mul(softmax, d))
 
 
+#: The identity each matrix function is differentiated by (the Matrix Cookbook's, in index
+#: notation); explanations name it.
+MATRIX_IDENTITIES = {
+    "inv": "∂(A⁻¹)_ij = -Σ_ab (A⁻¹)_ia ∂A_ab (A⁻¹)_bj",
+    "det": "∂ det A = det A Σ_ab (A⁻¹)_ba ∂A_ab",
+    "logdet": "∂ log|det A| = Σ_ab (A⁻¹)_ba ∂A_ab",
+}
+
+
+def _d_matfn(e: MatFn, ctx: _Context) -> Expr:
+    """∂(A⁻¹)_ij = −Σ_ab (A⁻¹)_ia ∂A_ab (A⁻¹)_bj; ∂ det A = det A Σ_ab (A⁻¹)_ba ∂A_ab;
+    ∂ log|det A| = Σ_ab (A⁻¹)_ba ∂A_ab (A the matrix of the body, batch indices kept)"""
+    i, j = e.axes
+    taken = ctx.taken
+    taken |= E.all_indices(e)
+    a = fresh_index(taken, "a")
+    taken.add(a)
+    b = fresh_index(taken, "b")
+    taken.add(b)
+    for new, old in ((a, i), (b, j)):
+        if old in ctx.sources:
+            ctx.sources[new] = ctx.sources[old]
+        else:
+            ctx.origins[new] = ctx.origins.get(old, old)
+    d = diff_expr(rename_indices(e.body, {i: a, j: b}), ctx)
+    if d == ZERO:
+        return ZERO
+
+    def inverse(row: str, col: str) -> Expr:
+        """(A⁻¹)_{row,col}: the inverse over the body with rows ``row`` and columns ``col``."""
+        return MatFn("inv", (row, col), rename_indices(e.body, {i: row, j: col}))
+
+    if e.op == "inv":
+        return neg(sum_((a, b), mul(inverse(i, a), d, inverse(b, j))))
+    trace = sum_((a, b), mul(inverse(b, a), d))
+    return trace if e.op == "logdet" else mul(e, trace)
+
+
 _RULES: dict[type, Callable] = {
     Tensor: _d_tensor,
     Delta: _d_const,
@@ -198,6 +238,7 @@ _RULES: dict[type, Callable] = {
     Call: _d_call,
     Sum: _d_sum,
     LogSumExp: _d_logsumexp,
+    MatFn: _d_matfn,
 }
 
 
@@ -224,6 +265,235 @@ def statement_index_sources(stmt: Statement) -> dict[str, tuple[str, int]]:
                     sources[i] = sources[known[0]]
                     changed = True
     return sources
+
+
+# ---------------------------------------------------------------- the user's index names
+
+
+class AxisClasses:
+    """Which tensor axes a program makes one size, and what the user calls them.
+
+    A union-find over ``(tensor, axis)`` pairs, joined through each statement's
+    index names (within a statement one name has one size: ``X_nd W_dh`` ties X's
+    axis 1 to W's axis 0).  ``like`` maps names the program does not have (a
+    gradient ``dLdY``, an upstream ``dLdY``) to the tensor whose shape they have.
+    """
+
+    def __init__(self, program: Program, like: dict[str, str] | None = None) -> None:
+        self.program = program
+        self.inputs = frozenset(program.inputs)
+        self.like = dict(like or {})
+        self.parent: dict[tuple, tuple] = {}
+        self._names: dict[tuple, list[str]] | None = None
+        pending: list[tuple[tuple, str]] = []  # (tensor, axis) and the name it is written with
+        for k, stmt in enumerate(program.statements):
+            for axis, i in enumerate(stmt.indices):
+                self.union((stmt.target, axis), (k, i))
+                pending.append(((stmt.target, axis), i))
+            for node in E.walk(stmt.expr):
+                if isinstance(node, Tensor):
+                    for axis, i in enumerate(node.indices):
+                        self.union((node.name, axis), (k, i))
+                        pending.append(((node.name, axis), i))
+                elif isinstance(node, Delta):
+                    for i in node.indices[1:]:
+                        self.union((k, node.indices[0]), (k, i))
+        self.pending = pending
+
+    def names(self, key: tuple) -> list[str]:
+        """Every name the program gives the axes of ``key``'s class, first written first."""
+        if self._names is None:  # computed again only after a union
+            self._names = {}
+            for axis, name in self.pending:
+                names = self._names.setdefault(self.find(axis), [])
+                if name not in names:
+                    names.append(name)
+        return self._names.get(self.find(key), [])
+
+    def find(self, key: tuple) -> tuple:
+        parent = self.parent
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    def union(self, a: tuple, b: tuple) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[ra] = rb
+            self._names = None
+
+    def of(self, tensor: str, axis: int) -> tuple:
+        """The class of ``tensor``'s axis (a gradient's axis is its tensor's)."""
+        return self.find((self.like.get(tensor, tensor), axis))
+
+    def own_name(self, tensor: str, axis: int) -> str | None:
+        """What the program calls ``tensor``'s axis: its target's index, or its first use's."""
+        name = self.like.get(tensor, tensor)
+        program = self.program
+        if program.is_target(name):
+            indices = program.statement(name).indices
+        elif name in self.inputs:
+            indices = program.first_use(name).indices
+        else:
+            return None
+        return indices[axis] if axis < len(indices) else None
+
+
+def user_names(
+    e: Expr, free: tuple[str, ...], classes: AxisClasses, sized: dict[str, tuple[str, int]] | None = None
+) -> tuple[Expr, dict[str, str]]:
+    """``e`` with each bound index and each size named as the program names its axis,
+    where that is safe; returns the renamed expression and the renaming.
+
+    A binder takes the name the program gives a tensor axis it runs over (the
+    batch index of every term of an RNN's gradient is ``n`` again, not ``i``,
+    ``j``...), unless that name is free in its body, bound around or inside it,
+    a free index of ``e`` (``free``), or used elsewhere in ``e`` for an axis of
+    another size.  A size ``|i|`` of an index that no tensor carries
+    (``sized``: index -> its tensor axis) takes the name of an index that does
+    carry an axis of that size, so the text evaluates on its own: ``2 / |n| …
+    Σ_n(X_nh - mu_h)``.  Indices of ``free`` are never renamed.
+    """
+    sized = dict(sized or {})
+    # The class of every index name in e: one class per name (a statement gives a
+    # name one size, so two classes one name meets are one).
+    name_class: dict[str, tuple] = {}
+
+    def note(name: str, key: tuple) -> None:
+        if name in name_class:
+            classes.union(name_class[name], key)
+        name_class[name] = classes.find(key)
+
+    for node in E.walk(e):
+        if isinstance(node, Tensor):
+            for axis, i in enumerate(node.indices):
+                note(i, classes.of(node.name, axis))
+    for i, (tensor, axis) in sized.items():
+        note(i, classes.of(tensor, axis))
+    name_class = {i: classes.find(c) for i, c in name_class.items()}
+    mapping: dict[str, str] = {}
+    fixed = set(free)
+
+    def candidates(index: str, body: Expr) -> list[str]:
+        names = []
+        for node in E.walk(body):
+            if isinstance(node, Tensor):
+                for axis, i in enumerate(node.indices):
+                    if i == index:
+                        own = classes.own_name(node.name, axis)
+                        if own is not None:
+                            names.append(own)
+        if index in name_class:
+            names += classes.names(name_class[index])
+        return list(dict.fromkeys(names))
+
+    def rename_binders(node: Expr, around: frozenset[str], beside: frozenset[str]) -> Expr:
+        # around: names bound by enclosing binders; beside: names occurring in the factors
+        # (and arguments) next to node, not split from it by a +: an implicit sum over a
+        # name there would take node's in (Σ_d in sigmoid(X_nd w_d) (1 - sigmoid(X_nd w_d))).
+        if isinstance(node, (Sum, LogSumExp)):
+            body = node.body
+            new_indices = []
+            for b in node.indices:
+                c = name_class.get(b)
+                chosen = b
+                for p in candidates(b, body) if c is not None else []:
+                    if p == b:
+                        break
+                    if (
+                        p in fixed
+                        or p in around
+                        or p in beside
+                        or p in node.indices
+                        or p in new_indices
+                        or p in E.index_names(body)
+                        or name_class.get(p, c) != c
+                    ):
+                        continue
+                    chosen = p
+                    break
+                if chosen != b:
+                    body = rename_indices(body, {b: chosen})
+                    name_class[chosen] = c
+                    mapping[b] = chosen
+                new_indices.append(chosen)
+            inner = rename_binders(body, around | set(new_indices), beside)
+            # Bound indices in sorted order, as the parser builds them (sum_ sorts them too).
+            return type(node)(tuple(sorted(new_indices)), inner)
+        if not _has_binder(node):
+            return node
+        if isinstance(node, MatFn):  # its axes are the matrix's inside: never a binder's new name
+            return _same_node(node, (rename_binders(node.body, around | set(node.axes), beside),))
+        children = node.children
+        if isinstance(node, Add) or len(children) == 1:
+            return _same_node(node, tuple(rename_binders(child, around, beside) for child in children))
+        names = [_occurring(child) for child in children]
+        return _same_node(node, tuple(
+            rename_binders(child, around, beside.union(*names[:k], *names[k + 1 :]))
+            for k, child in enumerate(children)
+        ))
+
+    out = rename_binders(e, frozenset(), frozenset())
+    # Sizes of indices no tensor carries: the name of one that carries an axis of that size.
+    carried: dict[tuple, list[str]] = {}
+    carried_names: set[str] = set()
+    for node in E.walk(out):
+        if isinstance(node, (Tensor, Delta)):
+            carried_names.update(node.indices)
+        if isinstance(node, Tensor):
+            for axis, i in enumerate(node.indices):
+                carried.setdefault(name_class.get(i, classes.of(node.name, axis)), []).append(i)
+    size_map: dict[str, str] = {}
+    for node in E.walk(out):
+        if isinstance(node, Size) and node.index not in carried_names and node.index in name_class:
+            names = carried.get(name_class[node.index])
+            if names:
+                own = classes.own_name(*sized[node.index]) if node.index in sized else None
+                size_map[node.index] = own if own in names else names[0]
+    if size_map:
+        out = _rename_sizes(out, size_map)
+        mapping.update(size_map)
+    return out, mapping
+
+
+def _rename_sizes(e: Expr, mapping: dict[str, str]) -> Expr:
+    """Rename the indices of sizes only (``|i|`` -> ``|n|``); tensors and binders keep theirs."""
+    if isinstance(e, Size):
+        return Size(mapping.get(e.index, e.index))
+    if mapping.keys().isdisjoint(E.index_names(e)) or isinstance(e, (Tensor, Delta)):
+        return e
+    return _same_node(e, tuple(_rename_sizes(child, mapping) for child in e.children))
+
+
+@lru_cache(maxsize=65536)
+def _occurring(e: Expr) -> frozenset[str]:
+    """Index names of tensors, deltas and binders in ``e`` (a size |i| is not an occurrence)."""
+    if isinstance(e, (Tensor, Delta)):
+        return frozenset(e.indices)
+    out = frozenset(e.indices) if isinstance(e, (Sum, LogSumExp)) else frozenset()
+    return out.union(*(_occurring(child) for child in e.children))
+
+
+@lru_cache(maxsize=65536)
+def _has_binder(e: Expr) -> bool:
+    return isinstance(e, (Sum, LogSumExp, MatFn)) or any(_has_binder(child) for child in e.children)
+
+
+def _same_node(e: Expr, children: tuple[Expr, ...]) -> Expr:
+    """``e`` over new children, its shape kept (no smart constructor regroups it)."""
+    if all(new is old for new, old in zip(children, e.children, strict=True)):
+        return e
+    if isinstance(e, (Add, Mul)):
+        return type(e)(children)
+    if isinstance(e, Pow):
+        return Pow(children[0], e.exponent)
+    if isinstance(e, Call):
+        return Call(e.fn, children[0])
+    if isinstance(e, (Sum, LogSumExp)):
+        return type(e)(e.indices, children[0])
+    return e.with_children(children)
 
 
 # ---------------------------------------------------------------- derivatives of programs
@@ -468,6 +738,10 @@ def differentiate(
         groups.append(group)
     for i, src in statement_sources[output].items():
         sources.setdefault(i, src)
+    # Bound indices and sizes as the user names their axes (|n|, Σ_n), where that is safe.
+    sized = {node.index: sources[node.index] for node in E.walk(current)
+             if isinstance(node, Size) and node.index in sources and node.index not in ctx.origins}
+    current, _ = user_names(current, out_stmt.indices + tuple(i for g in groups for i in g), AxisClasses(program), sized)
     if current == ZERO:
         what = f"{output!r} does not depend on {wrt!r}" if order == 1 else (
             f"the order-{order} derivative of {output!r} with respect to {wrt!r} is identically zero"

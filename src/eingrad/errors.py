@@ -33,6 +33,7 @@ __all__ = [
     "SurprisingSumWarning",
     "ZeroDerivativeWarning",
     "MatrixNotationWarning",
+    "escape_controls",
 ]
 
 
@@ -56,8 +57,34 @@ def line_and_column(text: str, offset: int) -> tuple[int, int]:
     return line, column
 
 
+# Characters a terminal acts on instead of showing: C0 controls (ESC starts the
+# sequences that move the cursor or clear the screen), DEL, C1 controls, and the
+# bidirectional overrides that make text read differently from its order.
+_CONTROL_NAMES = {"\t": "\\t", "\r": "\\r", "\n": "\\n"}
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _visible(char: str) -> str:
+    """``char`` as it may safely be shown on a terminal: a control character as ``\\x1b``."""
+    code = ord(char)
+    if code < 0x20 or 0x7F <= code < 0xA0:
+        return _CONTROL_NAMES.get(char, f"\\x{code:02x}")
+    if char in _BIDI or 0xD800 <= code < 0xE000:  # a lone surrogate: a byte that was not UTF-8
+        return f"\\u{code:04x}"
+    return char
+
+
+def escape_controls(text: str, keep_newlines: bool = True) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\t``):
+    text from a program cannot move the cursor or clear the user's screen."""
+    return "".join(c if keep_newlines and c == "\n" else _visible(c) for c in text)
+
+
 def caret_excerpt(text: str, spans: list[Span]) -> str:
-    """The source line(s) holding ``spans``, each followed by carets under them."""
+    """The source line(s) holding ``spans``, each followed by carets under them.
+
+    Control characters in the source are shown escaped (``\\x1b``), with the
+    carets under the escape, so a program cannot send a terminal its own commands."""
     by_line: dict[int, list[Span]] = {}
     for span in spans:
         line, _ = line_and_column(text, span.start)
@@ -68,14 +95,19 @@ def caret_excerpt(text: str, spans: list[Span]) -> str:
         source = lines[line_no - 1]
         prefix = f"  line {line_no}: "
         line_start = sum(len(s) + 1 for s in lines[: line_no - 1])
-        marks = [" "] * (len(source) + 1)
+        marked = [False] * (len(source) + 1)
         for span in by_line[line_no]:
             start = span.start - line_start
             end = min(max(span.end - line_start, start + 1), len(source) + 1)
             for k in range(start, end):
-                marks[k] = "^"
-        out.append(prefix + source.rstrip())
-        out.append(" " * len(prefix) + "".join(marks).rstrip())
+                marked[k] = True
+        # A tab shows as one space, a CRLF file's \r not at all; a caret may mark the end of the line.
+        shown = [" " if c == "\t" else _visible(c) for c in source] + [" "]
+        if source.endswith("\r"):
+            shown[-2] = ""
+        out.append(prefix + "".join(shown[:-1]).rstrip())
+        carets = "".join(("^" if mark else " ") * len(piece) for piece, mark in zip(shown, marked, strict=True))
+        out.append(" " * len(prefix) + carets.rstrip())
     return "\n".join(out)
 
 
@@ -238,6 +270,10 @@ def check_allocation(shape, itemsize: int = 8, what: str = "an array") -> None:
 
 class ZeroDerivativeWarning(UserWarning):
     """A derivative is identically zero (the output does not depend on wrt)."""
+
+
+class PrecisionWarning(UserWarning):
+    """Results are computed in a narrower dtype than the inputs (the jax backend in float32)."""
 
 
 class SurprisingSumWarning(UserWarning):

@@ -1,10 +1,13 @@
 """The reference interpreter: evaluates programs on numpy arrays.
 
 Correct first, reasonably fast second: it is the oracle every compiled backend
-is checked against.  Contractions (a sum over a product) go to
-``opt_einsum.contract``, which picks a contraction order for the actual sizes,
-so a chain of three matrices never becomes a 4-index intermediate.  Deltas are
-materialised here (the compiler never does that).
+is checked against.  Every sum over a product is planned as the compiler plans
+it: a delta ties indices together instead of becoming an array (a delta is an
+array only where it is in the result, on a diagonal), a sum of terms is summed
+term by term, and opt_einsum orders the pairwise products for the actual
+sizes, so a chain of three matrices never becomes a 4-index intermediate.
+Every array whose size is known beforehand (intermediates, sums, results) is
+checked to fit before it is allocated (:func:`eingrad.errors.check_allocation`).
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import math
+
 import numpy as np
 import opt_einsum
 
-from .errors import InputTypeError
-from .expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor, factors_of
-from .functions import FUNCTIONS
+from .errors import InputTypeError, check_allocation, max_array_bytes
+from .expr import Add, Call, Const, Delta, Expr, LogSumExp, MatFn, Mul, Pow, Size, Sum, Tensor, factors_of
+from .functions import COMPOSITIONS, FUNCTIONS
 from .program import Program
 from .sizes import infer_shapes
 
@@ -44,14 +49,28 @@ def as_input_array(name: str, value: Any) -> np.ndarray:
 
 
 class _Interpreter:
+    """Evaluates one statement's expression.  Every value is an array with one label per
+    axis (distinct labels); a free index of the node that is not among the labels means
+    the value is constant along it (broadcast only when a result needs the axis)."""
+
     def __init__(self, env: dict[str, np.ndarray], sizes: dict[str, int], dtype: np.dtype) -> None:
         self.env = env
         self.sizes = sizes
         self.dtype = dtype
 
+    def run(self, e: Expr) -> Labelled:
+        """``e``'s value, with numpy's floating-point warnings silenced (NaN propagates)."""
+        with np.errstate(all="ignore"):
+            return self.eval(e)
+
     def eval(self, e: Expr) -> Labelled:
         method = getattr(self, "eval_" + type(e).__name__)
         return method(e)
+
+    def check(self, labels, what: str, dtype=None) -> None:
+        """Refuse, before allocating it, an array over ``labels`` that cannot fit."""
+        itemsize = np.dtype(dtype if dtype is not None else self.dtype).itemsize
+        check_allocation(tuple(self.sizes[i] for i in labels), itemsize, what)
 
     def eval_Tensor(self, e: Tensor) -> Labelled:
         array = self.env[e.name]
@@ -61,12 +80,7 @@ class _Interpreter:
         return array, labels
 
     def eval_Delta(self, e: Delta) -> Labelled:
-        labels = tuple(dict.fromkeys(e.indices))
-        n = self.sizes[labels[0]]
-        array = np.zeros((n,) * len(labels), dtype=self.dtype)
-        diagonal = np.arange(n)
-        array[(diagonal,) * len(labels)] = 1
-        return array, labels
+        return self.contract((e,), tuple(dict.fromkeys(e.indices)))
 
     def eval_Const(self, e: Const) -> Labelled:
         return np.asarray(float(e.value), dtype=self.dtype), ()
@@ -75,35 +89,98 @@ class _Interpreter:
         return np.asarray(self.sizes[e.index], dtype=self.dtype), ()
 
     def eval_Add(self, e: Add) -> Labelled:
-        parts = [self.eval(t) for t in e.terms]
+        return self.add([self.eval(t) for t in e.terms])
+
+    def add(self, parts: list[Labelled]) -> Labelled:
+        """The sum of labelled arrays, over the union of their labels."""
         labels = tuple(dict.fromkeys(label for _, ls in parts for label in ls))
+        self.check(labels, "a sum of terms", np.result_type(*(a for a, _ in parts)))
         total = None
         for array, ls in parts:
             aligned = _align(array, ls, labels)
             total = aligned if total is None else total + aligned
         assert total is not None
-        return np.broadcast_to(total, tuple(self.sizes[i] for i in labels)), labels
+        return total, labels
 
     def eval_Mul(self, e: Mul) -> Labelled:
         return self.contract(e.factors, tuple(sorted(e.free, key=_first_seen(e))))
 
     def eval_Sum(self, e: Sum) -> Labelled:
         out = tuple(sorted(e.free, key=_first_seen(e)))
-        factors = factors_of(e.body)
-        array, labels = self.contract(factors, out)
-        for index in e.indices:  # Σ_i x with x independent of i is |i| x
-            if index not in e.body.free:
-                array = array * np.asarray(self.sizes[index], dtype=self.dtype)
-        return array, labels
+        if isinstance(e.body, Add):
+            # Σ_i (a + b) = Σ_i a + Σ_i b: each term is contracted on its own, so the
+            # terms' union of indices is never materialised.
+            return self.add([self.contract(factors_of(t), out, e.indices) for t in e.body.terms])
+        return self.contract(factors_of(e.body), out, e.indices)
 
-    def contract(self, factors: tuple[Expr, ...], out: tuple[str, ...]) -> Labelled:
-        parts = [self.eval(f) for f in factors]
-        arrays = [a for a, _ in parts]
-        labels = [ls for _, ls in parts]
-        return _einsum_many(labels, arrays, out), out
+    def contract(self, factors: tuple[Expr, ...], out: tuple[str, ...], summed: tuple[str, ...] = ()) -> Labelled:
+        """Σ_summed Π factors, planned: deltas merge the indices they tie instead of
+        becoming arrays, opt_einsum orders the pairwise products for the actual sizes,
+        and every array on the way is checked to fit before it is allocated."""
+        deltas = [f for f in factors if isinstance(f, Delta)]
+        parts = [self.eval(f) for f in factors if not isinstance(f, Delta)]
+        # Indices a delta ties together are one index (the first of the group in ``out``).
+        rep = _tied(deltas, out)
+        coefficient = None
+        arrays, labels_list = [], []
+        for array, labels in parts:
+            if not labels:
+                coefficient = array if coefficient is None else coefficient * array
+                continue
+            labels = tuple(rep.get(i, i) for i in labels)
+            distinct = tuple(dict.fromkeys(labels))
+            if distinct != labels:  # a delta between two axes of one factor: its diagonal
+                array = _einsum(labels, [array], distinct)
+            arrays.append(array)
+            labels_list.append(distinct)
+        dtype = np.result_type(self.dtype, *arrays, *([coefficient] if coefficient is not None else []))
+        present = {i for ls in labels_list for i in ls}
+        # An index summed over that no factor reads contributes its size (Σ_i 1 = |i|,
+        # Σ_ij δ_ij = |i|): once per group of tied indices.
+        multiplier = 1
+        for i in dict.fromkeys(rep.get(i, i) for i in summed):
+            if i not in present and not any(rep.get(o, o) == i for o in out):
+                multiplier *= self.sizes[i]
+        reduced = tuple(dict.fromkeys(rep.get(i, i) for i in out if rep.get(i, i) in present))
+        result = self.einsum(labels_list, arrays, reduced, dtype) if arrays else None
+        scale = multiplier if coefficient is None else coefficient * multiplier
+        if result is None:
+            result = np.asarray(scale if not isinstance(scale, int) else float(scale), dtype=dtype)
+        elif coefficient is not None or multiplier != 1:
+            result = result * np.asarray(scale, dtype=dtype)
+        # An output index tied to another output index lives on a diagonal: the only
+        # place a delta becomes an array, and then it is the result.
+        groups = {}
+        for i in out:
+            groups.setdefault(rep.get(i, i), []).append(i)
+        if all(len(g) == 1 for g in groups.values()):
+            return result, reduced
+        labels = tuple(i for i in out if rep.get(i, i) in present or len(groups[rep.get(i, i)]) > 1)
+        self.check(labels, "a result on a diagonal", dtype)
+        full = np.zeros(tuple(self.sizes[i] for i in labels), dtype=dtype)
+        view_labels = tuple(dict.fromkeys(rep.get(i, i) for i in labels))
+        view = _einsum(tuple(rep.get(i, i) for i in labels), [full], view_labels)
+        view[...] = _align(result, reduced, view_labels)
+        return full, labels
+
+    def einsum(self, labels_list: list[tuple[str, ...]], arrays: list[np.ndarray], out: tuple[str, ...],
+               dtype) -> np.ndarray:
+        if len(arrays) == 1 and labels_list[0] == out:
+            return arrays[0]
+        table = _symbols(labels_list + [out])
+        subscripts = ",".join("".join(table[s] for s in ls) for ls in labels_list)
+        subscripts += "->" + "".join(table[s] for s in out)
+        sizes = {table[i]: self.sizes[i] for ls in labels_list for i in ls}
+        itemsize = np.dtype(dtype).itemsize
+        path, info = _plan(subscripts, [a.shape for a in arrays], itemsize)
+        for step in info.contraction_list:
+            result = step[2].split("->")[1]
+            check_allocation(tuple(sizes[c] for c in result), itemsize, "an intermediate product")
+        return np.asarray(opt_einsum.contract(subscripts, *arrays, optimize=path))
 
     def eval_Pow(self, e: Pow) -> Labelled:
         base, labels = self.eval(e.base)
+        self.check(labels, "a power", np.result_type(base, self.dtype))
         exponent = e.exponent
         with np.errstate(all="ignore"):
             if exponent.denominator == 1:
@@ -117,20 +194,57 @@ class _Interpreter:
         return np.asarray(result, dtype=np.result_type(base, self.dtype)), labels
 
     def eval_Call(self, e: Call) -> Labelled:
-        arg, labels = self.eval(e.arg)
+        # log(exp(x)), log(σ(x)), log(softplus(x)): one stable step (finite where the value is).
+        inner = e.arg
+        stable = COMPOSITIONS.get((e.fn, inner.fn)) if isinstance(inner, Call) else None
+        arg, labels = self.eval(inner.arg if stable is not None else inner)
+        self.check(labels, f"the value of {e.fn}(...)", np.result_type(arg))
         with np.errstate(all="ignore"):
-            return np.asarray(FUNCTIONS[e.fn].numpy(arg)), labels
+            return np.asarray((stable or FUNCTIONS[e.fn].numpy)(arg)), labels
 
     def eval_LogSumExp(self, e: LogSumExp) -> Labelled:
         body, labels = self.eval(e.body)
         axes = tuple(k for k, label in enumerate(labels) if label in e.indices)
         kept = tuple(label for label in labels if label not in e.indices)
+        # An index the body is constant along adds log of its size.
+        absent = math.prod(self.sizes[i] for i in e.indices if i not in labels)
+        self.check(labels, "the body of a logsumexp", np.result_type(body))
         with np.errstate(all="ignore"):
             shift = np.max(body, axis=axes, keepdims=True)
             shift = np.where(np.isfinite(shift), shift, 0)
             total = np.sum(np.exp(body - shift), axis=axes, keepdims=True)
             result = np.log(total) + shift
+            if absent != 1:
+                result = result + np.asarray(math.log(absent), dtype=result.dtype)
         return np.squeeze(result, axis=axes), kept
+
+    def eval_MatFn(self, e: MatFn) -> Labelled:
+        """inv, det, log|det| of the matrix on ``e.axes``, one per value of the batch indices."""
+        body, labels = self.eval(e.body)
+        i, j = e.axes
+        batch = tuple(label for label in labels if label not in e.axes)
+        matrices = _align(np.asarray(body), labels, batch + (i, j))
+        with np.errstate(all="ignore"):
+            if e.op == "inv":
+                return _inverse(matrices), batch + (i, j)
+            sign, logabs = np.linalg.slogdet(matrices)
+            if e.op == "logdet":
+                return logabs, batch
+            return sign * np.exp(logabs), batch
+
+
+def _inverse(matrices: np.ndarray) -> np.ndarray:
+    """The inverse of each matrix; a singular one gives infinities and nans, as 1/0 does."""
+    try:
+        return np.linalg.inv(matrices)
+    except np.linalg.LinAlgError:
+        out = np.empty_like(matrices)
+        for k in np.ndindex(matrices.shape[:-2]):
+            try:
+                out[k] = np.linalg.inv(matrices[k])
+            except np.linalg.LinAlgError:
+                out[k] = np.nan
+        return out
 
 
 def _first_seen(e: Expr):
@@ -170,17 +284,64 @@ def _einsum(spec: tuple[str, ...], arrays: list[np.ndarray], out: tuple[str, ...
     return np.einsum(subscripts, *arrays)
 
 
-def _einsum_many(labels: list[tuple[str, ...]], arrays: list[np.ndarray], out: tuple[str, ...]) -> np.ndarray:
-    if len(arrays) == 1 and labels[0] == out:
-        return arrays[0]
-    table = _symbols(labels + [out])
-    subscripts = ",".join("".join(table[s] for s in ls) for ls in labels)
-    subscripts += "->" + "".join(table[s] for s in out)
-    return np.asarray(opt_einsum.contract(subscripts, *arrays, optimize="auto"))
+def _plan(subscripts: str, shapes: list[tuple[int, ...]], itemsize: int):
+    """A contraction order for these sizes (opt_einsum's greedy and dynamic-programming
+    paths, the cheaper one, as the compiler picks; one whose intermediates all fit first)."""
+    limit = max_array_bytes()
+    best = None
+    for method in ("greedy", "dp") if len(shapes) <= _DP_MAX_OPERANDS else ("greedy",):
+        path, info = opt_einsum.contract_path(subscripts, *shapes, shapes=True, optimize=method)
+        key = (int(info.largest_intermediate) * itemsize > limit, info.opt_cost)
+        if best is None or key < best[0]:
+            best = (key, path, info)
+    return best[1], best[2]
+
+
+# The dynamic-programming path search is exponential in the number of operands.
+_DP_MAX_OPERANDS = 12
+
+
+def _tied(deltas: list[Delta], out: tuple[str, ...]) -> dict[str, str]:
+    """index -> the index standing for its group, for indices that deltas tie together:
+    the group's first index in ``out``, else its first index."""
+    parent: dict[str, str] = {}
+
+    def find(i: str) -> str:
+        while parent.get(i, i) != i:
+            i = parent[i]
+        return i
+
+    for d in deltas:
+        first = find(d.indices[0])
+        for i in d.indices[1:]:
+            root = find(i)
+            if root != first:
+                parent[root] = first
+    groups: dict[str, list[str]] = {}
+    for d in deltas:
+        for i in d.indices:
+            members = groups.setdefault(find(i), [])
+            if i not in members:
+                members.append(i)
+    rep: dict[str, str] = {}
+    for members in groups.values():
+        chosen = next((o for o in out if o in members), members[0])
+        rep.update((m, chosen) for m in members)
+    return rep
 
 
 def _is_python_number(value: Any) -> bool:
     return isinstance(value, (int, float, complex)) and not isinstance(value, np.generic)
+
+
+def _result(array, labels, indices, sizes, dtype, what: str) -> np.ndarray:
+    """A value as a fresh array along ``indices`` (broadcast where it is constant), checked to fit."""
+    array = np.asarray(array)
+    dtype = np.result_type(array.dtype, dtype)
+    shape = tuple(sizes[i] for i in indices)
+    check_allocation(shape, dtype.itemsize, what)
+    value = np.broadcast_to(_align(array, labels, indices), shape)
+    return np.array(value, dtype=dtype, copy=True)
 
 
 def evaluate_expression(
@@ -191,10 +352,8 @@ def evaluate_expression(
     dtype: np.dtype,
 ) -> np.ndarray:
     """Evaluate one expression with known index sizes, laid out along ``out_indices``."""
-    array, labels = _Interpreter(dict(env), dict(sizes), dtype).eval(expr)
-    value = _align(np.asarray(array), labels, out_indices)
-    value = np.broadcast_to(value, tuple(sizes[i] for i in out_indices))
-    return np.array(value, dtype=np.result_type(value.dtype, dtype), copy=True)
+    array, labels = _Interpreter(dict(env), dict(sizes), dtype).run(expr)
+    return _result(array, labels, out_indices, sizes, dtype, "the result")
 
 
 def evaluate_program(
@@ -226,10 +385,8 @@ def evaluate_program(
     env: dict[str, np.ndarray] = dict(inputs)
     results: dict[str, np.ndarray] = {}
     for stmt, sizes in zip(program.statements, info.sizes, strict=True):
-        array, labels = _Interpreter(env, sizes, dtype).eval(stmt.expr)
-        value = _align(np.asarray(array), labels, stmt.indices)
-        value = np.broadcast_to(value, tuple(sizes[i] for i in stmt.indices))
-        value = np.array(value, dtype=np.result_type(value.dtype, dtype), copy=True)
+        array, labels = _Interpreter(env, sizes, dtype).run(stmt.expr)
+        value = _result(array, labels, stmt.indices, sizes, dtype, f"the value of {stmt.target}")
         env[stmt.target] = value
         results[stmt.target] = value
     return results

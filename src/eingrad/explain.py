@@ -149,7 +149,7 @@ def explain_derivative(program: Program, wrt: str, output: str | None = None) ->
         steps.append(
             ExplainStep(
                 f"differentiate {_describe(out_stmt, wrt)}; each {wrt} gives deltas "
-                f"(∂{wrt}_ab/∂{wrt}_kl = δ_ak δ_bl)",
+                f"(∂{wrt}_ab/∂{wrt}_kl = δ_ak δ_bl){_identities(out_stmt.expr)}",
                 lhs,
                 lhs_latex,
                 raw,
@@ -191,8 +191,10 @@ def explain_derivative(program: Program, wrt: str, output: str | None = None) ->
         inner_expr = rename_indices(inner.expr, _apart(inner.expr, inner_map, taken))
         o_lhs, o_latex = _lhs(output, out_stmt.indices, name, mids_t)
         i_lhs, i_latex = _lhs(name, mids_t, wrt, wrt_indices)
-        factor_steps.append(ExplainStep(f"differentiate {output} with respect to {name}", o_lhs, o_latex, outer_expr))
-        factor_steps.append(ExplainStep(f"differentiate {name} with respect to {wrt}", i_lhs, i_latex, inner_expr))
+        factor_steps.append(ExplainStep(f"differentiate {output} with respect to {name}"
+                                        f"{_identities(out_stmt.expr)}", o_lhs, o_latex, outer_expr))
+        factor_steps.append(ExplainStep(f"differentiate {name} with respect to {wrt}"
+                                        f"{_identities(program.statement(name).expr)}", i_lhs, i_latex, inner_expr))
         substituted_terms.append(sum_(mids_t, mul(outer_expr, inner_expr)))
     direct = [r for r in E.tensor_refs(out_stmt.expr) if r.name == wrt]
     if direct:
@@ -240,6 +242,16 @@ def _apart(e: Expr, mapping: dict[str, str], taken: set[str]) -> dict[str, str]:
             else:
                 taken.add(i)
     return out
+
+
+def _identities(e: Expr) -> str:
+    """The matrix identities (Matrix Cookbook) a derivative of ``e`` uses, as a clause."""
+    from .diff import MATRIX_IDENTITIES
+
+    ops = dict.fromkeys(node.op for node in E.walk(e) if isinstance(node, E.MatFn))
+    if not ops:
+        return ""
+    return "; by " + ", ".join(MATRIX_IDENTITIES[op] for op in ops)
 
 
 def _describe(stmt, wrt: str) -> str:

@@ -32,6 +32,9 @@ __all__ = [
     "Sum",
     "LogSumExp",
     "Size",
+    "MatFn",
+    "MATFN_OPS",
+    "matfn",
     "tensor",
     "delta",
     "const",
@@ -53,6 +56,7 @@ __all__ = [
     "rebuild",
     "tensor_refs",
     "rename_indices",
+    "merges_matrix_axes",
 ]
 
 
@@ -344,8 +348,61 @@ class Size(Expr):
         return f"Size({self.index!r})"
 
 
+#: Linear-algebra functions of a matrix (LANGUAGE.md §9): ``inv`` keeps its axes, the others bind them.
+MATFN_OPS = ("inv", "det", "logdet")
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class MatFn(Expr):
+    """``inv_ij(e)``, ``det_ij(e)``, ``logdet_ij(e)`` (= log|det|) of the matrix with rows ``axes[0]``
+    and columns ``axes[1]``; every other free index of ``body`` is a batch index.
+
+    ``inv`` is a transform: its axes stay free (with the body's names).  ``det`` and ``logdet``
+    are reductions: they bind their axes, which :attr:`indices` lists, as a sum's.
+    """
+
+    op: str
+    axes: tuple[str, str]
+    body: Expr
+    span: Span | None = field(default=None, compare=False)
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        free = self.body.free if self.op == "inv" else self.body.free - set(self.axes)
+        _finish(self, free, (self.op, self.axes, self.body))
+
+    @property
+    def indices(self) -> tuple[str, ...]:
+        """The indices this node binds (det, logdet: its axes; inv: none)."""
+        return () if self.op == "inv" else self.axes
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.body,)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return MatFn(self.op, self.axes, children[0], self.span)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, MatFn)
+            and self._hash == other._hash
+            and self.op == other.op
+            and self.axes == other.axes
+            and self.body == other.body
+        )
+
+    def __repr__(self) -> str:
+        return f"MatFn({self.op!r}, {self.axes!r}, {self.body!r})"
+
+
+def matfn(op: str, axes: Iterable[str], body: Expr) -> MatFn:
+    return MatFn(op, tuple(axes), body)  # type: ignore[arg-type]
+
+
 # Defining __eq__ resets __hash__ to None; every node hashes by its cached value.
-for _cls in (Tensor, Delta, Const, Size, Add, Mul, Pow, Call, Sum, LogSumExp):
+for _cls in (Tensor, Delta, Const, Size, Add, Mul, Pow, Call, Sum, LogSumExp, MatFn):
     _cls.__hash__ = Expr.__hash__  # type: ignore[method-assign]
 
 # ---------------------------------------------------------------- smart constructors
@@ -469,6 +526,8 @@ def index_names(e: Expr) -> frozenset[str]:
     if isinstance(e, Size):
         return frozenset((e.index,))
     out = frozenset(e.indices) if isinstance(e, (Sum, LogSumExp)) else frozenset()
+    if isinstance(e, MatFn):
+        out = frozenset(e.axes)
     for child in e.children:
         out |= index_names(child)
     return out
@@ -502,7 +561,19 @@ def rename_tensors(e: Expr, mapping: dict[str, str]) -> Expr:
         return Call(e.fn, children[0])
     if isinstance(e, (Sum, LogSumExp)):
         return type(e)(e.indices, children[0])
+    if isinstance(e, MatFn):
+        return MatFn(e.op, e.axes, children[0], e.span)
     return e
+
+
+def merges_matrix_axes(e: Expr, mapping: dict[str, str]) -> bool:
+    """Would renaming ``e`` by ``mapping`` give a matrix function two equal axes (inv_ii)?"""
+    for node in walk(e):
+        if isinstance(node, MatFn):
+            a, b = (mapping.get(i, i) for i in node.axes)
+            if a == b:
+                return True
+    return False
 
 
 def all_indices(e: Expr) -> set[str]:
@@ -513,6 +584,8 @@ def all_indices(e: Expr) -> set[str]:
             out.update(node.indices)
         elif isinstance(node, Size):
             out.add(node.index)
+        elif isinstance(node, MatFn):
+            out.update(node.axes)
     return out
 
 
@@ -567,4 +640,16 @@ def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
         return Pow(rename_indices(e.base, mapping), e.exponent)
     if isinstance(e, Call):
         return Call(e.fn, rename_indices(e.arg, mapping))
+    if isinstance(e, MatFn):
+        axes = tuple(mapping.get(i, i) for i in e.axes)
+        if axes[0] == axes[1] and e.op == "inv":
+            # The inverse's diagonal (as A_ii is A's): Σ_k δ_ik (A⁻¹)_ik, k a new name.
+            from .names import fresh_index
+
+            k = fresh_index(index_names(e) | set(mapping) | set(mapping.values()), axes[0][0])
+            inner = MatFn(e.op, (axes[0], k), rename_indices(e.body, {**mapping, e.axes[1]: k}), e.span)
+            return Sum((k,), Mul((Delta((axes[0], k)), inner)))
+        if axes[0] == axes[1]:  # pragma: no cover - det and logdet bind their axes (unique names)
+            raise ValueError(f"renaming {mapping} merges the axes of {e!r}")
+        return MatFn(e.op, axes, rename_indices(e.body, mapping), e.span)  # type: ignore[arg-type]
     raise TypeError(f"unknown node {type(e).__name__}")

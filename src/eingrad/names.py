@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from .functions import FUNCTIONS
 
 
-
 @dataclass(frozen=True, slots=True)
 class Operator:
     """A name written ``name_k(e)`` (LANGUAGE.md §8-9): a reduction binds ``k``, a transform keeps it."""
@@ -19,6 +18,8 @@ class Operator:
     supported: bool  # False: reserved and refused with "not supported yet"
     doc: str
 
+
+_MATRIX = ("inv", "det", "logdet")  # linear algebra over an index pair: LINALG below
 
 #: Every reduction and transform of LANGUAGE.md §8-9, in the order error messages list them.
 #: The parser reads a name from this table wherever it is followed by an index list and
@@ -32,10 +33,10 @@ OPERATORS: dict[str, Operator] = {
         Operator("mean", "reduction", False, "Σ_k e / |k|"),
         Operator("max", "reduction", False, "the largest value over k"),
         Operator("min", "reduction", False, "the smallest value over k"),
-        Operator("det", "reduction", False, "the determinant of the matrix over (i, j)"),
-        Operator("logdet", "reduction", False, "log |det| of the matrix over (i, j)"),
+        Operator("det", "reduction", True, "the determinant of the matrix over (i, j)"),
+        Operator("logdet", "reduction", True, "log |det| of the matrix over (i, j)"),
         Operator("softmax", "transform", False, "exp(e - logsumexp_k(e)), k kept"),
-        Operator("inv", "transform", False, "the inverse of the matrix over (i, j), i and j kept"),
+        Operator("inv", "transform", True, "the inverse of the matrix over (i, j), i and j kept"),
     )
 }
 
@@ -43,6 +44,9 @@ OPERATORS: dict[str, Operator] = {
 BINDERS = frozenset({name for name, op in OPERATORS.items() if op.supported} | {"∑"})
 UNSUPPORTED = frozenset(name for name, op in OPERATORS.items() if not op.supported)
 DELTAS = frozenset({"delta", "δ"})
+#: Linear algebra over an index pair (LANGUAGE.md §9): name -> kind.  A transform keeps
+#: the subscript's indices free; a reduction binds them.
+LINALG = {name: OPERATORS[name].kind for name in _MATRIX}
 
 
 def known_operators() -> str:
@@ -56,8 +60,8 @@ def known_operators() -> str:
 
 
 def reserved_words() -> frozenset[str]:
-    """Binders, reserved reductions and transforms, deltas and every registered function name."""
-    return BINDERS | UNSUPPORTED | DELTAS | frozenset(FUNCTIONS)
+    """Binders, reductions and transforms (supported or reserved), deltas and every function name."""
+    return BINDERS | UNSUPPORTED | DELTAS | frozenset(FUNCTIONS) | frozenset(LINALG)
 
 
 def is_name(text: str) -> bool:

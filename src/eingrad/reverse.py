@@ -23,9 +23,18 @@ import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 
 from . import expr as E
-from .diff import DiffError, _Context, diff_expr, require_input, statement_index_sources
+from .diff import (
+    AxisClasses,
+    DiffError,
+    _Context,
+    diff_expr,
+    require_input,
+    statement_index_sources,
+    user_names,
+)
 from .errors import ZeroDerivativeWarning, user_stacklevel
 from .expr import ONE, ZERO, Call, Expr, Tensor, add, mul, rename_indices, sum_
 from .names import fresh_index
@@ -165,6 +174,8 @@ def _gradient_program(
         taken |= set(stmt.indices) | E.all_indices(stmt.expr)
 
     out_stmt = program.statement(output)
+    # What the user calls each axis: statements are renamed to those names once finished.
+    classes = AxisClasses(program, {seed: output} if seed else {})
     adjoint_names: dict[str, str] = {}
     adjoints: dict[str, list[Expr]] = {}  # target or input -> its contributions so far
     emitted: list[Statement] = []
@@ -184,7 +195,9 @@ def _gradient_program(
                 name = _unique_name(prefix + target, names)
                 names.add(name)
                 adjoint_names[target] = name
-                emitted.append(Statement(name, stmt.indices, adjoint, like=target, sizes_from=sized))
+                classes.like[name] = target
+                adjoint_stmt = Statement(name, stmt.indices, adjoint, like=target, sizes_from=sized)
+                emitted.append(_readable(adjoint_stmt, classes))
                 current[target] = Tensor(name, stmt.indices)
             else:
                 current[target] = adjoint
@@ -197,7 +210,8 @@ def _gradient_program(
             name = _unique_name(prefix + target, names)
             names.add(name)
             adjoint_names[target] = name
-            emitted.append(Statement(name, stmt.indices, current[target], like=target))
+            classes.like[name] = target
+            emitted.append(_readable(Statement(name, stmt.indices, current[target], like=target), classes))
             current[target] = Tensor(name, stmt.indices)
             found = _contributions(program, stmt, reads, current[target], taken, forward_values, cache)
         for read, contribution in found:
@@ -217,7 +231,8 @@ def _gradient_program(
             # 0 x_I, not 0: the statement reads x, so the program still takes x as an
             # input (the output's statements may not read it) and the text parses back.
             adjoint = E.Mul((ZERO, Tensor(name, indices)))
-        gradients.append(Statement(target_name, indices, adjoint, like=name, sizes_from=sized))
+        gradient = Statement(target_name, indices, adjoint, like=name, sizes_from=sized)
+        gradients.append(_readable(gradient, classes))
     result = Program(tuple(statements) + tuple(emitted) + tuple(gradients), None)
     if seed and seed not in result.inputs:  # every gradient is zero: the seed is still taken
         result = Program(result.statements, None, frozenset({seed}))
@@ -278,6 +293,83 @@ def _readable_sizes(
         return e, sized
     renamed = tuple(dict.fromkeys((mapping.get(name, name), tensor, axis) for name, tensor, axis in sized))
     return rename_indices(e, mapping), renamed
+
+
+def _readable(stmt: Statement, classes: AxisClasses) -> Statement:
+    """A finished gradient statement in the user's index names, that evaluates on its own.
+
+    While contributions are collected every bound index and size has a name used
+    nowhere else; here binders and sizes take the names the program gives their
+    axes (:func:`~eingrad.diff.user_names`).  Then what the text alone could not
+    size gets a tensor that carries it: a target index that nothing on the right
+    carries reads the tensor whose shape the target has, to the power 0
+    (``dLdx_i = x_i^0``, a 1 for every ``x_i``), and a size ``|n|`` that no tensor
+    carries becomes ``Σ_n x_n^0``.
+    """
+    sized = {i: (t, axis) for i, t, axis in stmt.sizes_from}
+    expr, mapping = user_names(stmt.expr, stmt.indices, classes, sized)
+    # Indices a tensor sizes, directly or through deltas (δ_ij alone sizes nothing).
+    carried = set(statement_index_sources(Statement(stmt.target, stmt.indices, expr)))
+    if stmt.like is not None and not set(stmt.indices) <= carried and expr != ZERO:
+        expr = mul(E.power(Tensor(stmt.like, stmt.indices), 0), expr)
+        carried |= set(stmt.indices)
+    renamed = {mapping.get(i, i): src for i, src in sized.items()}
+    while True:
+        sizes = {node.index for node in E.walk(expr) if isinstance(node, E.Size)}
+        loose = sorted((sizes - carried) & renamed.keys())
+        if not loose:
+            break
+        # One count per tensor: |i| |j| of X's two axes is Σ_ij X_ij^0, not two sums.
+        tensor = renamed[loose[0]][0]
+        group = {renamed[i][1]: i for i in loose if renamed[i][0] == tensor}
+        carrier, names = _size_carrier(loose[0], tensor, group, expr, stmt, classes)
+        expr = _substitute_size(expr, loose[0], carrier)
+        carried |= names
+    sizes_from = tuple(dict.fromkeys((mapping.get(i, i), t, axis) for i, t, axis in stmt.sizes_from))
+    return Statement(stmt.target, stmt.indices, expr, like=stmt.like, sizes_from=sizes_from)
+
+
+def _size_carrier(
+    index: str, tensor: str, group: dict[int, str], e: Expr, stmt: Statement, classes: AxisClasses
+) -> tuple[Expr, set[str]]:
+    """``|i|`` written with the tensor axis whose length it is, and the names it carries:
+    ``Σ_i x_i^0``, or ``(Σ_ij X_ij^0) / |j|`` for one axis of a matrix.  ``group``
+    (axis -> size name) are the sizes of ``tensor``'s axes that need carrying: the
+    count runs over them by their names, so one count carries them all."""
+    program = classes.program
+    base = classes.like.get(tensor, tensor)
+    rank = program.rank(base) if (program.is_target(base) or base in classes.inputs) else max(group) + 1
+    used = E.all_indices(e) | set(stmt.indices)
+    indices = []
+    for k in range(rank):
+        if k in group:
+            indices.append(group[k])
+            continue
+        name = fresh_index(used, classes.own_name(tensor, k) or "j")
+        used.add(name)
+        indices.append(name)
+    count = sum_(indices, E.power(Tensor(tensor, tuple(indices)), 0))
+    divisors = [E.power(E.Size(i), -1) for i in indices if i != index]
+    return (mul(count, *divisors) if divisors else count), set(indices)
+
+
+def _substitute_size(e: Expr, index: str, value: Expr) -> Expr:
+    """``e`` with every ``|index|`` replaced by ``value``; ``|j| / |j|`` in a product cancels."""
+    if isinstance(e, E.Size):
+        return value if e.index == index else e
+    if index not in E.index_names(e) or not e.children:
+        return e
+    out = E.rebuild(e, tuple(_substitute_size(child, index, value) for child in e.children))
+    if isinstance(out, E.Mul):
+        factors = list(out.factors)
+        for f in list(factors):
+            inverse = E.Pow(f, Fraction(-1)) if isinstance(f, E.Size) else None
+            if inverse is not None and f in factors and inverse in factors:
+                factors.remove(f)
+                factors.remove(inverse)
+        if len(factors) != len(out.factors):
+            out = mul(*factors)
+    return out
 
 
 def _worth_a_statement(adjoint: Expr) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import MissingInputError, RankError, SizeError, Span, UnknownInputError
-from .expr import Delta, Expr, Size, Tensor, walk
+from .expr import Delta, Expr, MatFn, Size, Tensor, walk
 from .program import Program, Statement
 
 __all__ = ["ShapeInfo", "infer_shapes", "statement_sizes"]
@@ -68,7 +68,10 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
     size: dict[str, int] = {}
     origin: dict[str, tuple[Tensor | Delta | None, int]] = {}
     deltas: list[Delta] = []
+    matrices: list[MatFn] = []
     for node in walk(expr):
+        if isinstance(node, MatFn):
+            matrices.append(node)
         if isinstance(node, Delta):
             deltas.append(node)
         elif isinstance(node, Tensor):
@@ -105,7 +108,7 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
     # Deltas tie their indices to one size; propagate until nothing changes.
     changed = True
     while changed:
-        changed = False
+        changed = _square(matrices, size, origin, source)
         for d in deltas:
             known = [(i, size[i]) for i in d.indices if i in size]
             for (i, n), (j, m) in zip(known, known[1:], strict=False):
@@ -142,6 +145,29 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
                 f"e.g. sizes={{{node.index!r}: 3}}",
             )
     return size
+
+
+def _square(matrices: list[MatFn], size: dict, origin: dict, source: str | None) -> bool:
+    """inv/det/logdet take square matrices: both axes one size (one sized from the other)."""
+    changed = False
+    for m in matrices:
+        i, j = m.axes
+        if i in size and j in size and size[i] != size[j]:
+            raise SizeError(
+                f"{m.op}_{i}{j}(...) needs a square matrix, but its rows {i!r} have size {size[i]} "
+                f"({_origin_text(origin[i], source)}) and its columns {j!r} have size {size[j]} "
+                f"({_origin_text(origin[j], source)})",
+                source=source,
+                spans=[s for s in (m.span, _origin_span(origin[i]), _origin_span(origin[j])) if s],
+                hint=f"{m.op} is defined for square matrices only; for a least-squares solve write "
+                f"inv_ij(X_ki X_kj) X_lj y_l",
+            )
+        for a, b in ((i, j), (j, i)):
+            if a in size and b not in size:
+                size[b] = size[a]
+                origin[b] = origin[a]
+                changed = True
+    return changed
 
 
 def _origin_text(origin: tuple[Tensor | Delta | None, int], source: str | None) -> str:

@@ -21,6 +21,10 @@ Meaning of the nodes, each evaluated to an array over its free indices:
 - ``Plus(terms)``: the sum of the terms, broadcast over missing indices.
 - ``Neg(operand)``, ``Power(base, exponent)``, ``Apply(fn, arg)``: elementwise.
 - ``Bind("sum" | "logsumexp", indices, body)``: an explicit reduction.
+- ``Mat("inv" | "det" | "logdet", axes, body)``: the inverse (axes kept), determinant or
+  log|det| (axes bound) of the body's matrix on ``axes``, one per value of its other
+  indices; the body is written ``δ + 0.1 R`` with ``|R| ≤ 2``, so every matrix is
+  invertible (‖0.1 R‖ ≤ 0.8 for n ≤ 4).
 
 No test framework is imported here; the tests import what they need.
 """
@@ -55,6 +59,7 @@ __all__ = [
     "Power",
     "Apply",
     "Bind",
+    "Mat",
     "check_grad",
     "random_arrays",
 ]
@@ -302,7 +307,23 @@ class Bind:
         return f"{self.head}{index_text(self.indices, self.style)}({self.body.render()[0]})", ATOM
 
 
-Node = Ref | Num | Kron | Times | Plus | Neg | Power | Apply | Bind
+@dataclass(frozen=True, slots=True)
+class Mat:
+    op: str  # "inv", "det" or "logdet"
+    axes: tuple[str, str]
+    body: Node
+    style: str
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.body.free if self.op == "inv" else self.body.free - frozenset(self.axes)
+
+    def render(self) -> tuple[str, int]:
+        return f"{self.op}{index_text(self.axes, self.style)}({self.body.render()[0]})", ATOM
+
+
+Node = Ref | Num | Kron | Times | Plus | Neg | Power | Apply | Bind | Mat
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,6 +541,15 @@ class _AutogradEmitter:
             m = np.max(self.getval(value), axis=axes, keepdims=True)
             total = anp.sum(anp.exp(value - m), axis=axes)
             return anp.log(total) + np.reshape(m, np.shape(total)), free
+        if isinstance(node, Mat):
+            value, indices = self.node(node.body, env)
+            batch = tuple(sorted(node.body.free - frozenset(node.axes)))
+            matrices = self.contract([(value, indices)], batch + node.axes)
+            if node.op == "inv":
+                return anp.linalg.inv(matrices), batch + node.axes
+            if node.op == "det":
+                return anp.linalg.det(matrices), batch
+            return anp.linalg.slogdet(matrices)[1], batch
         raise TypeError(f"unknown node {type(node).__name__}")
 
 
@@ -556,8 +586,9 @@ _INPUT_RANGE = Interval(-1.0, 1.0)
 class _Builder:
     """Builds one program; ``used`` holds the index names taken in the current scope."""
 
-    def __init__(self, rng: np.random.Generator, max_depth: int) -> None:
+    def __init__(self, rng: np.random.Generator, max_depth: int, linalg: bool = True) -> None:
         self.rng = rng
+        self.linalg = linalg
         self.max_depth = max_depth
         order = [_INDEX_NAMES[k] for k in rng.permutation(len(_INDEX_NAMES))]
         cycle = itertools.cycle(int(s) for s in rng.permutation([1, 2, 3, 4]))
@@ -621,6 +652,8 @@ class _Builder:
                 ("power", 1.0),
                 ("neg", 0.5),
             ]
+            if self.linalg:
+                kinds.append(("matfn", 1.0))
         names, weights = zip(*kinds, strict=True)
         probabilities = np.array(weights) / sum(weights)
         kind = names[int(self.rng.choice(len(names), p=probabilities))]
@@ -812,6 +845,36 @@ class _Builder:
     def make_logsumexp(self, free: frozenset[str], depth: int) -> Node:
         return self.make_binder(free, depth, "logsumexp")
 
+    def make_matfn(self, free: frozenset[str], depth: int) -> Node:
+        """inv over two free indices of one size (the others batch), or det/logdet over two
+        new ones; the matrix is δ + 0.1 R with |R| ≤ 2, invertible and well conditioned."""
+        op = self.pick(("inv", "det", "logdet"))
+        if op == "inv":
+            pairs = [(a, b) for a in sorted(free) for b in sorted(free) if a != b and self.size[a] == self.size[b]]
+            if not pairs:
+                return self.make_product(free, depth)
+            axes = self.pick(pairs)
+        else:
+            a = self.fresh()
+            b = self.fresh(self.size[a]) if a is not None else None
+            if b is None:
+                return self.make_product(free, depth)
+            axes = (a, b)
+        inner = free | frozenset(axes)
+        r = self.tame(self.expr(inner, depth - 1), 2.0)
+        tenth = Num(Fraction(1, 10), "0.1", Interval(0.1, 0.1))
+        scaled = Times((tenth, r), (), (), " ", r.bounds * tenth.bounds)
+        kron = Kron(axes, self.pick(("δ", "delta")), self.index_style(axes), Interval(0.0, 1.0))
+        body = Plus((kron, scaled), kron.bounds + scaled.bounds)
+        n = self.size[axes[0]]
+        if op == "inv":
+            bounds = Interval(-5.0, 5.0)  # ‖(I + E)⁻¹‖ ≤ 1 / (1 - ‖E‖) ≤ 5
+        elif op == "det":
+            bounds = Interval(0.2**n, 1.8**n)
+        else:
+            bounds = Interval(n * math.log(0.2), n * math.log(1.8))
+        return Mat(op, axes, body, self.index_style(axes), bounds)  # type: ignore[arg-type]
+
     # ---- keeping values in range
     def tame(self, node: Node, limit: float) -> Node:
         """``node``, or a bounded function of it when its values could exceed ``limit``."""
@@ -842,6 +905,7 @@ def random_program(
     *,
     max_statements: int = 4,
     max_depth: int = 3,
+    linalg: bool = True,
 ) -> RandomProgram:
     """A random valid program of 1 to ``max_statements`` statements.
 
@@ -849,12 +913,13 @@ def random_program(
     diagonals and implicit sums), broadcasting sums of terms, elementwise
     functions (arguments kept inside their domains), powers with constant
     exponents, constants, Kronecker deltas, ``sum_k(...)`` and
-    ``logsumexp_k(...)``.  Later statements read earlier targets.  Values stay
+    ``logsumexp_k(...)``, and (``linalg``) ``inv``, ``det`` and ``logdet`` of
+    invertible matrices.  Later statements read earlier targets.  Values stay
     finite on the inputs that :meth:`RandomProgram.random_inputs` draws.
 
     >>> import numpy as np
     >>> rp = random_program(np.random.default_rng(0))
     >>> out = rp.parse()  # a valid program
     """
-    builder = _Builder(rng, max_depth)
+    builder = _Builder(rng, max_depth, linalg)
     return builder.program(int(rng.integers(1, max_statements + 1)))

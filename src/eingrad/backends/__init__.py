@@ -9,6 +9,7 @@ it is compiled.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -40,6 +41,13 @@ class Backend:
     # May step(x) in a product be the bool array x > 0 (a quarter of a float32 array's memory)?
     # numpy promotes bool with a float array to the float, in products and matrix products alike.
     bool_masks: bool = False
+    # A function of a function computed in one step where two steps lose the value
+    # (log(σ(-1000)) is -1000, not log 0): (outer, inner) -> template with {x}, inner's argument.
+    compositions: dict[tuple[str, str], str] = field(default_factory=lambda: dict(_COMPOSITIONS))
+    # Source of ``_check_write(dest, name, scope, skip)`` for ``compile(..., debug=True)``:
+    # raises ``_UnsafeWrite(name, other)`` (a class defined there too) when ``dest`` shares
+    # memory with a value ``other`` bound in ``scope``.
+    debug_helpers: str = ""
 
     def load(self) -> ModuleType:
         try:
@@ -67,6 +75,26 @@ _COMMON = {
     "step": "_step({x})",
 }
 
+# The same formulas as eingrad.functions.COMPOSITIONS; "{x}" is x itself.
+_COMPOSITIONS = {
+    ("log", "exp"): "{x}",
+    ("log", "sigmoid"): "-_softplus(-{x})",
+    ("log", "softplus"): "_log_softplus({x})",
+}
+
+# log(softplus(x)): below -20 it is x - e^x/2 to double precision (softplus(-1000) is 0,
+# its log -1000); neither branch overflows or takes log 0.
+_LOG_SOFTPLUS = '''
+def _log_softplus(x):
+    low = xp.minimum(x, -20.0)
+    return xp.where(x < -20.0, low - 0.5 * xp.exp(low), xp.log(_softplus(xp.maximum(x, -20.0))))
+'''
+_TORCH_LOG_SOFTPLUS = '''
+def _log_softplus(x):
+    low = xp.clamp_max(x, -20.0)
+    return xp.where(x < -20.0, low - 0.5 * xp.exp(low), xp.log(_softplus(xp.clamp_min(x, -20.0))))
+'''
+
 # step and logsumexp, the same for every numpy-like library.
 _STEP_AND_LOGSUMEXP = '''
 def _step(x):
@@ -89,17 +117,19 @@ def _softmax(x, axes, out=None):
     return out
 '''
 
-# dask: lazy arrays, no out=.
+# dask: lazy arrays, no out=.  The sigmoid is 1/(1 + e^-x) for x >= 0 and e^x/(1 + e^x)
+# below: as accurate as numpy's, without an overflow warning when a lazy array is computed.
 _NUMPY_LIKE_HELPERS = '''
 def _sigmoid(x):
-    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 def _softplus(x):
     return xp.logaddexp(0.0, x)
 
 def _relu(x):
     return xp.maximum(x, 0.0)
-''' + _STEP_AND_LOGSUMEXP
+''' + _STEP_AND_LOGSUMEXP + _LOG_SOFTPLUS
 
 # numpy and cupy: the helpers take ``out=`` and work in one buffer.  The sigmoid is
 # 1/(1 + exp(-x)) in place: exp overflows to inf for x far below 0 and the result is
@@ -122,7 +152,7 @@ def _softplus(x, out=None):
 
 def _relu(x, out=None):
     return xp.maximum(x, 0.0, out=out)
-''' + _STEP_AND_LOGSUMEXP
+''' + _STEP_AND_LOGSUMEXP + _LOG_SOFTPLUS
 
 _UFUNC_OUT = {
     fn: template.replace("({x})", "({x}, out={out})")
@@ -145,8 +175,8 @@ def _sigmoid(x, out=None):
     return xp.sigmoid(x, out=out)
 
 def _softplus(x, out=None):
-    y = xp.nn.functional.softplus(x)
-    return y if out is None else out.copy_(y)
+    # logaddexp(x, 0), as numpy and evaluate (nn.functional.softplus is x above 20)
+    return xp.logaddexp(x, xp.zeros((), dtype=x.dtype, device=x.device), out=out)
 
 def _relu(x, out=None):
     return xp.relu(x) if out is None else xp.clamp_min(x, 0.0, out=out)
@@ -168,7 +198,7 @@ def _kronecker(n, k, like):
     a = xp.zeros((n,) * k, dtype=getattr(like, "dtype", None), device=getattr(like, "device", None))
     a[(xp.arange(n, device=a.device),) * k] = 1
     return a
-'''
+''' + _TORCH_LOG_SOFTPLUS
 
 # Arrays that cannot be written in place (jax, dask): deltas as masks built from
 # broadcast index comparisons (chunked and lazy under dask, fused under jax.jit).
@@ -221,7 +251,7 @@ def _softmax(x, axes):
 
 def _diagonal(a, spec):
     return xp.einsum(spec, a)
-'''
+''' + _LOG_SOFTPLUS
 
 _DASK_HELPERS = _NUMPY_LIKE_HELPERS + _FUNCTIONAL_HELPERS
 
@@ -259,18 +289,80 @@ _TORCH_OPS = {
     "matmul": "{a} @ {b}",
     "T": "{x}.T",
 }
+# Debug mode: before each in-place write, no other bound array shares the memory written.
+_UNSAFE_WRITE = '''
+class _UnsafeWrite(Exception):
+    """An in-place write the debug checks refused: (buffer written, live value sharing it)."""
+'''
+
+_NUMPY_DEBUG = _UNSAFE_WRITE + '''
+def _check_write(dest, name, scope, skip):
+    for other, value in scope.items():
+        if other in skip or other == "arrays" or not isinstance(value, xp.ndarray):
+            continue
+        if xp.may_share_memory(dest, value) and xp.shares_memory(dest, value):
+            raise _UnsafeWrite(name, other)
+'''
+
+# torch: the element ranges two tensors of one storage cover (a transposed view covers
+# the same range; two row blocks of a buffer do not meet).
+_TORCH_DEBUG = _UNSAFE_WRITE + '''
+def _extent(t):
+    start = t.storage_offset()
+    if t.numel() == 0:
+        return start, start
+    return start, start + sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1
+
+def _check_write(dest, name, scope, skip):
+    ptr = dest.untyped_storage().data_ptr()
+    lo, hi = _extent(dest)
+    for other, value in scope.items():
+        if other in skip or other == "arrays" or not isinstance(value, xp.Tensor):
+            continue
+        if value.untyped_storage().data_ptr() == ptr:
+            a, b = _extent(value)
+            if a < hi and lo < b:
+                raise _UnsafeWrite(name, other)
+'''
+
 _JAX_OPS = dict(_NUMPY_OPS, copy="xp.array({x})")
 _DASK_OPS = dict(_NUMPY_OPS, copy="{x}", broadcast="xp.broadcast_to({x}, {shape})")
 
 BACKENDS: dict[str, Backend] = {
-    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True),
-    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True),
+    "numpy": Backend("numpy", "numpy", "numpy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True,
+                     debug_helpers=_NUMPY_DEBUG),
+    "cupy": Backend("cupy", "cupy", "cupy", "xp", _COMMON, True, _NUMPY_HELPERS, _NUMPY_OPS, _UFUNC_OUT, True,
+                    debug_helpers=_NUMPY_DEBUG),
     "dask": Backend("dask", "dask.array", "dask", "xp", _COMMON, False, _DASK_HELPERS, _DASK_OPS),
     # torch's elementwise functions take out= as numpy's ufuncs do (add, subtract, multiply,
     # divide with a number first too); the helpers take it as well.
-    "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS, _UFUNC_OUT),
+    "torch": Backend("torch", "torch", "torch", "xp", _COMMON, True, _TORCH_HELPERS, _TORCH_OPS, _UFUNC_OUT,
+                     debug_helpers=_TORCH_DEBUG),
     "jax": Backend("jax", "jax.numpy", "jax", "xp", _COMMON, False, _JAX_HELPERS + _FUNCTIONAL_HELPERS, _JAX_OPS),
 }
+
+# Linear algebra (LANGUAGE.md §9): inverse, solve with a matrix right-hand side, log|det|
+# and det from slogdet (never det itself: it overflows at n = 1000).  Every backend but
+# dask takes a batch of matrices (leading axes); dask.array.linalg has inv and solve for
+# one matrix only and no slogdet.
+_LINALG_OPS = {
+    "inv": "xp.linalg.inv({x})",
+    "solve": "xp.linalg.solve({a}, {b})",
+    "logabsdet": "xp.linalg.slogdet({x})[1]",
+    "det": "_det({x})",
+    "batched_linalg": "",
+}
+_DET_HELPER = """
+def _det(x):
+    sign, logabs = xp.linalg.slogdet(x)
+    return sign * xp.exp(logabs)
+"""
+for _name in ("numpy", "cupy", "torch", "jax"):
+    _b = BACKENDS[_name]
+    BACKENDS[_name] = dataclasses.replace(_b, helpers=_b.helpers + _DET_HELPER, ops={**_b.ops, **_LINALG_OPS})
+BACKENDS["dask"] = dataclasses.replace(
+    BACKENDS["dask"], ops={**_DASK_OPS, "inv": "xp.linalg.inv({x})", "solve": "xp.linalg.solve({a}, {b})"}
+)
 
 
 def get_backend(name: str) -> Backend:

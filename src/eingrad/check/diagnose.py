@@ -277,7 +277,7 @@ def numpy_code(gradients: Program, target: str, arrays: dict[str, np.ndarray]) -
     source = None
     for outputs in ([target], None):  # only what the target needs; else the whole gradient program
         try:
-            fn = api.compile(gradients, outputs=outputs)
+            fn = api.compile(gradients, outputs=outputs, debug=False)  # the code shown: no debug checks
             fn(
                 {k: np.array(v) for k, v in arrays.items() if k in fn.inputs}
             )  # copies: the report keeps its own

@@ -27,6 +27,7 @@ from .commands import emit, emit_json
 from .inputs import (
     DEFAULT_SIZE,
     check_inputs,
+    check_result_sizes,
     check_sizes,
     example_arrays,
     load_program,
@@ -167,6 +168,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     program = load_program(args)
     sizes = parse_sizes(args.size)
     check_sizes(program, sizes)
+    check_result_sizes(program, sizes)
     output = args.output or program.output
     if output not in program.targets:
         raise EingradError(

@@ -21,6 +21,7 @@ from ..printing.latex import latex_expr
 from ..printing.text import format_expr, index_suffix
 from ..program import Program
 from .inputs import (
+    check_result_sizes,
     check_sizes,
     example_arrays,
     load_program,
@@ -85,6 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     program = load_program(args)
     sizes = parse_sizes(args.size)
     check_sizes(program, sizes)
+    check_result_sizes(program, sizes)
     arrays = example_arrays(program, sizes, np.random.default_rng(args.seed))
     # Declared too, so that an index that occurs only in deltas (y_ij = delta_ij) has a size.
     results = evaluate(program, arrays, sizes=sizes)
@@ -246,6 +248,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     get_backend(args.backend).load()  # an unknown or missing backend is reported before any work
     sizes = parse_sizes(args.size)
     check_sizes(program, sizes)
+    check_result_sizes(program, sizes)
     rng = np.random.default_rng(args.seed)
     arrays = example_arrays(program, sizes, rng)
     if args.wrt:

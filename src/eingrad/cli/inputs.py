@@ -12,12 +12,13 @@ import numpy as np
 
 from ..api import evaluate, parse
 from ..diff import DiffError, require_input
-from ..errors import EingradError
+from ..errors import EingradError, check_allocation
 from ..expr import Delta, Tensor, all_indices, walk
 from ..program import Program
 
 __all__ = [
     "DEFAULT_SIZE",
+    "check_result_sizes",
     "check_sizes",
     "example_arrays",
     "input_shapes",
@@ -49,6 +50,26 @@ def _read_file(path: str) -> str:
         raise EingradError(f"cannot read program file {path!r}: it is not UTF-8 text") from None
 
 
+def _read_stdin() -> str:
+    """All of stdin; a clear error where there is none (closed, not text)."""
+    stream = sys.stdin
+    if stream is None:
+        raise EingradError(
+            "cannot read the program from stdin: it is closed",
+            hint="pipe the program in (echo 'y_i = x_i' | eingrad parse -), or give it as text or with -f FILE",
+        )
+    try:
+        return stream.read()
+    except UnicodeDecodeError:
+        raise EingradError("cannot read the program from stdin: it is not UTF-8 text") from None
+    except (OSError, ValueError) as err:  # a closed or unreadable stream
+        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise EingradError(
+            f"cannot read the program from stdin: {reason}",
+            hint="give the program as text or with -f FILE",
+        ) from None
+
+
 def read_program(text: str | None, file: str | None = None) -> str:
     """The program text from ``-f FILE``, ``-`` (stdin), ``@FILE``, a file path, or the text itself.
 
@@ -56,10 +77,10 @@ def read_program(text: str | None, file: str | None = None) -> str:
     file is read from that file.
     """
     if file is not None:
-        return sys.stdin.read() if file == "-" else _read_file(file)
+        return _read_stdin() if file == "-" else _read_file(file)
     assert text is not None  # the parser insists on one of the two
     if text == "-":
-        return sys.stdin.read()
+        return _read_stdin()
     if text.startswith("@"):
         return _read_file(text[1:])
     if "=" not in text and _LOOKS_LIKE_PATH.fullmatch(text.strip()):
@@ -88,7 +109,8 @@ def parse_sizes(items: Sequence[str] | None) -> dict[str, int]:
     for item in split_names(items):
         name, sep, value = item.partition("=")
         name, value = name.strip(), value.strip()
-        if not sep or not name.isidentifier() or not value.isdigit() or int(value) < 1:
+        # ASCII digits only: '²'.isdigit() is true, and int() refuses it.
+        if not sep or not name.isidentifier() or not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
             raise EingradError(
                 f"--size {item!r} is not of the form index=positive integer",
                 hint="write sizes as index=positive integer, e.g. --size i=3 j=4 "
@@ -201,11 +223,22 @@ def example_arrays(
     positive: bool = False,
 ) -> dict[str, np.ndarray]:
     """One random array per input, shaped by :func:`input_shapes`.  Standard normal,
-    or uniform on [0.5, 1.5] with ``positive`` (for log and sqrt)."""
+    or uniform on [0.5, 1.5] with ``positive`` (for log and sqrt).  An array too
+    large to allocate (``--size n=10000000000``) is a :class:`TooLargeError`."""
+    shapes = input_shapes(program, sizes)
+    for name, shape in shapes.items():
+        check_allocation(shape, 8, f"the random input {name!r}")
     return {
         name: rng.uniform(0.5, 1.5, shape) if positive else rng.standard_normal(shape)
-        for name, shape in input_shapes(program, sizes).items()
+        for name, shape in shapes.items()
     }
+
+
+def check_result_sizes(program: Program, sizes: Mapping[str, int]) -> None:
+    """Refuse sizes that would make a target too large to allocate (``eval``), before evaluating."""
+    for name, shape in tensor_shapes(program, sizes).items():
+        if program.is_target(name):
+            check_allocation(shape, 8, f"the target {name!r}")
 
 
 def seed_name(program: Program, output: str | None, given: str | None) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "short_help"]
 
 EPILOG = """examples:
   eingrad demo
@@ -119,13 +119,24 @@ def _output_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", metavar="NAME", help="the target to differentiate (default: the last one)")
 
 
+def _seed(text: str) -> int:
+    """``--seed``: a non-negative integer (numpy's generators refuse negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative; a seed is an integer 0 or more")
+    return value
+
+
 def _size_arguments(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument(
         "--size", nargs="+", action="extend", default=[], metavar="INDEX=N",
         help="index sizes, e.g. --size n=4 d=3 (default 3 for every index of an input)",
     )
     if seed:
-        p.add_argument("--seed", type=int, default=0, help="random seed for the inputs (default 0)")
+        p.add_argument("--seed", type=_seed, default=0, help="random seed for the inputs, 0 or more (default 0)")
 
 
 def _grad_arguments(p: argparse.ArgumentParser, required: bool) -> None:
@@ -145,10 +156,21 @@ def _file_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output-file", metavar="FILE", help="write to FILE instead of stdout")
 
 
+def short_help(parser: argparse.ArgumentParser) -> str:
+    """What a bare ``eingrad`` prints: the usage line and one line per command."""
+    width = max(len(name) for name in COMMANDS)
+    lines = [parser.format_usage().rstrip(), "", "commands:"]
+    lines += [f"  {name:{width}s}  {help_text}" for name, (help_text, _) in COMMANDS.items()]
+    lines += ["", "eingrad --help shows examples; eingrad COMMAND --help, each command's options."]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
     from .check import cmd_check
     from .commands import cmd_compile, cmd_diff, cmd_eval, cmd_explain, cmd_grad, cmd_graph, cmd_parse
     from .demo import cmd_demo
+    from .serve import add_serve_command
 
     parser = argparse.ArgumentParser(
         prog="eingrad",
@@ -158,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"eingrad {__version__}")
+    # Not required: a bare ``eingrad`` prints the short help (see cli.main), not an argparse error.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = _subparser(sub, "demo")
     demo.set_defaults(func=cmd_demo, needs_program=False)
@@ -235,4 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--svg", action="store_true", help="same as --format svg")
     _file_argument(r)
     r.set_defaults(func=cmd_graph)
+
+    add_serve_command(sub)
     return parser

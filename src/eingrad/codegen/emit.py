@@ -25,12 +25,13 @@ import opt_einsum
 
 from .. import expr as E
 from ..backends import Backend
-from ..errors import EingradError
+from ..errors import EingradError, check_allocation
 from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor, factors_of
 from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
-from .lines import OUT, Line, StackedProduct, release_dead, write_in_place
+from .linalg import emit_matfn, solved_factors
+from .lines import OUT, Line, StackedProduct, complete_uses, debug_checks, release_dead, write_in_place
 from .rewrite import deltas_outside, merged_contractions, merged_reductions, regrouped_sum, softmax_parts
 from .stacks import MIN_MEMBERS, Stack, split_product, stack_worthwhile
 
@@ -116,6 +117,12 @@ class Generator:
     # Stacked blocks that hold a product plus a vector: (the vector, the block) by the product's key
     biased: dict[tuple, tuple[str, Value]] = field(default_factory=dict)
     masks: set[str] = field(default_factory=set)  # temporaries that are bool arrays
+    formed_inverses: set = field(default_factory=set)  # inverses some statement needs as arrays
+    debug: bool = False  # check before every in-place write that no live value shares the buffer
+    # Bytes per element of the arrays the code makes: each one's size is checked as it is
+    # planned (an array that cannot fit is refused before any code runs); None: unchecked.
+    itemsize: int | None = None
+    target_name: str = ""
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -127,6 +134,9 @@ class Generator:
         inplace: dict[str, str] | None = None,
     ) -> Value:
         name = self.fresh_name()
+        if self.itemsize and labels:
+            check_allocation(tuple(self.sizes.get(i, 1) for i in labels), self.itemsize,
+                             f"an array in the code for {self.target_name}")
         self.lines.append(Line(f"{name} = {code}", name, uses, fresh, inplace or {}))
         return Value(name, labels, True)
 
@@ -222,6 +232,9 @@ class Generator:
         self.like = next(iter(self.names.values()), None)
         target = self.var(stmt.target)
         shape = tuple(sizes[i] for i in stmt.indices)
+        self.target_name = stmt.target
+        if self.itemsize:
+            check_allocation(shape, self.itemsize, f"the array {stmt.target}")
         # The dense part, then each delta term added into the diagonal it lives on,
         # through a strided view.
         zeros = False  # the target is a fresh array of zeros
@@ -295,7 +308,7 @@ class Generator:
         value = self.emit(E.rename_indices(E.mul(*rest), mapping)) if rest else Value("1.0", ())
         symbols = {label: opt_einsum.get_symbol(k) for k, label in enumerate(view_labels)}
         spec = "".join(symbols[mapping[i]] for i in indices) + "->" + "".join(symbols[v] for v in view_labels)
-        uses = (target,) + ((value.code,) if value.temp else ())
+        uses = (target,) + _uses([value])  # a program array (L of dLdx) is read here too
         if self.backend.inplace:
             view = f"_diagonal({target}, {spec!r})"
             op = "=" if assign else "+="
@@ -522,13 +535,18 @@ class Generator:
     def emit_Call(self, e: Call) -> Value:
         if e.fn == "exp" and (parts := softmax_parts(e.arg)) is not None:
             return self.softmax(*parts)
-        arg = self.emit(e.arg)
+        # log(exp(x)), log(σ(x)), log(softplus(x)): one stable step (finite where the value is).
+        stable = self.backend.compositions.get((e.fn, e.arg.fn)) if isinstance(e.arg, Call) else None
+        inner = e.arg.arg if stable is not None else e.arg
+        arg = self.emit(inner)
         x = arg.code
-        if not any(isinstance(n, (Tensor, Delta)) for n in E.walk(e.arg)):
+        if not any(isinstance(n, (Tensor, Delta)) for n in E.walk(inner)):
             # f(constant): an array of the inputs' dtype, not a Python or float64 number
             x = self.op("asarray", x=x, like=self.like_code())
-        code = self.backend.functions[e.fn].format(x=x)
-        template = self.backend.out_functions.get(e.fn)
+        if stable == "{x}" and x == arg.code:
+            return arg
+        code = (stable or self.backend.functions[e.fn]).format(x=x)
+        template = None if stable is not None else self.backend.out_functions.get(e.fn)
         if template is None or x != arg.code:
             return self.temp(code, arg.labels, _uses([arg]), fresh=bool(arg.labels))
         return self.elementwise(code, arg.labels, [arg], lambda out: template.format(x=x, out=out))
@@ -547,6 +565,9 @@ class Generator:
         labels = tuple(label for label in body.labels if label not in e.indices)
         return self.temp(f"_logsumexp({body.code}, {axes})", labels, _uses([body]), fresh=bool(labels))
 
+    def emit_MatFn(self, e: E.MatFn) -> Value:
+        return emit_matfn(self, e)
+
     # ---------------------------------------------------------------- layout
     def aligned(self, value: Value, target: tuple[str, ...]) -> str:
         """``value`` transposed and expanded to broadcast against ``target``'s labels."""
@@ -564,12 +585,19 @@ class Generator:
             code = f"{code}[{', '.join(':' if t in value.labels else 'None' for t in inner)}]"
         return code
 
-    def contract(self, factors: list[Expr], out: tuple[str, ...]) -> Value:
+    def contract(self, factors: list[Expr | Value], out: tuple[str, ...]) -> Value:
+        if any(isinstance(f, E.MatFn) for f in factors):
+            solved = solved_factors(self, factors, out)  # an inverse times b is a solve
+            if solved is not None:
+                return self.contract(solved, out)
         scalars: list[Value] = []
         operands: list[Value] = []
-        masked = self.maskable(factors, out)
+        masked = self.maskable([f for f in factors if isinstance(f, Expr)], out)
         for factor in factors:
-            value = self.mask(factor) if factor is masked else self.emit(factor)
+            if isinstance(factor, Value):
+                value = factor
+            else:
+                value = self.mask(factor) if factor is masked else self.emit(factor)
             (operands if value.labels else scalars).append(value)
         coefficient = " * ".join(v.code for v in scalars)
         if not operands:
@@ -747,9 +775,12 @@ class Generator:
                 like = strong[0] if strong else _NO_ARRAY_LIKE
                 body.append(f"{var} = {self.op('asarray', x=var, like=like)}")
         keep = {self.var(o) for o in outputs} | {self.var(i) for i in inputs}
-        lines = write_in_place(self.lines, keep)
-        lines = resolve_stacks(lines, [self.var(n) for n in inputs], keep, self.fresh_name, self.masks)
-        lines = release_dead(lines, keep)
+        names = [self.var(n) for n in inputs]
+        lines = write_in_place(complete_uses(self.lines, names), keep)
+        lines = resolve_stacks(lines, names, keep, self.fresh_name, self.masks)
+        lines = release_dead(complete_uses(lines, names), keep)
+        if self.debug:
+            lines = debug_checks(lines, {line.view[0] for line in lines if line.view})
         body += [line.text for line in lines]
         body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
         source = f"def {name}(arrays):\n" + "\n".join("    " + line for line in body) + "\n"
@@ -819,7 +850,8 @@ def _split_delta_terms(e: Expr, free: set[str]) -> tuple[list[Expr], list[Expr]]
     for term in terms:
         factors = factors_of(term)
         deltas = [f for f in factors if isinstance(f, Delta)]
-        if deltas and all(set(d.indices) <= free for d in deltas):
+        if deltas and all(set(d.indices) <= free for d in deltas) and not any(
+                isinstance(n, E.MatFn) for n in E.walk(term)):  # (a diagonal view could merge inv's axes)
             with_delta.append(term)
         else:
             dense.append(term)

@@ -38,6 +38,8 @@ __all__ = [
     "DiagOf",
     "Trace",
     "LogSumExpOf",
+    "Inverse",
+    "Det",
     "labels",
     "is_scalar",
     "relabel",
@@ -225,6 +227,30 @@ class LogSumExpOf(Node):
         return (self.arg,)
 
 
+@dataclass(frozen=True)
+class Inverse(Node):
+    """``A⁻¹``, labelled as ``A`` is: ``inv_ij(A_ij)`` has rows ``i`` and columns ``j``, so
+    ``A_ij inv_jk(A_jk)`` is the product ``A A⁻¹ = I``.  ``(A⁻¹)ᵀ`` prints ``A⁻ᵀ``."""
+
+    arg: Node
+
+    @property
+    def children(self) -> tuple[Node, ...]:
+        return (self.arg,)
+
+
+@dataclass(frozen=True)
+class Det(Node):
+    """``det(A)``, or ``log|det(A)|`` when ``log``: a scalar."""
+
+    arg: Node
+    log: bool
+
+    @property
+    def children(self) -> tuple[Node, ...]:
+        return (self.arg,)
+
+
 # ---------------------------------------------------------------- labels
 
 
@@ -255,7 +281,8 @@ def orient(n: Node, rows: str | None, cols: str | None) -> Node:
 
 def transposes(n: Node) -> int:
     """How many transposes ``n`` writes: what a reader counts."""
-    return int(isinstance(n, Transpose)) + sum(transposes(c) for c in n.children)
+    own = isinstance(n, Transpose) and not isinstance(n.arg, Inverse)  # A⁻ᵀ is one symbol
+    return int(own) + sum(transposes(c) for c in n.children)
 
 
 # ---------------------------------------------------------------- smart constructors
@@ -269,6 +296,10 @@ def transpose(n: Node) -> Node:
         return relabel(n.arg, n.cols, n.rows)
     if isinstance(n, (Identity, Zeros, Diag)):
         return relabel(n, n.cols, n.rows)
+    if isinstance(n, Inverse):  # (A⁻¹)ᵀ = (Aᵀ)⁻¹: (Xᵀ X)⁻¹ stays (Xᵀ X)⁻¹, X⁻¹ becomes X⁻ᵀ
+        inner = transpose(n.arg)
+        if transposes(inner) <= transposes(n.arg):
+            return Inverse(inner, rows=n.cols, cols=n.rows)
     wrapped = Transpose(n, rows=n.cols, cols=n.rows)
     pushed = _pushed_transpose(n)
     if pushed is None:

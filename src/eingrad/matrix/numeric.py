@@ -22,6 +22,8 @@ from .nodes import (
     Hadamard,
     Identity,
     LogSumExpOf,
+    Inverse,
+    Det,
     MatMul,
     Node,
     Num,
@@ -113,6 +115,11 @@ def _value(n: Node, env: Mapping[str, np.ndarray], sizes: Mapping[str, int]) -> 
         return np.full((1, 1), np.trace(ev(n.arg)))
     if isinstance(n, LogSumExpOf):
         return _logsumexp(ev(n.arg), n.left, n.right)
+    if isinstance(n, Inverse):
+        return np.linalg.inv(ev(n.arg))
+    if isinstance(n, Det):
+        sign, logabs = np.linalg.slogdet(ev(n.arg))
+        return np.full((1, 1), logabs if n.log else sign * np.exp(logabs))
     raise TypeError(f"cannot evaluate {type(n).__name__}")
 
 

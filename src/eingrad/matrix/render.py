@@ -16,11 +16,13 @@ from ..functions import FUNCTIONS
 from ..printing.latex import latex_number, latex_symbol
 from ..printing.text import format_number
 from .nodes import (
+    Det,
     Diag,
     DiagOf,
     Func,
     Hadamard,
     Identity,
+    Inverse,
     LogSumExpOf,
     MatMul,
     Node,
@@ -129,6 +131,15 @@ class _Renderer:
             return s.identity, ATOM
         if isinstance(n, Zeros):
             return "0", ATOM
+        if isinstance(n, Transpose) and isinstance(n.arg, Inverse):
+            return self.wrap(n.arg.arg, ATOM) + ("^{-\\top}" if s.latex else "⁻ᵀ"), ATOM
+        if isinstance(n, Inverse):
+            return self.wrap(n.arg, ATOM) + ("^{-1}" if s.latex else "⁻¹"), ATOM
+        if isinstance(n, Det):
+            inner = s.operator("det", self.render(n.arg)[0]).replace("\\operatorname{det}", "\\det")
+            if not n.log:
+                return inner, ATOM
+            return (f"\\log\\left\\lvert {inner}\\right\\rvert" if s.latex else f"log|{inner}|"), ATOM
         if isinstance(n, Transpose):
             return self.wrap(n.arg, ATOM) + s.transpose, ATOM
         if isinstance(n, MatMul):

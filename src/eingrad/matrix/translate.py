@@ -36,6 +36,7 @@ from ..expr import (
     Delta,
     Expr,
     LogSumExp,
+    MatFn,
     Mul,
     Pow,
     Size,
@@ -49,6 +50,8 @@ from ..printing.text import format_expr
 from .nodes import (
     Func,
     Identity,
+    Det,
+    Inverse,
     LogSumExpOf,
     Node,
     Num,
@@ -163,7 +166,21 @@ def translate(e: Expr, hint: tuple[str, ...] = ()) -> Node:
         return Func(e.fn, arg, rows=arg.rows, cols=arg.cols)
     if isinstance(e, LogSumExp):
         return _logsumexp(e)
+    if isinstance(e, MatFn):
+        return _matfn(e)
     raise NoForm(f"{type(e).__name__} nodes have no matrix form")
+
+
+def _matfn(e: MatFn) -> Node:
+    """A⁻¹ (labelled as A), det(A), log|det(A)|; a batch of matrices has no matrix form."""
+    i, j = e.axes
+    batch = sorted(e.body.free - {i, j})
+    if batch:
+        raise NoForm(f"{format_expr(e)} is a batch of matrices (along {', '.join(batch)})")
+    body = orient(column(settle(translate(e.body, (i, j)))), i, j)
+    if e.op == "inv":
+        return Inverse(body, rows=i, cols=j)
+    return Det(body, e.op == "logdet", rows=None, cols=None)
 
 
 def _tensor(e: Tensor) -> Node:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from fractions import Fraction
 
-from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
+from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, MatFn, Mul, Pow, Size, Sum, Tensor
 from ..functions import FUNCTIONS
 from .layout import hidden_sums
 from .text import TextRenderer, _AbsoluteView, format_number, is_negative
@@ -113,7 +113,20 @@ class LatexRenderer:
             body = self.render(e.body, path + (0,))[0]
             idx = ",".join(latex_symbol(i) for i in e.indices)
             return f"\\operatorname{{logsumexp}}_{{{idx}}}\\left({body}\\right)", ATOM
+        if isinstance(e, MatFn):
+            return self.render_matfn(e, path), ATOM
         raise TypeError(f"cannot print {type(e).__name__}")
+
+    def render_matfn(self, e: MatFn, path: tuple[int, ...]) -> str:
+        """A^{-1}_{ij}, (A_{ik} B_{kj})^{-1}_{ij}, \\det_{ij}(...), \\log\\lvert\\det_{ij}(...)\\rvert."""
+        body = self.render(e.body, path + (0,))[0]
+        axes = latex_indices(e.axes)
+        if e.op == "inv":
+            if isinstance(e.body, Tensor) and e.body.indices == e.axes:
+                return f"{latex_symbol(e.body.name)}^{{-1}}{axes}"
+            return f"\\left({body}\\right)^{{-1}}{axes}"
+        det = f"\\det{axes}\\left({body}\\right)"
+        return det if e.op == "det" else f"\\log\\left\\lvert{det}\\right\\rvert"
 
     def wrap(self, e: Expr, path: tuple[int, ...], min_prec: int) -> str:
         text, prec = self.render(e, path)

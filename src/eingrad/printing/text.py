@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum, Tensor
+from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, MatFn, Mul, Pow, Size, Sum, Tensor
 from .layout import hidden_sums
 
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
@@ -133,6 +133,8 @@ class TextRenderer:
             return f"Σ{index_suffix(e.indices)}({body})", ATOM
         if isinstance(e, LogSumExp):
             return f"logsumexp{index_suffix(e.indices)}({self.render(e.body, path + (0,))[0]})", ATOM
+        if isinstance(e, MatFn):
+            return f"{e.op}{index_suffix(e.axes)}({self.render(e.body, path + (0,))[0]})", ATOM
         raise TypeError(f"cannot print {type(e).__name__}")
 
     def wrap(self, e: Expr, path: tuple[int, ...], min_prec: int) -> str:

@@ -22,6 +22,7 @@ from ..expr import (
     Delta,
     Expr,
     LogSumExp,
+    MatFn,
     Mul,
     Pow,
     Size,
@@ -75,7 +76,7 @@ def rename_bound_apart(
     def visit(node: Expr) -> Expr:
         if not _has_binder(node):
             return node
-        if isinstance(node, (Sum, LogSumExp)):
+        if isinstance(node, (Sum, LogSumExp, MatFn)):
             mapping = {}
             for i in node.indices:
                 if i in seen:
@@ -87,6 +88,9 @@ def rename_bound_apart(
                 seen.add(mapping.get(i, i))
             body = visit(rename_indices(node.body, mapping) if mapping else node.body)
             indices = tuple(mapping.get(i, i) for i in node.indices)
+            if isinstance(node, MatFn):  # inv binds nothing: only its body may change
+                axes = tuple(mapping.get(i, i) for i in node.axes)
+                return MatFn(node.op, axes, body, node.span)  # type: ignore[arg-type]
             return type(node)(indices, body)
         if not node.children:
             return node
@@ -98,11 +102,11 @@ def rename_bound_apart(
 
 @lru_cache(maxsize=65536)
 def _has_binder(e: Expr) -> bool:
-    return isinstance(e, (Sum, LogSumExp)) or any(_has_binder(c) for c in e.children)
+    return isinstance(e, (Sum, LogSumExp, MatFn)) or any(_has_binder(c) for c in e.children)
 
 
 def _binders(e: Expr) -> list[str]:
-    return [i for node in walk(e) if isinstance(node, (Sum, LogSumExp)) for i in node.indices]
+    return [i for node in walk(e) if isinstance(node, (Sum, LogSumExp, MatFn)) for i in node.indices]
 
 
 def _may_duplicate_binders(before: Expr, after: Expr) -> bool:
@@ -119,7 +123,7 @@ def _may_duplicate_binders(before: Expr, after: Expr) -> bool:
 def _has_duplicate_binders(e: Expr) -> bool:
     seen: set[str] = set()
     for node in walk(e):
-        if isinstance(node, (Sum, LogSumExp)):
+        if isinstance(node, (Sum, LogSumExp, MatFn)):
             for i in node.indices:
                 if i in seen:
                     return True
@@ -128,7 +132,7 @@ def _has_duplicate_binders(e: Expr) -> bool:
 
 
 _NORMAL_FORMS: set[tuple[Expr, frozenset[str]]] = set()
-_ALL_NODE_TYPES = (Add, Call, Const, Delta, LogSumExp, Mul, Pow, Size, Sum, Tensor)
+_ALL_NODE_TYPES = (Add, Call, Const, Delta, LogSumExp, MatFn, Mul, Pow, Size, Sum, Tensor)
 
 
 class _Rewriter:
@@ -169,7 +173,7 @@ class _Rewriter:
         if key in self.normal:
             return None
         children = e.children
-        inner = bound | set(e.indices) if isinstance(e, (Sum, LogSumExp)) else bound
+        inner = bound | set(e.indices) if isinstance(e, (Sum, LogSumExp, MatFn)) else bound
         for k, child in enumerate(children):
             found = self.step(child, inner)
             if found is not None:

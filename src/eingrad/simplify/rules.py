@@ -21,17 +21,24 @@ from ..expr import (
     Const,
     Delta,
     Expr,
+    LogSumExp,
     Mul,
     Pow,
     Size,
     Sum,
     add,
+    call,
     factors_of,
+    merges_matrix_axes,
     mul,
+    neg,
     power,
     rename_indices,
     sum_,
+    walk,
 )
+
+from .rules_linalg import LINALG_APPLIES_TO, LINALG_RULES
 
 Rule = Callable[[Expr], Expr | None]
 
@@ -92,6 +99,26 @@ def function_of_zero(e: Expr) -> Expr | None:
     return None
 
 
+# ---------------------------------------------------------------- stable forms
+
+
+def log_of_exp(e: Expr) -> Expr | None:
+    """log(exp(x)) = x
+    Removes two function calls.  exp(x) overflows or underflows long before x does, so
+    log(exp(z_i - logsumexp_k(z_k))), a naive log-softmax, stays finite."""
+    if isinstance(e, Call) and e.fn == "log" and isinstance(e.arg, Call) and e.arg.fn == "exp":
+        return e.arg.arg
+    return None
+
+
+def log_of_sigmoid(e: Expr) -> Expr | None:
+    """log(σ(x)) = -softplus(-x)
+    Replaces two function calls by one.  σ(-1000) underflows to 0; softplus(1000) is 1000."""
+    if isinstance(e, Call) and e.fn == "log" and isinstance(e.arg, Call) and e.arg.fn == "sigmoid":
+        return neg(call("softplus", neg(e.arg.arg)))
+    return None
+
+
 # ---------------------------------------------------------------- deltas
 
 
@@ -143,6 +170,8 @@ def delta_eats_summed_index(e: Expr) -> Expr | None:
         # Eat a summed index; donate a free one if there is one (Σ_j A_ij δ_jk = A_ik),
         # else the next summed one (A_ij δ_jk B_ik = A_ik B_ik, as the guide does it).
         eaten, donor = summed[0], (kept[0] if kept else summed[1])
+        if any(merges_matrix_axes(f, {eaten: donor}) for f in factors):
+            continue  # Σ_j δ_ij inv_ij(A): the inverse's diagonal stays a sum
         rest = [rename_indices(f, {eaten: donor}) for f in factors if f is not d]
         remaining = tuple(i for i in distinct if i != eaten)
         if len(remaining) > 1:  # δ_jkl eats j: δ_kl stays; δ_jk eats j: nothing stays
@@ -165,6 +194,8 @@ def delta_unifies_indices(e: Expr, bound: frozenset[str] = frozenset()) -> Expr 
         free = sorted(i for i in set(d.indices) if i not in bound)
         mapping = {i: free[0] for i in free[1:]}
         touched = [m for m, f in enumerate(e.factors) if m != k and mapping.keys() & f.free]
+        if touched and any(merges_matrix_axes(e.factors[m], mapping) for m in touched):
+            continue  # δ_ij inv_ij(A): unifying would make the inverse's diagonal inv_ii
         if touched:
             return mul(*(rename_indices(f, mapping) if m in touched else f for m, f in enumerate(e.factors)))
     return None
@@ -289,8 +320,9 @@ def like_terms_combine(e: Expr) -> Expr | None:
 
 @drops_indices
 def like_factors_combine(e: Expr) -> Expr | None:
-    """x^a x^b = x^(a+b) (x x = x^2; x/x = 1)
-    Removes at least one factor."""
+    """x^a x^b = x^(a+b) (x x = x^2; x/x = 1), x alike up to renaming summed indices
+    Removes at least one factor.  exp(z_i - logsumexp_k(z_k)) / exp(z_i - logsumexp_l(z_l))
+    is 1, not the 0/0 it would be where the exp underflows."""
     if not isinstance(e, Mul):
         return None
     exponents: dict[Expr, Fraction] = {}
@@ -300,12 +332,27 @@ def like_factors_combine(e: Expr) -> Expr | None:
         if isinstance(base, Const):
             base, exponent = f, Fraction(1)
         if base not in exponents:
-            order.append(base)
-            exponents[base] = Fraction(0)
+            alike = _alike(base, order)
+            if alike is None:
+                order.append(base)
+                exponents[base] = Fraction(0)
+            else:
+                base = alike
         exponents[base] += exponent
     if len(order) == len(e.factors):
         return None
     return mul(*(power(b, exponents[b]) if exponents[b] != 0 else ONE for b in order))
+
+
+def _alike(base: Expr, others: list[Expr]) -> Expr | None:
+    """The first of ``others`` equal to ``base`` up to the names of its summed indices."""
+    if not any(isinstance(n, (Sum, LogSumExp)) for n in walk(base)):
+        return None
+    key = class_key(base)
+    for other in others:
+        if other.free == base.free and class_key(other) == key and canonical(other) == canonical(base):
+            return other
+    return None
 
 
 RULES: list[Rule] = [
@@ -313,6 +360,8 @@ RULES: list[Rule] = [
     sum_of_zero,
     power_of_zero,
     function_of_zero,
+    log_of_exp,
+    log_of_sigmoid,
     delta_of_one_index,
     delta_power,
     sum_over_absent_index,
@@ -325,6 +374,7 @@ RULES: list[Rule] = [
     delta_unifies_indices,
     like_factors_combine,
     like_terms_combine,
+    *LINALG_RULES,
 ]
 
 RULES_BY_NAME = {rule.__name__: rule for rule in RULES}
@@ -335,6 +385,8 @@ APPLIES_TO: dict[str, tuple[type, ...]] = {
     "sum_of_zero": (Sum,),
     "power_of_zero": (Pow,),
     "function_of_zero": (Call,),
+    "log_of_exp": (Call,),
+    "log_of_sigmoid": (Call,),
     "delta_of_one_index": (Delta,),
     "summed_delta_is_one": (Sum,),
     "delta_eats_summed_index": (Sum,),
@@ -347,6 +399,7 @@ APPLIES_TO: dict[str, tuple[type, ...]] = {
     "distribute_over_delta_terms": (Sum,),
     "like_terms_combine": (Add,),
     "like_factors_combine": (Mul,),
+    **LINALG_APPLIES_TO,
 }
 
 __all__ = ["RULES", "RULES_BY_NAME"] + [rule.__name__ for rule in RULES]

@@ -33,7 +33,7 @@ from ..errors import (
     user_stacklevel,
 )
 from ..functions import FUNCTIONS
-from ..names import BINDERS, DELTAS, OPERATORS, UNSUPPORTED, known_operators, reserved_words
+from ..names import BINDERS, DELTAS, LINALG, OPERATORS, UNSUPPORTED, known_operators, reserved_words
 from ..program import Program, Statement
 from .lexer import Token, number_value, tokenize
 from .tree import RAdd, RBinder, RCall, RConst, RDelta, RMul, RPow, RSize, RTensor, raw_children
@@ -301,7 +301,7 @@ class _Parser:
             return inner
         if tok.kind == "NAME":
             word = tok.text
-            if word in BINDERS:
+            if word in BINDERS or word in LINALG:
                 return self.parse_binder()
             if word in UNSUPPORTED:
                 raise self.unsupported(tok)
@@ -506,7 +506,7 @@ class _Parser:
 
     def parse_binder(self) -> RBinder:
         word = self.advance()
-        kind = "logsumexp" if word.text == "logsumexp" else "sum"
+        kind = word.text if word.text in ("logsumexp", *LINALG) else "sum"
         if not (self.at("_") and self.tok.start == word.end) and not self.at("["):
             raise self.error(
                 f"{word.text!r} needs the index it binds, e.g. {word.text}_k(x_k)",
@@ -517,6 +517,12 @@ class _Parser:
         indices, spans, _ = self.parse_index_list(word, required=True)
         if len(set(indices)) != len(indices):
             raise self.error(f"{word.text} binds the same index twice", Span(spans[0].start, spans[-1].end))
+        if kind in LINALG and len(indices) != 2:
+            raise self.error(
+                f"{word.text} takes the matrix's two indices (rows, columns), found {len(indices)}",
+                Span(spans[0].start, spans[-1].end),
+                hint=f"write {word.text}_ij(A_ij); other free indices of the argument are batch indices",
+            )
         if not self.at("(") and kind == "sum" and (self.tok.kind in _ATOM_START or self.at("|") or self.at("-")):
             # Σ_n G_nh δ_hk: without parentheses a sum binds the rest of the product.
             self.enter(word)
@@ -671,6 +677,11 @@ def _occurrences(node, path, scope: dict, out: list) -> None:
             out.append(_Occurrence(index, path, span, scope.get(index)))
         return
     if isinstance(node, RBinder):
+        if node.kind == "inv":
+            # A transform: outside, inv_ij(...) is an occurrence of i and j; inside, they
+            # are the matrix's axes, local to its parentheses (never summed there).
+            for index, span in zip(node.indices, node.index_spans, strict=True):
+                out.append(_Occurrence(index, path, span, scope.get(index)))
         scope = dict(scope)
         for index in node.indices:
             scope[index] = node
@@ -728,7 +739,7 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
     binder_at = {path: binder for binder, path in binder_list}
     for other, other_path in binder_list:
         # A binder inside another that binds one of the same indices (check its ancestors).
-        for depth in range(len(other_path)):
+        for depth in range(len(other_path) if other.kind != "inv" else 0):
             binder = binder_at.get(other_path[:depth])
             shared = set(binder.indices) & set(other.indices) if binder is not None else set()
             if shared:
@@ -744,9 +755,9 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
                 )
     bound_inside = {(o.index, id(o.binder)) for o in occurrences if o.binder is not None}
     for binder, _ in binder_list:
-        word = "logsumexp" if binder.kind == "logsumexp" else "sum"
+        word = binder.kind
         for index, span in zip(binder.indices, binder.index_spans, strict=True):
-            if index in free:
+            if index in free and binder.kind != "inv":
                 raise IndexRuleError(
                     f"index {index!r} is bound by {word}_{index}(...) but is also a target index",
                     source=text,
@@ -758,7 +769,10 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
                     f"{word}_{index}(...) binds {index!r}, but {index!r} does not occur inside it",
                     source=text,
                     spans=binder.span,
-                    hint=f"use {index!r} inside the parentheses, or remove it from {word}",
+                    hint=f"use {index!r} inside the parentheses, or remove it from {word}"
+                    if binder.kind not in LINALG else
+                    f"{word}_{''.join(binder.indices)}(e) is over the matrix whose rows and columns "
+                    f"are indices of e: write e with both, e.g. {word}_ij(A_ij)",
                 )
 
     occurring = {o.index for o in occurrences}
@@ -809,7 +823,7 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
 def _check_no_shadowing(index: str, lca: tuple[int, ...], span: Span, binder_list, text: str) -> None:
     """An implicit sum over ``index`` may not enclose a binder of the same name."""
     for binder, path in binder_list:
-        if index in binder.indices and path[: len(lca)] == lca:
+        if index in binder.indices and path[: len(lca)] == lca and binder.kind != "inv":
             raise IndexRuleError(
                 f"index {index!r} is summed implicitly around {binder.kind}_{index}(...), "
                 f"which binds {index!r} again",
@@ -823,7 +837,7 @@ def _warn_if_hidden_inside(rhs, lca, index, occ: _Occurrence, text: str) -> None
     """``L = log(p_i)`` sums inside the log: legal, but rarely what was meant."""
     node = rhs
     for depth in range(len(lca)):
-        if isinstance(node, (RCall, RPow)) or (isinstance(node, RBinder) and node.kind == "logsumexp"):
+        if isinstance(node, (RCall, RPow)) or (isinstance(node, RBinder) and node.kind != "sum"):
             what = node.fn if isinstance(node, RCall) else ("a power" if isinstance(node, RPow) else node.kind)
             where = f"{what}(...)" if isinstance(node, (RCall, RBinder)) else what
             warnings.warn(
@@ -874,6 +888,8 @@ def _build(node, path, sums_at, text: str) -> E.Expr:
             _in_range(built.exponent, node.span, text)
     elif isinstance(node, RCall):
         built = E.call(node.fn, children[0])
+    elif isinstance(node, RBinder) and node.kind in LINALG:
+        built = E.MatFn(node.kind, node.indices, children[0], node.span)
     elif isinstance(node, RBinder):
         maker = E.logsumexp if node.kind == "logsumexp" else E.sum_
         built = maker(node.indices, children[0])
