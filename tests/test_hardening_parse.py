@@ -226,6 +226,9 @@ def test_huge_literals_are_refused_quickly() -> None:
         ("y = (1.0000001)^10000000 x", "too large to compute exactly"),
         ("L = ((e + 3)^1e300)^1e300", "overflows"),  # merged exponents (found by fuzzing)
         ("y = (|i|^0 2)^1e300", "overflows"),  # a base that folds to a constant
+        ("y = x / 0", "division by zero"),
+        ("y = x / (1 - 1)", "division by zero"),
+        ("z_i = -(0)^-2 / -b[n] - -u_{i}", "division by zero"),  # printed 1 / 0^2: found by fuzzing
     ],
 )
 def test_literals_out_of_float64_range_are_refused(text: str, message: str) -> None:

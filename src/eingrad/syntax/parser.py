@@ -615,10 +615,21 @@ def _constant_value(node, parser: _Parser) -> Fraction | None:
         return _in_range(out, node.span, parser.text)
     if isinstance(node, RPow):
         v = _constant_value(node.base, parser)
-        if v is None or node.exponent.denominator != 1 or (v == 0 and node.exponent < 0):
+        if v == 0 and node.exponent < 0:
+            raise _division_by_zero(node.span, parser.text)
+        if v is None or node.exponent.denominator != 1:
             return None
         return _constant_power(v, node.exponent, node.span, parser.text)
     return None
+
+
+def _division_by_zero(span: Span, text: str) -> ParseError:
+    return ParseError(
+        "division by zero: a constant 0 to a negative power",
+        source=text,
+        spans=span,
+        hint="a constant divisor must not be 0 (x / 0 and 0^-1 are refused)",
+    )
 
 
 _FLOAT_MAX = Fraction(1.7976931348623157e308)
@@ -880,7 +891,9 @@ def _build(node, path, sums_at, text: str) -> E.Expr:
         _check_folded(built, node.span, text)
     elif isinstance(node, RPow):
         base = children[0]
-        if isinstance(base, E.Const) and node.exponent.denominator == 1 and (base.value != 0 or node.exponent > 0):
+        if base == E.ZERO and node.exponent < 0:
+            raise _division_by_zero(node.span, text)
+        if isinstance(base, E.Const) and node.exponent.denominator == 1:
             built = E.Const(_constant_power(base.value, node.exponent, node.span, text))
         else:
             built = E.power(base, node.exponent)
