@@ -154,14 +154,6 @@ def _check_name(text: str, pos: int, word: str) -> str:
     """
     for k, ch in enumerate(word):
         if ch.isalpha() if k == 0 else (ch.isalpha() or ch in "0123456789"):
-            if not ch.isascii() and unicodedata.normalize("NFKC", ch) != ch:
-                raise ParseError(
-                    f"the letter {ch!r} has the standard form "
-                    f"{unicodedata.normalize('NFKC', ch)!r}",
-                    source=text,
-                    spans=Span(pos + k, pos + k + 1),
-                    hint=f"write {unicodedata.normalize('NFKC', ch)!r} instead",
-                )
             continue
         raise _unexpected(text, pos + k)
     return word

@@ -697,10 +697,21 @@ def _constant_value(node, parser: _Parser) -> Fraction | None:
         return _in_range(out, node.span, parser.text)
     if isinstance(node, RPow):
         v = _constant_value(node.base, parser)
-        if v is None or node.exponent.denominator != 1 or (v == 0 and node.exponent < 0):
+        if v == 0 and node.exponent < 0:
+            raise _division_by_zero(node.span, parser.text)
+        if v is None or node.exponent.denominator != 1:
             return None
         return _constant_power(v, node.exponent, node.span, parser.text)
     return None
+
+
+def _division_by_zero(span: Span, text: str) -> ParseError:
+    return ParseError(
+        "division by zero: a constant 0 to a negative power",
+        source=text,
+        spans=span,
+        hint="a constant divisor must not be 0 (x / 0 and 0^-1 are refused)",
+    )
 
 
 _FLOAT_MAX = Fraction(1.7976931348623157e308)
@@ -971,17 +982,17 @@ def _warn_if_hidden_inside(rhs, lca, index, occ: _Occurrence, text: str) -> None
 def _build(node, path, sums_at, text: str) -> E.Expr:
     """The explicit expression for ``node``, inserting the implicit sums."""
     children = [_build(c, path + (k,), sums_at, text) for k, c in enumerate(raw_children(node))]
-
     summed = sums_at.get(path, [])
     if isinstance(node, RMul):
         factors: list[E.Expr] = []
         for child in children:
             factors.extend(child.factors if isinstance(child, E.Mul) else (child,))
-        built_mul = E.mul(*factors)
-        _check_folded(built_mul, node.span, text)
+        constants = [f.value for f in factors if isinstance(f, E.Const)]
+        if len(constants) > 1:  # folded into one by E.mul: 1e300 1e300 x
+            _in_range(math.prod(constants, start=Fraction(1)), node.span, text)
         if summed:
             return _sum_connected_factors(factors, summed)
-        return built_mul
+        return E.mul(*factors)
     if isinstance(node, RTensor):
         built: E.Expr = E.Tensor(node.name, node.indices, node.span)
     elif isinstance(node, RDelta):
@@ -994,7 +1005,15 @@ def _build(node, path, sums_at, text: str) -> E.Expr:
         built = E.add(*children)
         _check_folded(built, node.span, text)
     elif isinstance(node, RPow):
-        built = E.power(children[0], node.exponent)
+        base = children[0]
+        if base == E.ZERO and node.exponent < 0:
+            raise _division_by_zero(node.span, text)
+        if isinstance(base, E.Const) and node.exponent.denominator == 1:
+            built = E.Const(_constant_power(base.value, node.exponent, node.span, text))
+        else:
+            built = E.power(base, node.exponent)
+        if isinstance(built, E.Pow):  # (x^1e300)^1e300 merges into one exponent
+            _in_range(built.exponent, node.span, text)
     elif isinstance(node, RCall):
         built = E.call(node.fn, children[0])
     elif isinstance(node, RBinder) and node.kind in LINALG:
@@ -1043,8 +1062,8 @@ def softmax(indices, body: E.Expr) -> E.Expr:
 
 
 def _check_folded(e: E.Expr, span: Span, text: str) -> None:
-    """Constants folded together (``1e300 1e300 x``) must stay within float64's range."""
-    for part in e.children if isinstance(e, (E.Mul, E.Add)) else (e,):
+    """Constants folded together (``x + 1e308 + 1e308``) must stay within float64's range."""
+    for part in e.children if isinstance(e, E.Add) else (e,):
         if isinstance(part, E.Const):
             _in_range(part.value, span, text)
 
