@@ -361,3 +361,11 @@ def test_evaluate_and_compiled_code_agree_at_singular_points(text, wrt, expected
             np.testing.assert_array_equal(compiled_value(g, "numpy", x=x)["dLdx"], expected)
     np.testing.assert_array_equal(ours, expected)
     np.testing.assert_array_equal(theirs, expected)
+
+
+def test_a_derivative_constant_beyond_float_range_is_infinite_not_an_overflow_error():
+    # The second derivative of x^1e300 has the constant 1e300·(1e300 - 1), beyond float64:
+    # it evaluates (and compiles) to inf, as 1e300 * 1e300 does, never a bare OverflowError.
+    d = eg.diff("y = x^1e300", "x", order=2)
+    assert eg.evaluate(d, x=1.0) == np.inf
+    assert eg.compile(d)(x=1.0) == np.inf

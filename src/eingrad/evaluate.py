@@ -100,7 +100,7 @@ class _Interpreter:
         return self.contract((e,), tuple(dict.fromkeys(e.indices)))
 
     def eval_Const(self, e: Const) -> Labelled:
-        return np.asarray(float(e.value), dtype=self.dtype), ()
+        return np.asarray(e.as_float(), dtype=self.dtype), ()
 
     def eval_Size(self, e: Size) -> Labelled:
         return np.asarray(self.sizes[e.index], dtype=self.dtype), ()

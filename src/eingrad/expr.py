@@ -13,6 +13,8 @@ flattening, dropping zero terms and unit factors, folding constants.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -174,6 +176,14 @@ class Const(Expr):
 
     def __repr__(self) -> str:
         return f"Const(Fraction({self.value.numerator}, {self.value.denominator}))"
+
+    def as_float(self) -> float:
+        """The nearest float64; ±inf beyond its range (a derivative's constant can be
+        larger than any literal: the second derivative of x^1e300 has 1e300·(1e300 - 1))."""
+        try:
+            return float(self.value)
+        except OverflowError:
+            return math.inf if self.value > 0 else -math.inf
 
 
 class _Nary(Expr):

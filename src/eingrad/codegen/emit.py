@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import functools
 import keyword
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -384,7 +385,10 @@ class Generator:
         return self.temp(self.op("einsum", spec=spec, args=name), labels, (name,))
 
     def emit_Const(self, e: Const) -> Value:
-        return Value(repr(float(e.value)), ())
+        value = e.as_float()
+        if math.isinf(value):  # beyond float64's range, as evaluate computes it
+            return Value("float('inf')" if value > 0 else "(-float('inf'))", ())
+        return Value(repr(value), ())
 
     def emit_Size(self, e: Size) -> Value:
         # read from the arrays (a float, as evaluate computes |n|): right at every size

@@ -72,7 +72,7 @@ def _value(n: Node, env: Mapping[str, np.ndarray], sizes: Mapping[str, int]) -> 
     if isinstance(n, Var):
         return _variable(n, env)
     if isinstance(n, Num):
-        return np.full((1, 1), float(n.value))
+        return np.full((1, 1), _float(n.value))
     if isinstance(n, SizeOf):
         return np.full((1, 1), float(_size(n.index, sizes)))
     if isinstance(n, Ones):
@@ -153,3 +153,11 @@ def _logsumexp(a: np.ndarray, left: bool, right: bool) -> np.ndarray:
     top = np.max(a, axis=axes, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     return np.log(np.sum(np.exp(a - top), axis=axes, keepdims=True)) + top
+
+
+def _float(value) -> float:
+    """The nearest float64; ±inf beyond its range."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
