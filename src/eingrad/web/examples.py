@@ -59,6 +59,36 @@ EXAMPLES: list[dict] = [
         "wrt": ["W1", "b1", "W2", "b2"], "mode": "grad", "order": 1,
     },
     {
+        "name": "Softmax regression: softmax_c and cross-entropy",
+        "program": "P_nc = softmax_c(X_nd W_dc)\nL = -sum_{n,c}(Y_nc log(P_nc)) / |n|",
+        "wrt": ["W"], "mode": "grad", "order": 1,
+    },
+    {
+        "name": "Hinge loss (a max) and a PPO-style clip",
+        "program": "L = sum_i(max(0, 1 - y_i X_ij w_j)) + sum_i(min(r_i A_i, clip(r_i, 0.8, 1.2) A_i))",
+        "wrt": ["w", "r"], "mode": "grad", "order": 1,
+    },
+    {
+        "name": "Cookbook: ∂ log|det X| / ∂X = X⁻ᵀ",
+        "program": "L = logdet_ij(X_ij)",
+        "wrt": ["X"], "mode": "diff", "order": 1,
+    },
+    {
+        "name": "Cookbook: ∂ aᵀX⁻¹b / ∂X",
+        "program": "L = a_i inv_ij(X_ij) b_j",
+        "wrt": ["X"], "mode": "diff", "order": 1,
+    },
+    {
+        "name": "Gaussian negative log-likelihood, by Σ",
+        "program": "r_i = y_i - m_i\nL = 0.5 logdet_ij(S_ij) + 0.5 r_i inv_ij(S_ij) r_j",
+        "wrt": ["S"], "mode": "grad", "order": 1,
+    },
+    {
+        "name": "Ridge regression's solution (XᵀX + λI)⁻¹ Xᵀy",
+        "program": "w_i = inv_ij(X_ki X_kj + lam δ_ij) X_lj y_l",
+        "wrt": ["lam"], "mode": "diff", "order": 1,
+    },
+    {
         "name": "The guide's RNN, unrolled 3 steps: backprop through time",
         "program": _rnn(3),
         "wrt": ["W", "U", "b"], "mode": "grad", "order": 1,
