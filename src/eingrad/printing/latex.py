@@ -6,6 +6,7 @@ import unicodedata
 from fractions import Fraction
 
 from ..expr import (
+    Pick,
     Add,
     Call,
     Choose,
@@ -96,6 +97,9 @@ class LatexRenderer:
             return latex_symbol(e.name) + latex_indices(e.indices), ATOM
         if isinstance(e, Delta):
             return "\\delta" + latex_indices(e.indices), ATOM
+        if isinstance(e, Pick):  # δ[c, y[n]]: \delta_{c, y_{n}}
+            table = latex_symbol(e.table.name) + latex_indices(e.table.indices)
+            return "\\delta_{" + latex_symbol(e.index) + ", " + table + "}", ATOM
         if isinstance(e, Size):
             return f"\\lvert {latex_symbol(e.index)} \\rvert", ATOM
         if isinstance(e, Add):

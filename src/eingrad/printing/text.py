@@ -6,6 +6,7 @@ import math
 from fractions import Fraction
 
 from ..expr import (
+    Pick,
     Add,
     Call,
     Choose,
@@ -119,6 +120,8 @@ class TextRenderer:
             return e.name + index_suffix(e.indices), ATOM
         if isinstance(e, Delta):
             return "δ" + index_suffix(e.indices), ATOM
+        if isinstance(e, Pick):  # the one-hot delta of a lookup, δ[c, y[n]] (LANGUAGE.md §10)
+            return f"δ[{e.index}, {e.table.name}[{', '.join(e.table.indices)}]]", ATOM
         if isinstance(e, Size):
             return f"|{e.index}|", ATOM
         if isinstance(e, Add):
