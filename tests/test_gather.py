@@ -84,6 +84,13 @@ def test_bad_syntax_is_positioned(src, message):
     assert info.value.spans
 
 
+@pytest.mark.parametrize("src", ["Y[n,i] = X[n, i+k] K[k]", "y[t] = x[t-1]", "Y[n,i] = X[n, i*k]"])
+def test_index_arithmetic_is_not_supported_yet(src):
+    with pytest.raises(eg.ParseError, match="index arithmetic .* is not supported yet") as info:
+        eg.parse(src)
+    assert info.value.spans and "LANGUAGE.md §11" in info.value.hint
+
+
 def test_an_index_read_as_a_value_too_is_refused():
     with pytest.raises(ProgramError, match="used as an index .* and also as a value") as info:
         eg.parse("L_n = Z[n, y[n]] + y[n]")

@@ -136,7 +136,7 @@ class _Interpreter:
         """δ[c, y[n]] as a dense 0/1 array (the oracle; compiled code never builds it)."""
         table, labels = self.eval_Tensor(e.table)
         size = self.sizes[e.index]
-        check_index_range(e.table.name, table, size, e.table.span, f"index {e.index!r}")
+        check_index_range(e.table.name, table, size, e.table.span, "the axis it picks")
         if e.index in labels:  # δ[n, y[n]]: 1 where y_n = n
             out = labels
             onehot = (table == _align(np.arange(size), (e.index,), labels))

@@ -548,6 +548,13 @@ class _Parser:
                 continue
             if self.at(closer):
                 return indices, spans
+            if self.tok.text in ("+", "-", "*"):  # X[n, i+k], x[t-1]: index arithmetic (§11)
+                raise self.error(
+                    f"index arithmetic ({tok.text}{self.tok.text}...) is not supported yet",
+                    Span(tok.start, self.tok.end),
+                    hint="an index position holds a name (A[i, j]) or an integer tensor's lookup (Z[n, y[n]]); "
+                    "shifts, strides and convolutions (LANGUAGE.md §11) are not implemented",
+                )
             raise self.error(
                 f"expected ',' or {closer!r} in the index list, found {self.describe(self.tok)}",
                 hint="separate multi-letter index names with commas",
