@@ -257,3 +257,13 @@ def test_matrix_form_and_explain():
     p = eg.parse(LM)
     assert "no matrix form" in str(eg.matrix_form(p))
     assert "δ[k, y[n]]" in str(eg.explain(p, "W"))
+
+
+@pytest.mark.parametrize("mode", ["diff", "grad", "hessian"])
+def test_playground_derives_and_checks_a_program_with_lookups(mode):
+    from eingrad.web.work import derive
+
+    result = derive({"program": LM, "wrt": [], "mode": mode, "positive": True})
+    assert result["wrt"] == ["E", "W"]  # the integer inputs are not differentiated
+    assert result["check"]["pass"]
+    assert "_scatter_add" in result["code"]["source"] or mode != "grad"

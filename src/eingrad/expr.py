@@ -502,9 +502,15 @@ class Pick(Expr):
         return f"Pick({self.index!r}, {self.table!r})"
 
 
+@lru_cache(maxsize=65536)
 def integer_tensors(e: Expr) -> frozenset[str]:
-    """The names of the tensors ``e`` reads as indices (the tables of its picks)."""
-    return frozenset(n.table.name for n in walk(e) if isinstance(n, Pick))
+    """The names of the tensors ``e`` reads as indices (the tables of its picks); cached."""
+    if isinstance(e, Pick):
+        return frozenset((e.table.name,))
+    out: frozenset[str] = frozenset()
+    for child in e.children:
+        out |= integer_tensors(child)
+    return out
 
 
 #: Linear-algebra functions of a matrix (LANGUAGE.md §9): ``inv`` keeps its axes, the others bind them.

@@ -65,10 +65,9 @@ class Program:
         object.__setattr__(self, "_index", _check_statements(self.statements, self.source))
         from .expr import Pick, Tensor, walk
 
-        tables = {n.table for s in self.statements for n in walk(s.expr) if isinstance(n, Pick)}
-        if not tables:
+        names = self.index_inputs
+        if not names:
             return
-        names = {t.name for t in tables}
         for stmt in self.statements:  # an index reads an input of integers (LANGUAGE.md §10)
             for node in walk(stmt.expr):
                 if isinstance(node, Pick):

@@ -152,9 +152,17 @@ def distributed(gen, factors: list, out: tuple[str, ...]):
     others = factors[:k] + factors[k + 1:]
     free = frozenset().union(*(f.free for f in factors))
     summed = sorted(free - set(out))
-    terms = [E.sum_(summed, E.mul(*others, t)) for t in factors[k].terms]
-    value = gen.emit(E.add(*terms))
-    return value
+    # Each term emitted and added here: emitting their sum would merge them back (A X + B X
+    # as (A + B) X, ``merged_contractions``) into the product this undoes.
+    parts = []
+    for t in factors[k].terms:
+        product = E.mul(*others, t)
+        parts.append(gen.emit(E.sum_([i for i in summed if i in product.free], product)))
+    labels = tuple(i for i in out if any(i in v.labels for v in parts))
+    total = parts[0]
+    for part in parts[1:]:
+        total = gen.combine(False, total, False, part, labels)
+    return total
 
 
 def without_unit_powers(factors: list) -> list:
