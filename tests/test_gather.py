@@ -16,7 +16,7 @@ from autograd.scipy.special import logsumexp as alogsumexp
 
 import eingrad as eg
 from eingrad import expr as E
-from eingrad.errors import EingradError, IndexRuleError, InputError, InputTypeError, ProgramError, SizeError
+from eingrad.errors import EingradError, InputError, InputTypeError, ProgramError, SizeError
 
 LM = """H[n,d] = tanh(E[tok[n], d])
 Z[n,c] = H[n,d] W[d,c]

@@ -22,7 +22,6 @@ import opt_einsum
 
 from .errors import InputError, InputTypeError, check_allocation, max_array_bytes
 from .expr import (
-    Pick,
     Add,
     Call,
     Choose,
@@ -33,6 +32,7 @@ from .expr import (
     LogSumExp,
     MatFn,
     Mul,
+    Pick,
     Pow,
     Reduce,
     Size,

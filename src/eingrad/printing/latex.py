@@ -6,7 +6,6 @@ import unicodedata
 from fractions import Fraction
 
 from ..expr import (
-    Pick,
     Add,
     Call,
     Choose,
@@ -17,6 +16,7 @@ from ..expr import (
     LogSumExp,
     MatFn,
     Mul,
+    Pick,
     Pow,
     Reduce,
     Size,
