@@ -267,3 +267,22 @@ def test_playground_derives_and_checks_a_program_with_lookups(mode):
     assert result["wrt"] == ["E", "W"]  # the integer inputs are not differentiated
     assert result["check"]["pass"]
     assert "_scatter_add" in result["code"]["source"] or mode != "grad"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_a_delta_of_an_index_and_its_own_lookup_is_a_mask(backend):
+    # δ[n, y[n]] is 1 where y_n = n: fixed points, never a scatter over a second n axis
+    pytest.importorskip(backend)
+    p = eg.parse("s = sum_n(δ[n, y[n]] x[n])\nS[n] = δ[n, y[n]] x[n]")
+    y, x = np.array([0, 2, 2, 3, 1]), np.arange(1.0, 6.0)
+    expected = np.where(y == np.arange(5), x, 0.0)
+    values = eg.evaluate(p, y=y, x=x)
+    np.testing.assert_allclose(values["S"], expected)
+    args = {"y": y, "x": x}
+    if backend == "torch":
+        import torch
+
+        args = {k: torch.from_numpy(v) for k, v in args.items()}
+    out = eg.compile(p, backend=backend)(**args)
+    np.testing.assert_allclose(np.asarray(out["S"]), expected, rtol=1e-6)
+    np.testing.assert_allclose(float(out["s"]), expected.sum(), rtol=1e-6)

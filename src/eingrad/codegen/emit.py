@@ -888,7 +888,7 @@ class Generator:
         source = f"def {name}(arrays, sizes=None):\n" + "\n".join("    " + line for line in body) + "\n"
         if any("_sizes_disagree(" in line or "_declared(" in line for line in sizes):
             source = SIZE_HELPERS.lstrip("\n") + "\n\n" + source
-        if any("_gather(" in line or "_scatter_add(" in line for line in body):
+        if any("_gather(" in line or "_scatter_add(" in line or "_index_equal(" in line for line in body):
             source = GATHER_HELPERS[self.backend.name].lstrip("\n") + "\n\n" + source
         return GeneratedCode(source, outputs, inputs)
 

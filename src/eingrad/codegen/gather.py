@@ -34,6 +34,9 @@ def _index_grid(y, pos):
 def _gather(v, y, pos):
     return v[_index_grid(y, pos)]
 
+def _index_equal(y, p, like):
+    return (y == _index_grid(y, (p,))[1]).astype(like.dtype)
+
 def _scatter_add(shape, like, y, pos, w):
     out = xp.zeros(shape, dtype=like.dtype)
     w = xp.broadcast_to(xp.asarray(w, dtype=out.dtype), tuple(y.shape) + tuple(shape[1 + len(pos):]))
@@ -53,6 +56,9 @@ def _index_grid(y, pos):
 
 def _gather(v, y, pos):
     return v[_index_grid(y, pos)]
+
+def _index_equal(y, p, like):
+    return (y.long() == _index_grid(y, (p,))[1]).to(like.dtype)
 
 def _scatter_add(shape, like, y, pos, w):
     out = xp.zeros(shape, dtype=like.dtype, device=like.device)
@@ -74,13 +80,20 @@ def _index_grid(y, pos):
 def _gather(v, y, pos):
     return v[_index_grid(y, pos)]
 
+def _index_equal(y, p, like):
+    return (y == _index_grid(y, (p,))[1]).astype(like.dtype)
+
 def _scatter_add(shape, like, y, pos, w):
     out = xp.zeros(shape, dtype=like.dtype)
     w = xp.broadcast_to(xp.asarray(w, dtype=out.dtype), tuple(y.shape) + tuple(shape[1 + len(pos):]))
     return out.at[_index_grid(y, pos)].add(w)
 '''
 
-HELPERS = {"numpy": _NUMPY, "cupy": _NUMPY, "torch": _TORCH, "jax": _JAX}
+# cupy: numpy's helpers with cupyx.scatter_add (an atomic add on the device) for np.add.at.
+_CUPY = _NUMPY.replace("    xp.add.at(out, _index_grid(y, pos), w)",
+                       "    import cupyx\n    cupyx.scatter_add(out, _index_grid(y, pos), w)")
+
+HELPERS = {"numpy": _NUMPY, "cupy": _CUPY, "torch": _TORCH, "jax": _JAX}
 
 
 def _labels(f) -> tuple[str, ...]:
@@ -105,6 +118,11 @@ def contract_picks(gen, factors: list, out: tuple[str, ...]):
     c = pick.index
     table = gen.emit(pick.table)
     ly = table.labels
+    if c in ly:  # δ[n, y[n]]: 1 where y_n = n, a mask over y's own axes
+        like = gen.like_code()
+        mask = gen.temp(f"_index_equal({table.code}, {ly.index(c)}, {like})", ly,
+                        _uses([table]) + ((gen.like,) if gen.like else ()), fresh=True)
+        return gen.contract(rest + [mask], out)
     with_c = [f for f in rest if c in _labels(f)]
     without = [f for f in rest if c not in _labels(f)]
     outside = set(out) | {i for f in without for i in _labels(f)}
