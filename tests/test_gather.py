@@ -286,3 +286,9 @@ def test_a_delta_of_an_index_and_its_own_lookup_is_a_mask(backend):
     out = eg.compile(p, backend=backend)(**args)
     np.testing.assert_allclose(np.asarray(out["S"]), expected, rtol=1e-6)
     np.testing.assert_allclose(float(out["s"]), expected.sum(), rtol=1e-6)
+
+
+def test_evaluate_takes_the_float_inputs_dtype_never_the_index_dtype():
+    a = _inputs(dtype=np.float32, itype=np.int64)
+    out = eg.evaluate(eg.grad(eg.parse(LM), wrt=["E", "W"]), **a)
+    assert out["dLdE"].dtype == np.float32 and out["L"].dtype == np.float32

@@ -1190,7 +1190,10 @@ def random_program(
     invertible matrices, and (``selections``, LANGUAGE.md §8 and §13)
     ``mean_k``, ``max_k``, ``min_k``, ``softmax_k``, ``max(a, b)``, ``min(a, b)``,
     ``where``, ``clip`` and comparisons; without them a seed gives the program it
-    gave before those existed.  Later statements read earlier targets.  Values stay
+    gave before those existed.  With ``gather`` (off by default, so that every seed
+    keeps its program), also integer indexing (LANGUAGE.md §10): ``X[a, y[b], c]`` reads
+    a new input at the integers of a new index input (in ``integer_ranges``, drawn in
+    range by :meth:`RandomProgram.random_inputs`).  Later statements read earlier targets.  Values stay
     finite on the inputs that :meth:`RandomProgram.random_inputs` draws.
 
     >>> import numpy as np
