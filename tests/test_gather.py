@@ -68,9 +68,12 @@ def test_print_and_parse_back(src):
     assert [s.expr for s in again.statements] == [s.expr for s in p.statements]
 
 
-def test_latex():
-    p = eg.parse("L_n = Z[n, y[n]]")
-    assert "\\delta_{c, y_{n}}" in p.latex()
+def test_latex_writes_the_gather_and_the_scatter():
+    assert eg.parse("L_n = Z[n, y[n]]").latex() == "L_{n} &= Z_{n, y_{n}}"
+    assert "E_{\\mathit{tok}_{n}, d}" in eg.parse("H[n,d] = tanh(E[tok[n], d])").latex()
+    assert "g_{nd} \\delta_{v, \\mathit{tok}_{n}}" in eg.parse("G[v,d] = sum_n(g[n,d] δ[v, tok[n]])").latex()
+    # where the picked index occurs elsewhere too, the delta stays
+    assert "\\delta_{c, y_{n}} x_{c}" in eg.parse("S[n] = sum_c(Z[n,c] δ[c, y[n]] x[c])").latex()
 
 
 @pytest.mark.parametrize("src, message", [
