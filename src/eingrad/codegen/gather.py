@@ -187,7 +187,7 @@ def without_unit_powers(factors: list) -> list:
     """``factors`` less each ``X^0`` whose indices other factors carry, where a factor
     holds a lookup's delta: ``X^0`` is 1 wherever ``X`` is (it only carries the shape a
     scatter's gradient text needs), and multiplying by it would be a dense array of ones."""
-    if not any(isinstance(f, Expr) and any(isinstance(n, E.Pick) for n in E.walk(f)) for f in factors):
+    if not any(isinstance(f, Expr) and E.integer_tensors(f) for f in factors):  # (cached per node)
         return factors
     out = []
     for k, f in enumerate(factors):
