@@ -38,6 +38,7 @@ from eingrad.testing import (
     Apply,
     Bind,
     Cmp,
+    Gather,
     Mat,
     Neg,
     Plus,
@@ -62,6 +63,8 @@ def reads(node) -> set[str]:
     """The tensors a node of the written tree reads."""
     if isinstance(node, Ref):
         return {node.name}
+    if isinstance(node, Gather):
+        return {node.name, node.table}
     if isinstance(node, Times):
         return set().union(*(reads(f) for f in node.factors + node.divisors))
     if isinstance(node, Plus):
@@ -93,7 +96,7 @@ def inputs_read(rp: RandomProgram, target: str) -> list[str]:
         seen.add(name)
         if name in rhs:
             todo.extend(reads(rhs[name]))
-    return [name for name in rp.input_shapes if name in seen]
+    return [name for name in rp.input_shapes if name in seen and name not in rp.integer_ranges]
 
 
 def close(actual, expected, what: str, context: str) -> None:
@@ -116,8 +119,8 @@ def autograd_hessian(f, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_program(seed: int) -> None:
-    rp = random_program(np.random.default_rng(seed))
+def check_program(seed: int, gather: bool = False) -> None:
+    rp = random_program(np.random.default_rng(seed), gather=gather)
     program = rp.parse()
     rng = np.random.default_rng([seed, 1])
     arrays = rp.random_inputs(rng)
@@ -148,7 +151,9 @@ def check_derivatives(rp, program, arrays, wrt, output, context) -> None:
 
 
 def check_reverse_mode(rp, program, arrays, output, rng, context) -> None:
-    inputs = list(program.inputs)
+    inputs = [name for name in program.inputs if name not in program.index_inputs]
+    if not inputs:
+        return
     out_indices = program.statement(output).indices
     seed_name = seed_array = None
     if out_indices:
@@ -177,3 +182,12 @@ def test_random_program_derivatives_agree_with_autograd(seed):
         warnings.simplefilter("ignore", eg.ZeroDerivativeWarning)
         warnings.filterwarnings("ignore", "Output seems independent of input", UserWarning)
         check_program(seed)
+
+
+@pytest.mark.parametrize("seed", range(FIRST, FIRST + PROGRAMS // 3))
+def test_random_programs_with_gathers_agree_with_autograd(seed):
+    """Integer indexing (LANGUAGE.md §10) against autograd's fancy indexing (its scatter-add)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.ZeroDerivativeWarning)
+        warnings.filterwarnings("ignore", "Output seems independent of input", UserWarning)
+        check_program(seed, gather=True)

@@ -37,6 +37,7 @@ from .expr import (
     Mul,
     Pow,
     Reduce,
+    Pick,
     Size,
     Sum,
     Tensor,
@@ -53,7 +54,7 @@ _PERMUTATION_BUDGET = 720
 
 def _prenex(e: Expr, taken: set[str]) -> Expr:
     """Pull sums out of products (renaming bound indices apart) and merge nested sums."""
-    if isinstance(e, (Tensor, Delta, Const, Size)):
+    if isinstance(e, (Tensor, Delta, Const, Size, Pick)):
         return e
     if isinstance(e, Mul):
         bound: list[str] = []
@@ -124,6 +125,9 @@ def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
         return f"{e.name}({','.join(parts)})"
     if isinstance(e, Const):
         return f"#{e.value}"
+    if isinstance(e, Pick):  # δ[c, y[n]]: the table's pattern, the picked index named or not
+        index = "*" if e.index in bound else e.index
+        return f"δ({index};{_anonymous_key(e.table, bound)})"
     if isinstance(e, Size):
         return "|*|" if e.index in bound else f"|{e.index}|"  # mean_k: Σ_k |k|^-1 …
     if isinstance(e, (Sum, LogSumExp, Reduce)):
@@ -152,7 +156,7 @@ def _orderings(e: Expr, bound: frozenset[str], budget: list[int]) -> list[Expr]:
         if not bound & set(e.indices):
             return [Delta(tuple(sorted(e.indices)), e.span)]
         return [Delta(p, e.span) for p in dict.fromkeys(itertools.permutations(e.indices))]
-    if isinstance(e, (Tensor, Const, Size)):
+    if isinstance(e, (Tensor, Const, Size, Pick)):
         return [e]
     if isinstance(e, (Sum, LogSumExp, Reduce)):
         inner = bound | set(e.indices)
@@ -226,6 +230,14 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             if isinstance(node, Tensor):
                 return Tensor(node.name, tuple(new), node.span)
             return Delta(tuple(new), node.span)
+        if isinstance(node, Pick):
+            index = node.index
+            if index in scope:
+                own = scope[index]
+                if index not in own:
+                    own[index] = f"%{next(count)}"
+                index = own[index]
+            return Pick(index, rename(node.table, scope), node.span)  # type: ignore[arg-type]
         if isinstance(node, Size) and node.index in scope:  # |k| inside the sum over k (mean_k)
             own = scope[node.index]
             if node.index not in own:
@@ -302,6 +314,8 @@ def _class_key(e: Expr, free: frozenset[str]) -> str:
         return f"δ[{','.join(sorted(index(i) for i in e.indices))}]"
     if isinstance(e, Size):
         return f"|{index(e.index)}|"
+    if isinstance(e, Pick):
+        return f"δ[{index(e.index)};{_class_key(e.table, free)}]"
     if isinstance(e, Const):
         return str(e.value)
     if isinstance(e, Sum):

@@ -139,7 +139,7 @@ def _d_tensor(e: Tensor, ctx: _Context) -> Expr:
 
 
 def _d_const(e: Expr, ctx: _Context) -> Expr:
-    """∂c/∂X = 0, ∂δ_ij/∂X = 0, ∂|i|/∂X = 0, ∂[a > b]/∂X = 0"""
+    """∂c/∂X = 0, ∂δ_ij/∂X = 0, ∂|i|/∂X = 0, ∂[a > b]/∂X = 0, ∂δ[c, y_n]/∂X = 0"""
     return ZERO
 
 
@@ -290,6 +290,7 @@ _RULES: dict[type, Callable] = {
     Choose: _d_choose,
     Compare: _d_const,  # a comparison is 1 or 0: a constant (LANGUAGE.md §13)
     MatFn: _d_matfn,
+    E.Pick: _d_const,  # δ[c, y[n]]: y holds integers, never differentiated (LANGUAGE.md §10)
 }
 
 
@@ -699,6 +700,14 @@ def _check_request(program: Program, wrt: str, order: object, output: str | None
 
 def require_input(program: Program, name: object, error: type[EingradError], what: str) -> None:
     """Raise ``error`` unless ``name`` is an input of ``program`` (wrt names inputs)."""
+    if isinstance(name, str) and name in program.index_inputs:
+        raise error(
+            f"{name!r} is used as an index, so it holds integers: {what} with respect to it do not exist",
+            source=program.source,
+            spans=program.first_use(name).span,
+            hint=f"an integer input such as {name!r} is data (labels, tokens), never differentiated; "
+            f"ask for {what} with respect to the other inputs",
+        )
     if isinstance(name, str) and name in program.inputs:
         return
     if isinstance(name, str) and program.is_target(name):

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import opt_einsum
 
-from .errors import InputTypeError, check_allocation, max_array_bytes
+from .errors import InputError, InputTypeError, check_allocation, max_array_bytes
 from .expr import (
     Add,
     Call,
@@ -32,6 +32,7 @@ from .expr import (
     LogSumExp,
     MatFn,
     Mul,
+    Pick,
     Pow,
     Reduce,
     Size,
@@ -46,6 +47,38 @@ from .sizes import infer_shapes
 __all__ = ["evaluate_program", "as_input_array"]
 
 Labelled = tuple[np.ndarray, tuple[str, ...]]
+
+
+def as_index_array(name: str, value: Any, span=None) -> np.ndarray:
+    """``value``, an input read as an index (``y`` of ``Z[n, y[n]]``), as an integer array."""
+    try:
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 - any conversion failure is the user's input
+        array = None
+    if array is None or array.dtype.kind not in "iu":
+        kind = type(value).__name__ if array is None else f"an array of dtype {array.dtype}"
+        raise InputTypeError(
+            f"input {name!r} is used as an index, so it must hold integers, got {kind}",
+            spans=span,
+            hint=f"pass {name} as an integer array (e.g. numpy.int64 labels); an index is never a float",
+        )
+    return array
+
+
+def check_index_range(name: str, array: np.ndarray, size: int, span=None, position: str = "") -> None:
+    """Every value of the index array ``name`` lies in ``0 … size-1`` (numpy would wrap -1)."""
+    if array.size == 0:
+        return
+    bad = (array < 0) | (array >= size)
+    if bad.any():
+        where = tuple(int(k) for k in np.argwhere(bad)[0])
+        value = int(array[where])
+        raise InputError(
+            f"index {name}{list(where)} = {value} is out of range for {position or 'its axis'} "
+            f"of size {size}",
+            spans=span,
+            hint=f"the values of {name!r} must lie in 0 … {size - 1}",
+        )
 
 
 def as_input_array(name: str, value: Any) -> np.ndarray:
@@ -98,6 +131,20 @@ class _Interpreter:
 
     def eval_Delta(self, e: Delta) -> Labelled:
         return self.contract((e,), tuple(dict.fromkeys(e.indices)))
+
+    def eval_Pick(self, e: Pick) -> Labelled:
+        """δ[c, y[n]] as a dense 0/1 array (the oracle; compiled code never builds it)."""
+        table, labels = self.eval_Tensor(e.table)
+        size = self.sizes[e.index]
+        check_index_range(e.table.name, table, size, e.table.span, "the axis it picks")
+        if e.index in labels:  # δ[n, y[n]]: 1 where y_n = n
+            out = labels
+            onehot = (table == _align(np.arange(size), (e.index,), labels))
+        else:
+            out = (e.index,) + labels
+            self.check(out, "the delta " + str(e))
+            onehot = np.arange(size).reshape((size,) + (1,) * len(labels)) == table
+        return onehot.astype(self.dtype), out
 
     def eval_Const(self, e: Const) -> Labelled:
         return np.asarray(e.as_float(), dtype=self.dtype), ()
@@ -417,8 +464,12 @@ def evaluate_program(
     """Run ``program`` on ``arrays``; returns every target's value, in program order.
     ``context``: shapes only (see :func:`eingrad.sizes.infer_shapes`)."""
     inputs = {}
+    indexing = program.index_inputs
     for name, value in arrays.items():
         try:
+            if name in indexing:
+                inputs[name] = as_index_array(name, value, program.first_use(name).span)
+                continue
             inputs[name] = as_input_array(name, value)
         except InputTypeError as err:
             if name in program.inputs:
@@ -427,13 +478,13 @@ def evaluate_program(
     info = infer_shapes(program, {k: v.shape for k, v in inputs.items()}, declared, context)
     # Python numbers are weak (as in numpy's NEP 50): they take the arrays' dtype, so
     # lam=0.1 next to float32 arrays keeps the computation in float32.
-    weak = [name for name, value in arrays.items() if _is_python_number(value)]
-    strong = [a.dtype for name, a in inputs.items() if name not in weak]
+    weak = [name for name, value in arrays.items() if _is_python_number(value) and name not in indexing]
+    strong = [a.dtype for name, a in inputs.items() if name not in weak and name not in indexing]
     if strong:
         dtype = np.result_type(*strong, *(arrays[name] for name in weak))
         inputs.update((name, inputs[name].astype(dtype)) for name in weak)
     else:
-        dtype = np.result_type(np.float64, *(a.dtype for a in inputs.values()))
+        dtype = np.result_type(np.float64, *(a.dtype for n, a in inputs.items() if n not in indexing))
     env: dict[str, np.ndarray] = dict(inputs)
     results: dict[str, np.ndarray] = {}
     for stmt, sizes in zip(program.statements, info.sizes, strict=True):

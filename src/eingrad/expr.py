@@ -37,6 +37,7 @@ __all__ = [
     "Choose",
     "Compare",
     "Size",
+    "Pick",
     "BINDER_TYPES",
     "MatFn",
     "MATFN_OPS",
@@ -64,6 +65,7 @@ __all__ = [
     "rename_tensors",
     "rebuild",
     "tensor_refs",
+    "integer_tensors",
     "rename_indices",
     "merges_matrix_axes",
 ]
@@ -476,6 +478,51 @@ class Size(Expr):
         return f"Size({self.index!r})"
 
 
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Pick(Expr):
+    """``δ[index, table]``: 1 where ``index`` equals the integer ``table`` holds, else 0.
+
+    ``table`` is a reference to an integer input (``y[n]``), its child; the index of the
+    picked axis is ``index``.  ``Z[n, y[n]]`` is ``Σ_c Z[n,c] δ[c, y[n]]`` (LANGUAGE.md §10):
+    a gather, and the same delta with ``index`` free is its derivative, a scatter.  It is
+    never built as a dense one-hot array by the compiler.
+    """
+
+    index: str
+    table: Tensor
+    span: Span | None = field(default=None, compare=False)
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, (self.index, *self.table.indices), (self.index, self.table))
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.table,)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        (table,) = children
+        return Pick(self.index, table, self.span) if isinstance(table, Tensor) else self
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pick) and self.index == other.index and self.table == other.table
+
+    def __repr__(self) -> str:
+        return f"Pick({self.index!r}, {self.table!r})"
+
+
+@lru_cache(maxsize=65536)
+def integer_tensors(e: Expr) -> frozenset[str]:
+    """The names of the tensors ``e`` reads as indices (the tables of its picks); cached."""
+    if isinstance(e, Pick):
+        return frozenset((e.table.name,))
+    out: frozenset[str] = frozenset()
+    for child in e.children:
+        out |= integer_tensors(child)
+    return out
+
+
 #: Linear-algebra functions of a matrix (LANGUAGE.md §9): ``inv`` keeps its axes, the others bind them.
 MATFN_OPS = ("inv", "det", "logdet")
 
@@ -539,7 +586,7 @@ def matfn(op: str, axes: Iterable[str], body: Expr) -> MatFn:
 
 
 # Defining __eq__ resets __hash__ to None; every node hashes by its cached value.
-for _cls in (Tensor, Delta, Const, Size, Add, Mul, Pow, Call, Sum, LogSumExp, Reduce, Choose, Compare, MatFn):
+for _cls in (Tensor, Delta, Const, Size, Add, Mul, Pow, Call, Sum, LogSumExp, Reduce, Choose, Compare, MatFn, Pick):
     _cls.__hash__ = Expr.__hash__  # type: ignore[method-assign]
 
 #: Node types that bind indices (their ``binds``; a MatFn binds its axes for det and logdet).
@@ -701,6 +748,8 @@ def index_names(e: Expr) -> frozenset[str]:
         return frozenset(e.indices)
     if isinstance(e, Size):
         return frozenset((e.index,))
+    if isinstance(e, Pick):
+        return frozenset((e.index, *e.table.indices))
     out = frozenset(e.binds)
     if isinstance(e, MatFn):
         out = frozenset(e.axes)
@@ -743,6 +792,8 @@ def rename_tensors(e: Expr, mapping: dict[str, str]) -> Expr:
         return Compare(e.op, children[0], children[1])
     if isinstance(e, MatFn):
         return MatFn(e.op, e.axes, children[0], e.span)
+    if isinstance(e, Pick):
+        return Pick(e.index, children[0], e.span)  # type: ignore[arg-type]
     return e
 
 
@@ -764,7 +815,7 @@ def all_indices(e: Expr) -> set[str]:
             out.update(node.indices)
         elif node.binds:
             out.update(node.binds)
-        elif isinstance(node, Size):
+        elif isinstance(node, (Size, Pick)):
             out.add(node.index)
         elif isinstance(node, MatFn):
             out.update(node.axes)
@@ -833,6 +884,8 @@ def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
         return e
     if isinstance(e, Size):
         return Size(mapping.get(e.index, e.index))
+    if isinstance(e, Pick):
+        return Pick(mapping.get(e.index, e.index), rename_indices(e.table, mapping), e.span)  # type: ignore[arg-type]
     if isinstance(e, Sum):
         return Sum(tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping))
     if isinstance(e, (LogSumExp, Reduce)):

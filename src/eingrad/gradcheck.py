@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .api import as_program, diff, evaluate
+from .expr import Pick, walk
 from .program import Program
 
 __all__ = ["check_grad", "random_arrays"]
@@ -27,7 +28,11 @@ def random_arrays(
     out = {}
     for name in program.inputs:
         ref = program.first_use(name)
-        out[name] = rng.standard_normal(tuple(sizes.get(i, 3) for i in ref.indices))
+        shape = tuple(sizes.get(i, 3) for i in ref.indices)
+        picked = [sizes.get(p.index, 3) for s in program.statements for p in walk(s.expr)
+                  if isinstance(p, Pick) and p.table.name == name]
+        # an index input: random integers in range of the axis it picks
+        out[name] = rng.integers(0, min(picked), shape) if picked else rng.standard_normal(shape)
     return out
 
 
@@ -54,7 +59,8 @@ def check_grad(
     rng = rng if rng is not None else np.random.default_rng(0)
     if arrays is None:
         arrays = random_arrays(program, sizes, rng)
-    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+    integer = program.index_inputs  # index inputs pass through as integers
+    arrays = {k: np.asarray(v) if k in integer else np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
     output = output or program.output
     derivatives = [None] + [diff(program, wrt, k, output) for k in range(1, order + 1)]
     x = arrays[wrt]

@@ -63,6 +63,39 @@ class Program:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", _check_statements(self.statements, self.source))
+        from .expr import Pick, Tensor, walk
+
+        names = self.index_inputs
+        if not names:
+            return
+        for stmt in self.statements:  # an index reads an input of integers (LANGUAGE.md §10)
+            for node in walk(stmt.expr):
+                if isinstance(node, Pick):
+                    continue
+                if isinstance(node, Tensor) and node.name in names and not any(
+                        isinstance(p, Pick) and p.table is node for p in walk(stmt.expr)):
+                    raise ProgramError(
+                        f"{node.name!r} is used as an index (an array of integers) and also as a value",
+                        source=self.source,
+                        spans=node.span,
+                        hint=f"pass the values as another input (e.g. a float copy of {node.name!r})",
+                    )
+            for node in walk(stmt.expr):
+                if isinstance(node, Pick) and node.table.name in self._index.by_target:
+                    raise ProgramError(
+                        f"{node.table.name!r} is used as an index, but it is computed by a statement: "
+                        "an index reads an input of integers",
+                        source=self.source,
+                        spans=node.table.span,
+                        hint=f"pass {node.table.name!r} as an integer input",
+                    )
+
+    @property
+    def index_inputs(self) -> frozenset[str]:
+        """Inputs read as indices (``y`` of ``Z[n, y[n]]``): integer arrays, never differentiated."""
+        from .expr import integer_tensors
+
+        return frozenset().union(*(integer_tensors(s.expr) for s in self.statements))
 
     # ---- names
     @property

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import MissingInputError, RankError, SizeError, Span, UnknownInputError
-from .expr import Delta, Expr, MatFn, Size, Tensor, walk
+from .expr import Delta, Expr, MatFn, Pick, Size, Tensor, walk
 from .program import Program, Statement
 
 __all__ = ["ShapeInfo", "infer_shapes", "statement_sizes"]
@@ -137,6 +137,15 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
                 hint=f"declare it, e.g. eg.evaluate(program, sizes={{{missing[0]!r}: 3}}, ...)",
             )
     for node in walk(expr):
+        if isinstance(node, Pick) and node.index not in size:
+            raise SizeError(
+                f"the size of index {node.index!r} cannot be determined: it occurs only in "
+                f"the delta δ[{node.index}, {node.table.name}[...]], whose values {node.table.name!r} indexes",
+                source=source,
+                spans=[node.span],
+                hint=f"use {node.index!r} in a tensor of the same statement, or declare it, "
+                f"e.g. sizes={{{node.index!r}: 10}}",
+            )
         if isinstance(node, Size) and node.index not in size:
             raise SizeError(
                 f"the size of index {node.index!r} in |{node.index}| cannot be determined",
@@ -183,7 +192,7 @@ def _origin_span(origin: tuple[Tensor | Delta | None, int]) -> Span | None:
 
 def _occurs(expr: Expr, index: str) -> bool:
     return any(
-        (isinstance(n, (Tensor, Delta)) and index in n.indices) or (isinstance(n, Size) and n.index == index)
+        (isinstance(n, (Tensor, Delta)) and index in n.indices) or (isinstance(n, (Size, Pick)) and n.index == index)
         for n in walk(expr)
     )
 

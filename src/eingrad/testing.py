@@ -40,7 +40,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -56,6 +56,7 @@ __all__ = [
     "RandomStatement",
     "Interval",
     "Ref",
+    "Gather",
     "Num",
     "Kron",
     "Times",
@@ -375,7 +376,29 @@ class Cmp:
         return f"{_wrap(self.left, ADD)} {self.op} {_wrap(self.right, ADD)}", CMP
 
 
-Node = Ref | Num | Kron | Times | Plus | Neg | Power | Apply | Bind | Mat | Soft | Select | Cmp
+@dataclass(frozen=True, slots=True)
+class Gather:
+    """``name[..., table[t...], ...]``: input ``name`` read at the integers of input ``table``
+    on axis ``axis`` (LANGUAGE.md §10); every index is free."""
+
+    name: str
+    indices: tuple[str, ...]  # the other axes of ``name``, in order (``axis`` is the lookup)
+    axis: int
+    table: str
+    table_indices: tuple[str, ...]
+    bounds: Interval
+
+    @property
+    def free(self) -> frozenset[str]:
+        return frozenset(self.indices) | frozenset(self.table_indices)
+
+    def render(self) -> tuple[str, int]:
+        parts = list(self.indices)
+        parts.insert(self.axis, f"{self.table}[{', '.join(self.table_indices)}]")
+        return f"{self.name}[{', '.join(parts)}]", ATOM
+
+
+Node = Ref | Num | Kron | Times | Plus | Neg | Power | Apply | Bind | Mat | Soft | Select | Cmp | Gather
 
 _GRID = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
 
@@ -416,6 +439,8 @@ class RandomProgram:
     input_shapes: dict[str, tuple[int, ...]]
     index_sizes: dict[str, int]
     separator: str = "\n"
+    # Inputs read as indices, with the size of the axis each picks (their values lie below it).
+    integer_ranges: dict[str, int] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -446,6 +471,12 @@ class RandomProgram:
         """
         if grid is None:
             grid = self.has_ties and bool(rng.random() < 0.5)
+        if self.integer_ranges:
+            return {
+                name: rng.integers(0, self.integer_ranges[name], size=shape) if name in self.integer_ranges
+                else rng.choice(_GRID, size=shape) if grid else rng.uniform(-1.0, 1.0, size=shape)
+                for name, shape in self.input_shapes.items()
+            }
         if grid:
             return {name: rng.choice(_GRID, size=shape) for name, shape in self.input_shapes.items()}
         return {name: rng.uniform(-1.0, 1.0, size=shape) for name, shape in self.input_shapes.items()}
@@ -653,6 +684,28 @@ class _AutogradEmitter:
                 lo, hi = float(node.args[1].value), float(node.args[2].value)
                 out = anp.clip(args[0], lo, hi)
             return out, free
+        if isinstance(node, Gather):
+            # numpy fancy indexing (autograd's own rule differentiates it: a scatter-add),
+            # every axis indexed by an arange or the table, broadcast over the free indices
+            free = tuple(sorted(node.free))
+
+            def grid(array, labels):
+                order = [labels.index(i) for i in free if i in labels]
+                array = np.transpose(np.asarray(array), order) if order else np.asarray(array)
+                return np.reshape(array, tuple(self.sizes[i] if i in labels else 1 for i in free))
+
+            index = [grid(np.arange(self.sizes[i]), (i,)) for i in node.indices]
+            table = np.asarray(env[node.table])
+            if len(set(node.table_indices)) < len(node.table_indices):  # y[n, n]: its diagonal
+                unique = tuple(dict.fromkeys(node.table_indices))
+                spec = "".join(_LETTERS[unique.index(i)] for i in node.table_indices)
+                table = np.einsum(f"{spec}->{''.join(_LETTERS[:len(unique)])}", table)
+                labels = unique
+            else:
+                labels = node.table_indices
+            index.insert(node.axis, grid(table, labels))
+            value = env[node.name][tuple(index)]
+            return anp.broadcast_to(value, tuple(self.sizes[i] for i in free)), free
         if isinstance(node, Mat):
             value, indices = self.node(node.body, env)
             batch = tuple(sorted(node.body.free - frozenset(node.axes)))
@@ -711,11 +764,14 @@ class _Builder:
     """Builds one program; ``used`` holds the index names taken in the current scope."""
 
     def __init__(
-        self, rng: np.random.Generator, max_depth: int, linalg: bool = True, selections: bool = True
+        self, rng: np.random.Generator, max_depth: int, linalg: bool = True, selections: bool = True,
+        gather: bool = False,
     ) -> None:
         self.rng = rng
         self.linalg = linalg
         self.selections = selections
+        self.gather = gather
+        self.integer: dict[str, int] = {}  # inputs read as indices -> the size of the axis picked
         self.max_depth = max_depth
         order = [_INDEX_NAMES[k] for k in rng.permutation(len(_INDEX_NAMES))]
         cycle = itertools.cycle(int(s) for s in rng.permutation([1, 2, 3, 4]))
@@ -754,7 +810,8 @@ class _Builder:
     def program(self, n_statements: int) -> RandomProgram:
         targets = [_TARGET_NAMES[k] for k in self.rng.permutation(len(_TARGET_NAMES))]
         statements = tuple(self.statement(targets[k]) for k in range(n_statements))
-        return RandomProgram(statements, dict(self.inputs), dict(self.size), self.pick(("\n", "; ")))
+        return RandomProgram(statements, dict(self.inputs), dict(self.size), self.pick(("\n", "; ")),
+                             dict(self.integer))
 
     def statement(self, target: str) -> RandomStatement:
         self.used = set()
@@ -785,6 +842,8 @@ class _Builder:
                 kinds += [("reduce", 0.6), ("select", 0.6), ("compare", 0.2)]
             if self.selections and free:
                 kinds.append(("softmax", 0.4))
+        if self.gather and free:
+            kinds.append(("gather", 1.5))
         names, weights = zip(*kinds, strict=True)
         probabilities = np.array(weights) / sum(weights)
         kind = names[int(self.rng.choice(len(names), p=probabilities))]
@@ -858,7 +917,8 @@ class _Builder:
 
     def ref(self, free: frozenset[str]) -> Ref | None:
         """A tensor reference with exactly ``free`` free: an earlier tensor, or a new input."""
-        existing = [name for name in self.shapes if len(free) <= len(self.shapes[name]) <= len(free) + 2]
+        existing = [name for name in self.shapes if len(free) <= len(self.shapes[name]) <= len(free) + 2
+                    and name not in self.integer]
         existing = [existing[k] for k in self.rng.permutation(len(existing))]
         # None stands for a new input: sometimes tried first, always tried last.
         for name in ([None] if self.chance(0.4) else []) + existing + [None]:
@@ -910,6 +970,31 @@ class _Builder:
                 return Ref(name, done, summed, self.index_style(done), bounds)
             self.used = taken
         return None
+
+    def make_gather(self, free: frozenset[str], depth: int) -> Node:
+        """``X[..., y[...], ...]``: a new input read at a new integer input (LANGUAGE.md §10);
+        the table takes one or two of ``free`` (or one twice: a diagonal), ``X`` the others and
+        maybe some of the table's too (``Z[n, y[n]]``)."""
+        letters = sorted(free)
+        k = 1 if len(letters) == 1 or self.chance(0.6) else 2
+        chosen = [letters[int(j)] for j in self.rng.permutation(len(letters))[:k]]
+        table_indices = tuple(chosen) if not (k == 1 and self.chance(0.1)) else (chosen[0], chosen[0])
+        others = [i for i in letters if i not in chosen] + [i for i in chosen if self.chance(0.4)]
+        others = [others[int(j)] for j in self.rng.permutation(len(others))]
+        if len(others) > 3:
+            return self.make_ref(free, depth)
+        picked = int(self.rng.integers(1, 5))
+        axis = int(self.rng.integers(len(others) + 1))
+        name = next((n for n in self.names if n not in self.shapes), f"T{len(self.shapes)}")
+        shape = [self.size[i] for i in others]
+        shape.insert(axis, picked)
+        self.shapes[name] = self.inputs[name] = tuple(shape)
+        self.ranges[name] = _INPUT_RANGE
+        table = next((n for n in self.names if n not in self.shapes), f"T{len(self.shapes)}")
+        self.shapes[table] = self.inputs[table] = tuple(self.size[i] for i in table_indices)
+        self.ranges[table] = _INPUT_RANGE
+        self.integer[table] = picked
+        return Gather(name, tuple(others), axis, table, table_indices, _INPUT_RANGE)
 
     def make_plus(self, free: frozenset[str], depth: int) -> Node:
         """Terms over subsets of ``free`` (broadcast); each term has its own summed indices."""
@@ -1093,6 +1178,7 @@ def random_program(
     max_depth: int = 3,
     linalg: bool = True,
     selections: bool = True,
+    gather: bool = False,
 ) -> RandomProgram:
     """A random valid program of 1 to ``max_statements`` statements.
 
@@ -1104,12 +1190,15 @@ def random_program(
     invertible matrices, and (``selections``, LANGUAGE.md §8 and §13)
     ``mean_k``, ``max_k``, ``min_k``, ``softmax_k``, ``max(a, b)``, ``min(a, b)``,
     ``where``, ``clip`` and comparisons; without them a seed gives the program it
-    gave before those existed.  Later statements read earlier targets.  Values stay
+    gave before those existed.  With ``gather`` (off by default, so that every seed
+    keeps its program), also integer indexing (LANGUAGE.md §10): ``X[a, y[b], c]`` reads
+    a new input at the integers of a new index input (in ``integer_ranges``, drawn in
+    range by :meth:`RandomProgram.random_inputs`).  Later statements read earlier targets.  Values stay
     finite on the inputs that :meth:`RandomProgram.random_inputs` draws.
 
     >>> import numpy as np
     >>> rp = random_program(np.random.default_rng(0))
     >>> out = rp.parse()  # a valid program
     """
-    builder = _Builder(rng, max_depth, linalg, selections)
+    builder = _Builder(rng, max_depth, linalg, selections, gather)
     return builder.program(int(rng.integers(1, max_statements + 1)))

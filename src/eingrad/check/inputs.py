@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class Sizes:
     shapes: dict[str, tuple[int, ...]]
     labels: dict[str, tuple[str, ...]]
     declared: dict[str, int]
+    # For each input read as an index (y of Z[n, y[n]]): the size of the axis it picks.
+    ranges: dict[str, int] = field(default_factory=dict)
 
     def label_of_size(self, size: int) -> str | None:
         """The index whose size this is, when exactly one index has it."""
@@ -124,7 +126,13 @@ def plan_sizes(program: Program, sizes: Mapping[str, int] | None, given: Mapping
         for n in nodes
         if n[0] == "s"
     }
-    return Sizes(shapes, labels, declared)
+    ranges: dict[str, int] = {}
+    for k, stmt in enumerate(program.statements):
+        for node in E.walk(stmt.expr):
+            if isinstance(node, E.Pick):
+                n = size[find(("s", k, node.index))]
+                ranges[node.table.name] = min(n, ranges.get(node.table.name, n))
+    return Sizes(shapes, labels, declared, ranges)
 
 
 def check_sizes(program: Program, sizes: object) -> dict[str, int] | None:
@@ -170,6 +178,11 @@ def wrt_list(program: Program, wrt: object) -> list[str]:
             f"wrt must name an input or list inputs, got {wrt!r}", hint="write wrt='W' or wrt=['W', 'b']"
         )
     for name in names:
+        if isinstance(name, str) and name in program.index_inputs:
+            raise CheckError(
+                f"wrt names {name!r}, which is used as an index: an integer input, never differentiated",
+                hint=f"check the gradients with respect to the other inputs; {name!r} is passed through",
+            )
         if not isinstance(name, str) or name not in program.inputs:
             what = (
                 "computed by the program, not an input"
@@ -203,6 +216,9 @@ def draw_inputs(
                 f"inputs has an array for {name!r}, which is not an input of the program",
                 hint=f"the inputs are {', '.join(list(program.inputs) + list(extra))}",
             )
+        if name in program.index_inputs:  # an integer input, passed through as it is
+            arrays[name] = np.asarray(value)
+            continue
         try:
             arrays[name] = np.array(value, dtype=np.float64)
         except (TypeError, ValueError) as err:
@@ -214,7 +230,9 @@ def draw_inputs(
             )
     plan = plan_sizes(program, sizes, arrays)
     for name in program.inputs:
-        if name not in arrays:
+        if name not in arrays and name in plan.ranges:  # random integers in range of the axis picked
+            arrays[name] = rng.integers(0, max(plan.ranges[name], 1), plan.shapes[name])
+        elif name not in arrays:
             shape = plan.shapes[name]
             arrays[name] = rng.uniform(0.5, 1.5, shape) if positive else rng.standard_normal(shape)
     return arrays, plan

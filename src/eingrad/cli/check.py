@@ -178,7 +178,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for option, value in (("--order", args.order), ("--eps", args.eps), ("--rtol", args.rtol)):
         if not value > 0:
             raise EingradError(f"{option} must be positive, got {value}")
-    wrt = split_names(args.wrt) or program.needed_for([output]).inputs
+    wrt = split_names(args.wrt) or [n for n in program.needed_for([output]).inputs if n not in program.index_inputs]
     check_inputs(program, wrt)
     arrays = example_arrays(program, sizes, np.random.default_rng(args.seed), positive=args.positive)
     _require_finite(program, arrays, sizes)

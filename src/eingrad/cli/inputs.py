@@ -13,7 +13,7 @@ import numpy as np
 from ..api import evaluate, parse
 from ..diff import DiffError, require_input
 from ..errors import EingradError, check_allocation
-from ..expr import Delta, Tensor, all_indices, walk
+from ..expr import Delta, Pick, Tensor, all_indices, walk
 from ..program import Program
 
 __all__ = [
@@ -228,10 +228,26 @@ def example_arrays(
     shapes = input_shapes(program, sizes)
     for name, shape in shapes.items():
         check_allocation(shape, 8, f"the random input {name!r}")
+    ranges = index_ranges(program, sizes)
     return {
-        name: rng.uniform(0.5, 1.5, shape) if positive else rng.standard_normal(shape)
+        name: rng.integers(0, max(ranges[name], 1), shape) if name in ranges
+        else rng.uniform(0.5, 1.5, shape) if positive else rng.standard_normal(shape)
         for name, shape in shapes.items()
     }
+
+
+def index_ranges(program: Program, sizes: Mapping[str, int]) -> dict[str, int]:
+    """For each input read as an index (``y`` of ``Z[n, y[n]]``): the size of the axis it
+    picks, so that its random values (integers) lie in range."""
+    axes = _Axes(program)
+    given = axes.sized(sizes)
+    out: dict[str, int] = {}
+    for k, stmt in enumerate(program):
+        for node in walk(stmt.expr):
+            if isinstance(node, Pick):
+                n = given.get(axes.find((k, node.index)), ("", DEFAULT_SIZE))[1]
+                out[node.table.name] = min(n, out.get(node.table.name, n))
+    return out
 
 
 def check_result_sizes(program: Program, sizes: Mapping[str, int]) -> None:

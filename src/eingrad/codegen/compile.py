@@ -120,6 +120,11 @@ class CompiledFunction:
                     self.inputs.append(name)
                     have.add(name)
         self._takes = set(whole.inputs) | set(whole.unread) | set(self.inputs)
+        # Inputs read as indices (LANGUAGE.md §10): integer arrays, range-checked at each call.
+        statements = list(self.program.statements) + ([self.extra] if self.extra is not None else [])
+        self._picks = [(k, node) for k, stmt in enumerate(statements) for node in E.walk(stmt.expr)
+                       if isinstance(node, E.Pick)]
+        self.integer = frozenset(node.table.name for _, node in self._picks)
         # Before any code is generated: a bad name raises here, and nothing runs.
         extra = (self.extra,) if self.extra is not None else ()
         wrt = (obj.wrt,) if isinstance(obj, Derivative) else ()
@@ -144,6 +149,8 @@ class CompiledFunction:
         if self.extra is not None:
             if self.obj.wrt not in merged:
                 raise MissingInputError(f"input {self.obj.wrt!r} was not passed", hint=f"pass it: {self.obj} has its shape")
+        if self.integer:
+            self._check_indices(merged, sizes)
         numpy = self.backend.name == "numpy"
         # The common call (float arrays, as last time) skips conversion and the sorted
         # signature: a few microseconds, not tens, for a 0.2 ms gradient.
@@ -183,6 +190,32 @@ class CompiledFunction:
             raise err.with_traceback(None) from None
         return result[self.extra.target] if self.extra is not None else result
 
+    def _check_indices(self, arrays: dict[str, Any], sizes: Mapping[str, int] | None) -> None:
+        """Every input read as an index holds integers in range of the axis it picks
+        (numpy would wrap -1 silently; jax would clamp): an InputError naming the value."""
+        import numpy as np
+
+        from ..evaluate import as_index_array, check_index_range
+
+        try:
+            for name in sorted(self.integer):
+                value = arrays.get(name)
+                if value is not None and "int" not in str(getattr(value, "dtype", type(value).__name__)):
+                    as_index_array(name, value, self.program.first_use(name).span)
+            shapes = {k: tuple(_shape(v)) for k, v in arrays.items()}
+            info, extra_sizes = self._infer(shapes, _declared_sizes(sizes) if sizes is not None else None)
+            for k, pick in self._picks:
+                own = extra_sizes if k == len(info.sizes) else info.sizes[k]
+                n = own[pick.index]
+                y = arrays[pick.table.name]
+                if bool(((y < 0) | (y >= n)).any()):
+                    host = np.asarray(y.cpu() if hasattr(y, "cpu") else y)
+                    check_index_range(pick.table.name, host, n, pick.table.span, "the axis it picks")
+        except EingradError as err:
+            if self.program.source is not None:
+                err.with_source(self.program.source)
+            raise err.with_traceback(None) from None
+
     def _warn_float64(self, arrays: dict[str, Any]) -> None:
         """float64 arrays given to the jax backend while JAX computes in float32 (x64 off):
         the results come back float32, so say so once, and how to keep float64."""
@@ -211,7 +244,7 @@ class CompiledFunction:
         if numpy:
             ndarray = self.backend.load().ndarray
             numbers = [k for k, v in merged.items() if type(v) is not ndarray]  # made 0-d arrays
-            merged = _numpy_inputs(merged)
+            merged = _numpy_inputs(merged, self.integer)
             numbers = tuple((k, merged[k].dtype) for k in numbers)
         # (torch: a tensor that requires grad is part of the signature: no step may write
         # out= while autograd records, so such calls get code that writes nothing in place)
@@ -230,7 +263,7 @@ class CompiledFunction:
         entry = self._cache.get(key) or self._cache.get((signature, tuple(values)))
         if entry is None:
             weak = frozenset(k for k, v in merged.items() if _is_python_number(v))
-            dtypes = {str(getattr(v, "dtype", "")) for k, v in merged.items() if k not in weak}
+            dtypes = {str(getattr(v, "dtype", "")) for k, v in merged.items() if k not in weak and k not in self.integer}
             fuse = len(dtypes) == 1 and "float" in dtypes.pop()
             fuse = fuse and not any(getattr(v, "requires_grad", False) for v in merged.values())
             itemsize = max((getattr(getattr(v, "dtype", None), "itemsize", 0) or 0 for v in merged.values()),
@@ -336,7 +369,7 @@ class CompiledFunction:
             info, extra_sizes = self._infer(shapes, declared)
         values = size_vars.values(shapes, declared or {})
         gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace, size_vars=size_vars,
-                        debug=self.debug, itemsize=itemsize)
+                        debug=self.debug, itemsize=itemsize, integer=self.integer)
         for name in self.inputs:
             gen.var(name)
         emitted = {s.target for s in self.program.needed_for(self.outputs)} if self.extra is None else set()
@@ -479,16 +512,16 @@ def _numpy_errstate():
     return np.errstate(all="ignore")
 
 
-def _numpy_inputs(arrays: dict[str, Any]) -> dict[str, Any]:
+def _numpy_inputs(arrays: dict[str, Any], integer: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Inputs as numeric arrays, as ``evaluate`` takes them: integers become float64, and
     Python numbers are weak (NEP 50), taking the dtype of the arrays passed with them."""
     import numpy as np
 
     from ..evaluate import as_input_array
 
-    weak = [k for k, v in arrays.items() if _is_python_number(v)]
-    out = {k: as_input_array(k, v) for k, v in arrays.items()}
-    strong = [a.dtype for k, a in out.items() if k not in weak]
+    weak = [k for k, v in arrays.items() if _is_python_number(v) and k not in integer]
+    out = {k: np.asarray(v) if k in integer else as_input_array(k, v) for k, v in arrays.items()}
+    strong = [a.dtype for k, a in out.items() if k not in weak and k not in integer]
     if weak and strong:
         dtype = np.result_type(*strong, *(arrays[k] for k in weak))
         out.update((k, out[k].astype(dtype)) for k in weak)

@@ -31,6 +31,8 @@ from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum
 from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
+from .gather import HELPERS as GATHER_HELPERS
+from .gather import contract_picks, distributed, without_unit_powers
 from .linalg import emit_matfn, solved_factors
 from .lines import OUT, Line, StackedProduct, complete_uses, debug_checks, release_dead, row_offset, write_in_place
 from .rewrite import deltas_outside, merged_contractions, merged_reductions, regrouped_sum, softmax_parts
@@ -112,6 +114,7 @@ class Generator:
     target_order: tuple[str, ...] = ()
     like: str | None = None  # an array defined before the current statement (for dtype/device)
     weak: frozenset[str] = frozenset()  # inputs passed as Python numbers (made arrays on entry)
+    integer: frozenset[str] = frozenset()  # inputs read as indices (never a dtype's source)
     # Every array input has one floating dtype: a step may write into a dying temporary
     # (out=, +=) without changing the result's dtype.
     fuse: bool = False
@@ -272,7 +275,7 @@ class Generator:
         # of its own, to be written into a diagonal (never an array).
         expr = deltas_outside(stmt.expr, frozenset(stmt.indices))
         dense_terms, delta_terms = _split_delta_terms(expr, set(stmt.indices))
-        self.like = next(iter(self.names.values()), None)
+        self.like = next((v for k, v in self.names.items() if k not in self.integer), None)
         target = self.var(stmt.target)
         shape = tuple(self.real_sizes[i] for i in stmt.indices)
         self.target_name = stmt.target
@@ -657,6 +660,9 @@ class Generator:
         (a, b), labels, values = self.selection_args(e)
         code = self.op("cast", x=f"{a} {e.op} {b}", like=self.like_code())
         return self.temp(code, labels, _uses(values), fresh=bool(labels))
+    def emit_Pick(self, e: E.Pick) -> Value:
+        return contract_picks(self, [e], self.out_order(e))
+
     def emit_MatFn(self, e: E.MatFn) -> Value:
         return emit_matfn(self, e)
 
@@ -678,6 +684,11 @@ class Generator:
         return code
 
     def contract(self, factors: list[Expr | Value], out: tuple[str, ...]) -> Value:
+        if any(isinstance(f, E.Pick) for f in factors):
+            return contract_picks(self, factors, out)  # a gather or a scatter-add (§10)
+        factors = without_unit_powers(factors)
+        if any(isinstance(f, Add) for f in factors) and (spread := distributed(self, factors, out)) is not None:
+            return spread  # a product with a sum of scatters: one scatter per term (§10)
         if any(isinstance(f, E.MatFn) for f in factors):
             solved = solved_factors(self, factors, out)  # an inverse times b is a solve
             if solved is not None:
@@ -856,9 +867,9 @@ class Generator:
         # Inputs the code reads (one passed only for its shape, b of dLdb_h, is not read).
         read = [n for n in inputs if n in outputs or self.var(n) in words or n in by_size]
         sizes = self.size_vars.lines(self.var, read) if self.size_vars is not None else []
-        strong = [self.var(n) for n in read if n not in self.weak]
+        strong = [self.var(n) for n in read if n not in self.weak and n not in self.integer]
         if self.weak & set(read) and not strong:
-            strong = [self.var(n) for n in inputs if n not in self.weak][:1]  # the dtype's source
+            strong = [self.var(n) for n in inputs if n not in self.weak and n not in self.integer][:1]
         for program_name in inputs:
             if program_name in read or self.var(program_name) in strong:
                 body.append(f"{self.var(program_name)} = arrays[{program_name!r}]")
@@ -881,6 +892,8 @@ class Generator:
         source = f"def {name}(arrays, sizes=None):\n" + "\n".join("    " + line for line in body) + "\n"
         if any("_sizes_disagree(" in line or "_declared(" in line for line in sizes):
             source = SIZE_HELPERS.lstrip("\n") + "\n\n" + source
+        if any("_gather(" in line or "_scatter_add(" in line or "_index_equal(" in line for line in body):
+            source = GATHER_HELPERS[self.backend.name].lstrip("\n") + "\n\n" + source
         return GeneratedCode(source, outputs, inputs)
 
 
@@ -926,6 +939,8 @@ def _free_order(e: Expr) -> tuple[str, ...]:
             for i in node.indices:
                 if i in e.free:
                     order.setdefault(i, None)
+        elif isinstance(node, E.Pick) and node.index in e.free:
+            order.setdefault(node.index, None)
     return tuple(order)
 
 
@@ -940,6 +955,8 @@ def _cse_key(e: Expr, sizes: dict[str, int]) -> tuple[tuple, dict[str, str]]:
         if isinstance(node, (Tensor, Delta)) or node.binds:
             for i in node.indices:
                 mapping.setdefault(i, f"%{len(mapping)}")
+        elif isinstance(node, E.Pick):
+            mapping.setdefault(node.index, f"%{len(mapping)}")
     shape = E.rename_indices(e, mapping) if mapping else e
     return (shape, tuple(sorted((mapping.get(i, i), sizes.get(i)) for i in E.index_names(e)))), mapping
 

@@ -38,6 +38,7 @@ from ..expr import (
     LogSumExp,
     MatFn,
     Mul,
+    Pick,
     Pow,
     Size,
     Sum,
@@ -168,6 +169,8 @@ def translate(e: Expr, hint: tuple[str, ...] = ()) -> Node:
         return _logsumexp(e)
     if isinstance(e, MatFn):
         return _matfn(e)
+    if isinstance(e, Pick):
+        raise NoForm(f"{format_expr(e)} reads the integers of {e.table.name} (a gather or scatter): no matrix form")
     raise NoForm(f"{type(e).__name__} nodes have no matrix form")
 
 

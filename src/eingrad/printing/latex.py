@@ -16,11 +16,13 @@ from ..expr import (
     LogSumExp,
     MatFn,
     Mul,
+    Pick,
     Pow,
     Reduce,
     Size,
     Sum,
     Tensor,
+    index_names,
 )
 from ..functions import FUNCTIONS
 from .layout import hidden_sums, mean_parts, softmax_parts
@@ -96,6 +98,9 @@ class LatexRenderer:
             return latex_symbol(e.name) + latex_indices(e.indices), ATOM
         if isinstance(e, Delta):
             return "\\delta" + latex_indices(e.indices), ATOM
+        if isinstance(e, Pick):  # δ[c, y[n]]: \delta_{c, y_{n}}
+            table = latex_symbol(e.table.name) + latex_indices(e.table.indices)
+            return "\\delta_{" + latex_symbol(e.index) + ", " + table + "}", ATOM
         if isinstance(e, Size):
             return f"\\lvert {latex_symbol(e.index)} \\rvert", ATOM
         if isinstance(e, Add):
@@ -150,6 +155,8 @@ class LatexRenderer:
                 return f"\\sqrt{{{arg}}}", ATOM
             return f"{FUNCTIONS[e.fn].latex}\\left({arg}\\right)", ATOM
         if isinstance(e, Sum):
+            if path in self.hidden and (lookup := self.render_lookup(e, path)) is not None:
+                return lookup
             if path in self.hidden:
                 return self.render(e.body, path + (0,))
             body = self.wrap(e.body, path + (0,), MUL)
@@ -161,6 +168,31 @@ class LatexRenderer:
         if isinstance(e, MatFn):
             return self.render_matfn(e, path), ATOM
         raise TypeError(f"cannot print {type(e).__name__}")
+
+    def render_lookup(self, e: Sum, path: tuple[int, ...]) -> tuple[str, int] | None:
+        """A hidden ``Σ_c Z_nc δ[c, y[n]]`` as the gather it is, ``Z_{n, y_{n}}`` (LANGUAGE.md §10),
+        where ``c`` occurs once in one tensor and nowhere else; None otherwise."""
+        factors = e.body.factors if isinstance(e.body, Mul) else ()
+        for kp, pick in enumerate(factors):
+            if not isinstance(pick, Pick) or pick.index not in e.indices:
+                continue
+            c = pick.index
+            holders = [k for k, f in enumerate(factors) if k != kp and c in index_names(f)]
+            if len(holders) != 1 or not isinstance(factors[holders[0]], Tensor):
+                continue
+            tensor = factors[holders[0]]
+            if tensor.indices.count(c) != 1:
+                continue
+            table = latex_symbol(pick.table.name) + latex_indices(pick.table.indices)
+            parts = [table if i == c else latex_symbol(i) for i in tensor.indices]
+            text = latex_symbol(tensor.name) + "_{" + ", ".join(parts) + "}"
+            rest = [k for k in range(len(factors)) if k not in (kp, holders[0])]
+            if not rest:
+                return text, ATOM
+            others, _ = self.render_product(Mul(tuple(factors[k] for k in rest)), path + (0,),
+                                            tuple(path + (0, k) for k in rest))
+            return f"{others} {text}", MUL
+        return None
 
     def render_matfn(self, e: MatFn, path: tuple[int, ...]) -> str:
         """A^{-1}_{ij}, (A_{ik} B_{kj})^{-1}_{ij}, \\det_{ij}(...), \\log\\lvert\\det_{ij}(...)\\rvert."""

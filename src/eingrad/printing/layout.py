@@ -86,13 +86,15 @@ def _at(e: Expr, path: Path) -> Expr:
 
 def _is_contraction(s: Sum) -> bool:
     """Every summed index occurs at least twice below the sum (A_ij B_jk, A_ii)."""
-    from ..expr import Delta, Tensor, walk
+    from ..expr import Delta, Pick, Tensor, walk
 
     counts: dict[str, int] = {}
     for node in walk(s.body):
         if isinstance(node, (Tensor, Delta)):
             for i in node.indices:
                 counts[i] = counts.get(i, 0) + 1
+        elif isinstance(node, Pick):
+            counts[node.index] = counts.get(node.index, 0) + 1
     return all(counts.get(i, 0) >= 2 for i in s.indices)
 
 

@@ -16,6 +16,7 @@ from ..expr import (
     LogSumExp,
     MatFn,
     Mul,
+    Pick,
     Pow,
     Reduce,
     Size,
@@ -119,6 +120,8 @@ class TextRenderer:
             return e.name + index_suffix(e.indices), ATOM
         if isinstance(e, Delta):
             return "δ" + index_suffix(e.indices), ATOM
+        if isinstance(e, Pick):  # the one-hot delta of a lookup, δ[c, y[n]] (LANGUAGE.md §10)
+            return f"δ[{e.index}, {e.table.name}[{', '.join(e.table.indices)}]]", ATOM
         if isinstance(e, Size):
             return f"|{e.index}|", ATOM
         if isinstance(e, Add):

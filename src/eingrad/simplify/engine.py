@@ -27,6 +27,7 @@ from ..expr import (
     LogSumExp,
     MatFn,
     Mul,
+    Pick,
     Pow,
     Reduce,
     Size,
@@ -135,7 +136,7 @@ def _has_duplicate_binders(e: Expr) -> bool:
 
 
 _NORMAL_FORMS: set[tuple[Expr, frozenset[str]]] = set()
-_ALL_NODE_TYPES = (Add, Call, Choose, Compare, Const, Delta, LogSumExp, MatFn, Mul, Pow, Reduce, Size, Sum, Tensor)
+_ALL_NODE_TYPES = (Add, Call, Choose, Compare, Const, Delta, LogSumExp, MatFn, Mul, Pick, Pow, Reduce, Size, Sum, Tensor)
 
 
 class _Rewriter:

@@ -41,6 +41,7 @@ from ..names import (
     SELECTIONS,
     TRANSFORMS,
     UNSUPPORTED,
+    fresh_index,
     known_operators,
     reserved_words,
 )
@@ -535,18 +536,43 @@ class _Parser:
                     hint="index names are letters then letters or digits: A[batch, hid]",
                 )
             tok = self.advance()
-            self.check_index_name(tok)
-            indices.append(tok.text)
-            spans.append(tok.span)
+            if (self.at("[") or self.at("_")) and self.tok.start == tok.end:
+                indices.append(self.parse_lookup(tok))  # type: ignore[arg-type]
+                spans.append(indices[-1].span)  # type: ignore[attr-defined]
+            else:
+                self.check_index_name(tok)
+                indices.append(tok.text)
+                spans.append(tok.span)
             if self.at(","):
                 self.advance()
                 continue
             if self.at(closer):
                 return indices, spans
+            if self.tok.text in ("+", "-", "*"):  # X[n, i+k], x[t-1]: index arithmetic (§11)
+                raise self.error(
+                    f"index arithmetic ({tok.text}{self.tok.text}...) is not supported yet",
+                    Span(tok.start, self.tok.end),
+                    hint="an index position holds a name (A[i, j]) or an integer tensor's lookup (Z[n, y[n]]); "
+                    "shifts, strides and convolutions (LANGUAGE.md §11) are not implemented",
+                )
             raise self.error(
                 f"expected ',' or {closer!r} in the index list, found {self.describe(self.tok)}",
                 hint="separate multi-letter index names with commas",
             )
+
+    def parse_lookup(self, name_tok: Token) -> RTensor:
+        """An index position that reads an integer tensor: ``y[n]`` in ``Z[n, y[n]]`` (§10)."""
+        self.check_index_name(name_tok)
+        indices, spans, end = self.parse_index_list(name_tok, required=True)
+        nested = [i for i in indices if not isinstance(i, str)]
+        if nested:
+            raise self.error(
+                f"the index {self.text[name_tok.start:end]!r} reads an integer tensor at a position that "
+                "reads another one",
+                Span(name_tok.start, end),
+                hint="index an integer tensor by names only: compute the inner lookup in a statement of its own",
+            )
+        return RTensor(name_tok.text, tuple(indices), Span(name_tok.start, end), tuple(spans))
 
     def check_index_name(self, tok: Token) -> None:
         if tok.text in reserved_words():
@@ -767,6 +793,10 @@ def _occurrences(node, path, scope: dict, out: list) -> None:
     """Every index occurrence with its path and the binder (if any) that binds it."""
     if isinstance(node, (RTensor, RDelta)):
         for index, span in zip(node.indices, node.index_spans, strict=True):
+            if isinstance(index, RTensor):  # a lookup y[n]: its indices occur here
+                for inner, inner_span in zip(index.indices, index.index_spans, strict=True):
+                    out.append(_Occurrence(inner, path, inner_span, scope.get(inner)))
+                continue
             out.append(_Occurrence(index, path, span, scope.get(index)))
         return
     if isinstance(node, RTransform):
@@ -819,6 +849,14 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
     free = target.indices
     seen: dict[str, Span] = {}
     for index, span in zip(target.indices, target.index_spans, strict=True):
+        if isinstance(index, RTensor):
+            raise IndexRuleError(
+                f"the target {target.name!r} is indexed by the integer tensor {index.name!r}",
+                source=text,
+                spans=span,
+                hint="a target's indices are names; a scatter is written as a sum with a delta: "
+                f"A[c] = sum_n(g[n] δ[c, {index.name}[n]])",
+            )
         if index in seen:
             raise IndexRuleError(
                 f"target index {index!r} is repeated",
@@ -915,7 +953,8 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
     for index, occs in implicit.items():
         place(index, occs)
 
-    return _build(rhs, (), sums_at, text)
+    taken = {o.index for o in occurrences} | set(free)
+    return _build(rhs, (), sums_at, text, taken)
 
 
 def _check_transforms(node, text: str) -> None:
@@ -979,9 +1018,45 @@ def _warn_if_hidden_inside(rhs, lca, index, occ: _Occurrence, text: str) -> None
         node = raw_children(node)[lca[depth]]
 
 
-def _build(node, path, sums_at, text: str) -> E.Expr:
+def _lookup_tensor(node: RTensor) -> E.Tensor:
+    return E.Tensor(node.name, node.indices, node.span)  # type: ignore[arg-type]
+
+
+def _build_gather(node: RTensor, taken: set[str]) -> E.Expr:
+    """``Z[n, y[n]]`` as ``Σ_c Z[n,c] δ[c, y[n]]``, ``c`` a new name (LANGUAGE.md §10)."""
+    indices: list[str] = []
+    picks: list[E.Expr] = []
+    for index in node.indices:
+        if isinstance(index, RTensor):
+            c = fresh_index(taken, "c")
+            taken.add(c)
+            indices.append(c)
+            picks.append(E.Pick(c, _lookup_tensor(index), index.span))
+        else:
+            indices.append(index)
+    body = E.mul(E.Tensor(node.name, tuple(indices), node.span), *picks)
+    return E.sum_([p.index for p in picks], body)  # type: ignore[attr-defined]
+
+
+def _build_pick(node: RDelta, text: str) -> E.Expr:
+    """``δ[c, y[n]]``: the one-hot delta of a lookup (a name and one lookup, in either order)."""
+    names = [i for i in node.indices if isinstance(i, str)]
+    lookups = [i for i in node.indices if isinstance(i, RTensor)]
+    if len(names) != 1 or len(lookups) != 1:
+        raise IndexRuleError(
+            "a delta with an integer tensor among its positions takes exactly one index name and one lookup",
+            source=text,
+            spans=node.span,
+            hint="write δ[c, y[n]]",
+        )
+    return E.Pick(names[0], _lookup_tensor(lookups[0]), node.span)
+
+
+def _build(node, path, sums_at, text: str, taken: set[str] | None = None) -> E.Expr:
     """The explicit expression for ``node``, inserting the implicit sums."""
-    children = [_build(c, path + (k,), sums_at, text) for k, c in enumerate(raw_children(node))]
+    taken = set() if taken is None else taken
+    children = [_build(c, path + (k,), sums_at, text, taken) for k, c in enumerate(raw_children(node))]
+
     summed = sums_at.get(path, [])
     if isinstance(node, RMul):
         factors: list[E.Expr] = []
@@ -993,8 +1068,12 @@ def _build(node, path, sums_at, text: str) -> E.Expr:
         if summed:
             return _sum_connected_factors(factors, summed)
         return E.mul(*factors)
-    if isinstance(node, RTensor):
-        built: E.Expr = E.Tensor(node.name, node.indices, node.span)
+    if isinstance(node, RTensor) and not all(isinstance(i, str) for i in node.indices):
+        built: E.Expr = _build_gather(node, taken)
+    elif isinstance(node, RDelta) and not all(isinstance(i, str) for i in node.indices):
+        built = _build_pick(node, text)
+    elif isinstance(node, RTensor):
+        built = E.Tensor(node.name, node.indices, node.span)
     elif isinstance(node, RDelta):
         built = E.Delta(node.indices, node.span)
     elif isinstance(node, RConst):

@@ -148,7 +148,7 @@ def derive(request: Any) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         program = eg.parse(req["program"])
-        wrt = req["wrt"] or list(program.inputs)
+        wrt = req["wrt"] or [n for n in program.inputs if n not in program.index_inputs]
         if not wrt:
             raise RequestError("the program has no inputs to differentiate with respect to",
                                hint="a program reads inputs, as X_nd and W_dh in Y_nh = X_nd W_dh + b_h")
@@ -272,7 +272,7 @@ def _inputs(program: eg.Program, rng: np.random.Generator, positive: bool) -> di
     sizes = {i: CHECK_SIZE for name in program.inputs for i in program.first_use(name).indices}
     arrays = random_arrays(program, sizes, rng)
     if positive:
-        arrays = {k: rng.uniform(0.5, 1.5, v.shape) for k, v in arrays.items()}
+        arrays = {k: v if k in program.index_inputs else rng.uniform(0.5, 1.5, v.shape) for k, v in arrays.items()}
     return arrays
 
 
