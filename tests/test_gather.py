@@ -295,3 +295,22 @@ def test_evaluate_takes_the_float_inputs_dtype_never_the_index_dtype():
     a = _inputs(dtype=np.float32, itype=np.int64)
     out = eg.evaluate(eg.grad(eg.parse(LM), wrt=["E", "W"]), **a)
     assert out["dLdE"].dtype == np.float32 and out["L"].dtype == np.float32
+
+
+def test_an_exported_module_refuses_an_index_outside_its_axis(tmp_path):
+    # `eingrad compile -o` code runs without eingrad's wrapper: its own helpers check the
+    # range, so -1 is an error there too, never numpy's silent read of the last row.
+    import importlib.util
+
+    from eingrad.cli import main as cli_main
+
+    module = tmp_path / "embed.py"
+    assert cli_main(["compile", "g_nd = E[tok[n], d]", "--size", "n=5", "c=7", "d=3", "-o", str(module)]) == 0
+    spec = importlib.util.spec_from_file_location("exported_embed", module)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    E = np.arange(21.0).reshape(7, 3)
+    np.testing.assert_array_equal(mod.compiled({"E": E, "tok": np.array([0, 6, 2])})["g"], E[[0, 6, 2]])
+    for bad in (-1, 7):
+        with pytest.raises(IndexError, match=f"holds {bad}, outside 0 ... 6"):
+            mod.compiled({"E": E, "tok": np.array([0, bad, 2])})

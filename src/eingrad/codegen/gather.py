@@ -9,7 +9,10 @@ summed:
   ``tok[n]`` of zeros: ``np.add.at`` (numpy, cupy), ``index_put_(..., accumulate=True)``
   (torch), ``.at[...].add`` (jax).  Repeated indices accumulate.
 
-Index ranges are checked before the code runs (``CompiledFunction``), as ``evaluate`` does.
+Index ranges are checked before the code runs (``CompiledFunction``), as ``evaluate`` does,
+and again by the numpy, CuPy and torch helpers themselves, so that a module written by
+``eingrad compile -o`` raises on an index outside its axis rather than wrapping -1 (jax
+clamps inside ``jit``, where no value can be checked: only the wrapper checks there).
 """
 
 from __future__ import annotations
@@ -31,13 +34,21 @@ def _index_grid(y, pos):
         idx.append(xp.reshape(xp.arange(n), (1,) * p + (n,) + (1,) * (y.ndim - p - 1)))
     return tuple(idx)
 
+def _in_range(y, n):
+    # numpy reads -1 as the last entry: an index outside 0 ... n-1 is an error, never a wrap
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= n):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise IndexError(f"an index array holds {bad}, outside 0 ... {n - 1} of the axis it picks")
+
 def _gather(v, y, pos):
+    _in_range(y, v.shape[0])
     return v[_index_grid(y, pos)]
 
 def _index_equal(y, p, like):
     return (y == _index_grid(y, (p,))[1]).astype(like.dtype)
 
 def _scatter_add(shape, like, y, pos, w):
+    _in_range(y, shape[0])
     out = xp.zeros(shape, dtype=like.dtype)
     w = xp.broadcast_to(xp.asarray(w, dtype=out.dtype), tuple(y.shape) + tuple(shape[1 + len(pos):]))
     if not pos and y.ndim == 1 and w.ndim == 1:
@@ -54,13 +65,21 @@ def _index_grid(y, pos):
         idx.append(xp.reshape(xp.arange(n, device=y.device), (1,) * p + (n,) + (1,) * (y.ndim - p - 1)))
     return tuple(idx)
 
+def _in_range(y, n):
+    # torch reads -1 as the last entry: an index outside 0 ... n-1 is an error, never a wrap
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise IndexError(f"an index array holds {bad}, outside 0 ... {n - 1} of the axis it picks")
+
 def _gather(v, y, pos):
+    _in_range(y, v.shape[0])
     return v[_index_grid(y, pos)]
 
 def _index_equal(y, p, like):
     return (y.long() == _index_grid(y, (p,))[1]).to(like.dtype)
 
 def _scatter_add(shape, like, y, pos, w):
+    _in_range(y, shape[0])
     out = xp.zeros(shape, dtype=like.dtype, device=like.device)
     w = xp.broadcast_to(xp.as_tensor(w, dtype=out.dtype, device=out.device),
                         tuple(y.shape) + tuple(shape[1 + len(pos):]))
