@@ -173,7 +173,7 @@ def test_mlp_gradient_statements():
 def test_latex():
     form, _, _ = case(LOGISTIC_S, ("diff", "w", 2))
     assert form.latex() == (
-        "X^{\\top} \\operatorname{diag}\\left(s \\odot \\left(\\mathbf{1} - s\\right)\\right) X + \\mathit{lam} I"
+        "X^{\\top} \\operatorname{diag}\\left(s \\odot \\left(\\mathbf{1} - s\\right)\\right) X + \\lambda I"
     )
     assert form._repr_latex_() == f"${form.equation_latex()}$"
     assert form.equation_latex().endswith(" = " + form.latex()) and form.equation_latex().startswith("\\frac{")

@@ -1,0 +1,106 @@
+"""Results as a textbook writes them (issue 16): forward values, softmax, centred sums, sizes."""
+
+import numpy as np
+import pytest
+
+import eingrad as eg
+from eingrad.gradcheck import check_grad
+
+BN = "mu_h = mean_n(X_nh); v_h = mean_n((X_nh - mu_h)^2); Y_nh = (X_nh - mu_h) / sqrt(v_h + eps)"
+MLP = ("A_nh = X_nd W1_dh; H_nh = relu(A_nh); Z_nc = H_nh W2_hc; P_nc = softmax_c(Z_nc); "
+       "L = -sum_{n,c}(Y_nc log(P_nc)) / |n|")
+
+
+def _numeric_grad(program, arrays, name, output="L", eps=1e-6):
+    x = arrays[name]
+    g = np.zeros_like(x)
+    for k in np.ndindex(x.shape):
+        plus, minus = dict(arrays), dict(arrays)
+        plus[name], minus[name] = x.copy(), x.copy()
+        plus[name][k] += eps
+        minus[name][k] -= eps
+        g[k] = (eg.evaluate(program, **plus)[output] - eg.evaluate(program, **minus)[output]) / (2 * eps)
+    return g
+
+
+def _check_gradients(text, arrays, wrt):
+    g = eg.grad(text, wrt=wrt)
+    got = eg.evaluate(str(g), **arrays)  # the printed text evaluates to the gradient
+    for name in wrt:
+        np.testing.assert_allclose(got["dLd" + name], _numeric_grad(text, arrays, name), rtol=1e-5, atol=1e-7)
+    return g
+
+
+def test_softmax_jacobian_is_diag_p_minus_p_p_transpose():
+    d = eg.diff("p_i = softmax_i(z_i)", "z")
+    assert str(d) == "∂p_i/∂z_j = p_i (δ_ij - p_j)"
+    assert str(d.matrix()) == "diag(p) - p pᵀ"
+    assert d.matrix().latex() == r"\operatorname{diag}\left(p\right) - p p^{\top}"
+    check_grad("p_i = softmax_i(z_i)", "z", order=1, sizes={"i": 4})
+
+
+def test_softmax_regression_uses_p_in_every_term():
+    rng = np.random.default_rng(0)
+    text = "Z_nc = X_nd W_dc; P_nc = softmax_c(Z_nc); L = -sum_{n,c}(Y_nc log(P_nc)) / |n|"
+    arrays = {"X": rng.standard_normal((3, 2)), "W": rng.standard_normal((2, 4)),
+              "Y": np.eye(4)[[0, 2, 1]]}
+    g = _check_gradients(text, arrays, ["W"])
+    assert str(g.statement("dLdZ")) == "dLdZ_nc = P_nc dLdP_nc - P_nc P_ni dLdP_ni"
+    assert "softmax" not in str(g).split("dLdP")[1]
+    # without P in the program the gradient says softmax, never exp(... - logsumexp)
+    g = eg.grad("L = sum_n(logsumexp_c(Z_nc) - Y_nc Z_nc)", wrt=["Z"])
+    assert str(g.statements[-1]) == "dLdZ_nc = softmax_c(Z_nc) - Y_nc"
+
+
+def test_mlp_gradient_reads_with_its_intermediates():
+    rng = np.random.default_rng(1)
+    arrays = {"X": rng.standard_normal((3, 2)), "W1": rng.standard_normal((2, 4)),
+              "W2": rng.standard_normal((4, 3)), "Y": np.eye(3)[[0, 2, 1]]}
+    g = _check_gradients(MLP, arrays, ["W1", "W2"])
+    lines = str(g).splitlines()[5:]
+    assert lines == [
+        "dLdP_nc = -Y_nc / P_nc / |n|",
+        "dLdZ_nc = P_nc dLdP_nc - P_nc P_ni dLdP_ni",
+        "dLdH_nh = W2_hc dLdZ_nc",
+        "dLdA_nh = step(H_nh) dLdH_nh",
+        "dLdW1_dh = X_nd dLdA_nh",
+        "dLdW2_hc = H_nh dLdZ_nc",
+    ], "\n".join(lines)
+
+
+def test_batch_norm_derivative_as_the_paper_writes_it():
+    d = eg.diff(BN, "X")
+    assert str(d) == (
+        "∂Y_nh/∂X_ij = (δ_ni δ_hj - 1 / |n| δ_hj) / sqrt(v_h + eps)"
+        " - (X_nh - mu_h) / sqrt(v_h + eps)^3 / |n| (X_ih - mu_h) δ_hj"
+    )
+    assert "|i|" not in str(d) and "Σ" not in str(d)
+    check_grad(BN, "X", {"X": np.random.default_rng(2).standard_normal((4, 3)), "eps": 0.1}, order=1)
+
+
+def test_batch_norm_gradient_drops_the_centred_sum():
+    rng = np.random.default_rng(3)
+    text = BN + "; L = sum_{n,h}(G_nh Y_nh)"
+    arrays = {"X": rng.standard_normal((4, 3)), "G": rng.standard_normal((4, 3)), "eps": 0.1}
+    g = _check_gradients(text, arrays, ["X"])
+    assert str(g.statement("dLdmu")) == "dLdmu_h = -1 / sqrt(v_h + eps) Σ_n dLdY_nh"
+    assert str(g.statement("dLdX")) == (
+        "dLdX_nh = 1 / sqrt(v_h + eps) dLdY_nh + 2 / |n| (X_nh - mu_h) dLdv_h + 1 / |n| dLdmu_h")
+
+
+@pytest.mark.parametrize("text, zero", [
+    ("mu_h = mean_n(X_nh); s_h = sum_p(X_ph - mu_h)", True),
+    ("mu_h = mean_n(X_nh); s_h = sum_p(X_hp - mu_h)", False),  # the other axis: not centred
+    ("mu_h = mean_n(X_nh); s_h = sum_p(X_ph + mu_h)", False),
+    ("mu = mean_{n,h}(X_nh); s = sum_{p,q}(X_pq - mu)", True),
+])
+def test_centred_sums_are_zero_only_when_centred(text, zero):
+    from eingrad.simplify.forward import drop_centred_sums
+
+    p = eg.parse(text)
+    out = drop_centred_sums(p.statements[1].expr, p.statements)
+    assert (out == eg.parse("z = 0").statements[0].expr) == zero, str(out)
+    if zero:  # and numerically so
+        rng = np.random.default_rng(4)
+        shape = (5, 3) if "h" in p.statements[1].indices or "h" in str(p.statements[1]) else (5, 3)
+        assert np.allclose(eg.evaluate(p, X=rng.standard_normal(shape))["s"], 0)
