@@ -104,3 +104,78 @@ def test_centred_sums_are_zero_only_when_centred(text, zero):
         rng = np.random.default_rng(4)
         shape = (5, 3) if "h" in p.statements[1].indices or "h" in str(p.statements[1]) else (5, 3)
         assert np.allclose(eg.evaluate(p, X=rng.standard_normal(shape))["s"], 0)
+
+
+# --- clean output -------------------------------------------------------------------------
+
+def test_generated_source_holds_only_the_helpers_it_calls():
+    fn = eg.compile("A_nh = X_nd W1_dh; H_nh = relu(A_nh); L = sum_{n,h}(H_nh)")
+    assert "def _relu" in fn.source
+    for unused in ("def _sigmoid", "def _softmax", "def _logsumexp", "def _det"):
+        assert unused not in fn.source
+    rng = np.random.default_rng(5)
+    X, W1 = rng.standard_normal((3, 2)), rng.standard_normal((2, 4))
+    namespace = {"xp": np}
+    exec(fn.source, namespace)  # the shown source runs on its own
+    out = namespace["compiled"]({"X": X, "W1": W1})
+    assert np.isclose(out["L"] if isinstance(out, dict) else out, np.maximum(X @ W1, 0).sum())
+
+
+@pytest.mark.parametrize("name, latex", [
+    ("lam", r"\lambda"), ("lambda", r"\lambda"), ("eps", r"\epsilon"), ("epsilon", r"\epsilon"),
+    ("alpha", r"\alpha"), ("omega", r"\omega"), ("sigma", r"\sigma"), ("gamma", r"\gamma"),
+    ("Sigma", r"\Sigma"), ("lr", r"\mathit{lr}"), ("mu", r"\mu"),
+])
+def test_greek_words_render_as_greek_letters(name, latex):
+    from eingrad.printing.latex import latex_symbol
+
+    assert latex_symbol(name) == latex
+    assert eg.parse(f"Y_ij = {name} I_ij").latex() == f"Y_{{ij}} &= {latex} I_{{ij}}"
+
+
+def test_explanations_write_indexed_names_as_math_not_escaped_underscores():
+    text = eg.explain("y_i = A_ij x_j", "x").latex()
+    assert "\\_" not in text
+    assert r"$\Sigma_{j}$ $A_{ij}$ $\delta_{jk}$ = $A_{ik}$" in text
+
+
+def test_a_lambda_keeps_its_name_in_markdown():
+    from eingrad.check.diagnose import md
+
+    assert md("taylor_check of <lambda>: FAILED") == "taylor\\_check of &lt;lambda&gt;: FAILED"
+
+
+def _katex_render(formulas):
+    """Every formula through the vendored KaTeX's renderToString (throwOnError), by node."""
+    import json
+    import pathlib
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the LaTeX is not checked with KaTeX")
+    katex = pathlib.Path(eg.__file__).parent / "web" / "static" / "katex" / "katex.min.js"
+    script = (
+        f"const katex = require({json.dumps(str(katex))});"
+        "const fs = require('fs'); const xs = JSON.parse(fs.readFileSync(0, 'utf8')); const bad = [];"
+        "for (const x of xs) { try { katex.renderToString(x, {throwOnError: true, displayMode: true}); }"
+        " catch (e) { bad.push([x, String(e)]); } }"
+        "console.log(JSON.stringify(bad));"
+    )
+    out = subprocess.run([node, "-e", script], input=json.dumps(formulas), capture_output=True, text=True,
+                         timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
+def test_the_new_forms_render_with_katex():
+    formulas = [
+        eg.diff("p_i = softmax_i(z_i)", "z").matrix().latex(),
+        eg.diff(BN, "X").latex(),
+        eg.grad(MLP, wrt=["W1", "W2"]).latex(),
+        eg.parse("Y_ij = lam I_ij + eps A_ij + sigma_i gamma B_ij").latex(),
+    ]
+    formulas = [f"\\begin{{aligned}}{f}\\end{{aligned}}" if "&" in f else f for f in formulas]
+    for text in (eg.explain("y_i = A_ij x_j", "x").latex(), eg.explain(MLP, "W1").latex()):
+        formulas.append(text)
+    assert _katex_render(formulas) == []

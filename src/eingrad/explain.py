@@ -58,8 +58,23 @@ _TEXT_MATH = {"∂": "\\partial", "·": "\\cdot", "^": "^\\wedge", "\\": "\\back
 def _latex_text(text: str) -> str:
     """``text`` for inside ``\\text{}``: TeX's special characters escaped, and ^, ∂ and Greek
     letters as inline math (a bare ^ or Unicode symbol in text mode does not render)."""
+    import re
+
     from .printing.latex import latex_symbol
 
+    # An indexed name (A_ij, Σ_j, δ_jk, ∂x_ab) as inline math, A_{ij}: \_ in text mode
+    # shows its backslash in some renderers, and reads worse than a subscript anyway.
+    parts = re.split(r"(∂?[^\W_\d][^\W_]*_[^\W_]+)", text)
+    if len(parts) > 1:
+        out = []
+        for k, part in enumerate(parts):
+            if k % 2:
+                name, _, sub = part.rpartition("_")
+                lead = "\\partial " if name.startswith("∂") else ""
+                out.append(f"${lead}{latex_symbol(name.removeprefix('∂')).strip()}_{{{sub}}}$")
+            else:
+                out.append(_latex_text(part) if part else "")
+        return "".join(out)
     out = []
     for ch in text:
         if ch in "_{}#%&$":

@@ -320,4 +320,6 @@ def _helpers(header: list[str], body: str) -> list[str]:
 
 
 def md(text: str) -> str:
-    return text.replace("*", "\\*").replace("_", "\\_")
+    """``text`` for Markdown: emphasis marks escaped, and ``<`` ``>`` as entities (a
+    function called ``<lambda>`` is not an HTML tag that the notebook drops)."""
+    return text.replace("*", "\\*").replace("_", "\\_").replace("<", "&lt;").replace(">", "&gt;")
