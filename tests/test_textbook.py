@@ -179,3 +179,12 @@ def test_the_new_forms_render_with_katex():
     for text in (eg.explain("y_i = A_ij x_j", "x").latex(), eg.explain(MLP, "W1").latex()):
         formulas.append(text)
     assert _katex_render(formulas) == []
+
+
+def test_explain_steps_through_every_intermediate_of_the_mlp():
+    text = str(eg.explain(MLP, "W1"))
+    for name in ("P", "Z", "H", "A"):
+        assert f"chain rule through {name}" in text or f"differentiate {name} with respect to W1" in text, text
+    assert text.index("chain rule through Z") < text.index("chain rule through H") < text.index(
+        "chain rule through A")
+    assert "∂H_nh/∂A_ak = step(H_ah) δ_na δ_hk" in text
