@@ -188,3 +188,85 @@ def test_explain_steps_through_every_intermediate_of_the_mlp():
     assert text.index("chain rule through Z") < text.index("chain rule through H") < text.index(
         "chain rule through A")
     assert "∂H_nh/∂A_ak = step(H_ah) δ_na δ_hk" in text
+
+
+# --- check_backward names the classic value bugs -----------------------------------------------
+
+MLP_CE = "A_nh = X_nd W1_dh; H_nh = relu(A_nh); Z_nc = H_nh W2_hc; L = sum_n(logsumexp_c(Z_nc) - Y_nc Z_nc)"
+
+
+def _softmax_rows(Z):
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    return P / P.sum(1, keepdims=True)
+
+
+def test_check_backward_names_a_dropped_relu_mask():
+    def backward(X, W1, W2, Y):
+        A = X @ W1
+        H = np.maximum(A, 0)
+        dZ = _softmax_rows(H @ W2) - Y
+        dA = dZ @ W2.T  # the mask (A > 0) forgotten
+        return {"W1": X.T @ dA, "W2": H.T @ dZ}
+
+    report = eg.check_backward(MLP_CE, ["W1", "W2"], backward)
+    assert report["W2"].ok and not report["W1"].ok
+    assert "equals the correct dLdW1 without the relu mask step(H_nh) in dLdA: multiply dLdH by (H_nh > 0)" in (
+        report["W1"].message)
+    assert len(str(report).splitlines()) <= 40
+
+
+def test_check_backward_names_a_transposed_weight():
+    text = "A_nh = X_nd W_dh; H_nh = tanh(A_nh); Z_nk = H_nh U_hk; L = sum_{n,k}(G_nk Z_nk)"
+
+    def backward(X, W, U, G):
+        H = np.tanh(X @ W)
+        dH = G @ U  # should be G @ U.T
+        return X.T @ (dH * (1 - H**2))
+
+    report = eg.check_backward(text, "W", backward, sizes={"h": 4, "k": 4})
+    assert "equals the correct dLdW with U transposed in dLdH" in report["W"].message
+
+
+def test_check_backward_names_an_elementwise_softmax_derivative():
+    text = "Z_nc = X_nd W_dc; P_nc = softmax_c(Z_nc); L = -sum_{n,c}(Y_nc log(P_nc))"
+
+    def backward(X, W, Y):
+        P = _softmax_rows(X @ W)
+        dP = -Y / P
+        return X.T @ (dP * P * (1 - P))  # the diagonal of the softmax's Jacobian only
+
+    report = eg.check_backward(text, "W", backward)
+    assert "the softmax's Jacobian replaced by its diagonal" in report["W"].message
+    assert len(str(report).splitlines()) <= 40, str(report)
+
+
+def test_check_backward_names_a_missing_path_and_a_flipped_sign():
+    text = "A_nh = X_nd W_dh; B_nh = tanh(A_nh); C_nh = B_nh + A_nh; L = sum_{n,h}(G_nh C_nh)"
+
+    def one_path(X, W, G):
+        B = np.tanh(X @ W)
+        return X.T @ (G * (1 - B**2))  # the path C = ... + A forgotten
+
+    def flipped(X, W, G):
+        B = np.tanh(X @ W)
+        return X.T @ (G * (1 - B**2) - G)
+
+    report = eg.check_backward(text, "W", one_path)
+    assert "without the term" in report["W"].message and "dLdA" in report["W"].message, report["W"].message
+    report = eg.check_backward(text, "W", flipped)
+    assert "with the sign of the term" in report["W"].message, report["W"].message
+
+
+def test_check_backward_checks_returned_intermediates():
+    def backward(X, W1, W2, Y):
+        A = X @ W1
+        H = np.maximum(A, 0)
+        dZ = _softmax_rows(H @ W2) - Y
+        dA = (dZ @ W2.T) * (A > 0)
+        return {"W1": X.T @ dA, "W2": H.T @ dZ, "dLdZ": dZ, "dLdA": -dA, "other": 0}
+
+    report = eg.check_backward(MLP_CE, ["W1", "W2"], backward)
+    assert [(c.name, c.ok) for c in report.checks] == [
+        ("dLdZ", True), ("dLdA", False), ("dLdW1", True), ("dLdW2", True)]
+    assert "Wrong sign" in report["dLdA"].message
+    assert any("'other'" in note and "dLdZ" not in note.split(" of the")[0] for note in report.notes)
