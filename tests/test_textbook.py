@@ -47,7 +47,9 @@ def test_softmax_regression_uses_p_in_every_term():
     g = _check_gradients(text, arrays, ["W"])
     assert str(g.statement("dLdZ")) == "dLdZ_nc = P_nc dLdP_nc - P_nc P_ni dLdP_ni"
     assert "softmax" not in str(g).split("dLdP")[1]
-    # without P in the program the gradient says softmax, never exp(... - logsumexp)
+    # without P in the program: softmax, never exp(... - logsumexp), the minus taken inside
+    g = _check_gradients("Z_nc = X_nd W_dc; L = -sum_n(Y_nc log(softmax_c(Z_nc)))", arrays, ["W"])
+    assert str(g.statement("dLdZ")) == "dLdZ_nc = softmax_c(Z_nc) Σ_j Y_nj - Y_nc"  # P − Y when Σ_j Y_nj = 1
     g = eg.grad("L = sum_n(logsumexp_c(Z_nc) - Y_nc Z_nc)", wrt=["Z"])
     assert str(g.statements[-1]) == "dLdZ_nc = softmax_c(Z_nc) - Y_nc"
 

@@ -41,7 +41,7 @@ from .names import fresh_index
 from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
 from .simplify.engine import fold_softmax
-from .simplify.forward import drop_centred_sums, use_forward_values
+from .simplify.forward import drop_centred_sums, spread_sign, use_forward_values
 from .simplify.rules import like_terms_combine
 
 __all__ = ["GradError", "gradient_program"]
@@ -246,6 +246,7 @@ def _folded(stmt: Statement, program: Program) -> Statement:
     so that it prints as ``softmax_k(z_k)`` (the same value), and with the forward pass's
     own values where they recur (``P_nc`` for ``softmax_c(Z_nc)``)."""
     folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, program.statements)), program.statements)
+    folded = spread_sign(folded)
     return stmt if folded is stmt.expr else replace(stmt, expr=folded)
 
 

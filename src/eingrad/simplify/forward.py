@@ -18,7 +18,7 @@ from ..expr import (
 )
 from .engine import fold_softmax
 
-__all__ = ["drop_centred_sums", "use_forward_values"]
+__all__ = ["drop_centred_sums", "spread_sign", "use_forward_values"]
 
 # Definitions worth naming where they recur: the nonlinear ones (relu, tanh, softmax,
 # max, log-sum-exp, selections). A contraction X_nd W_dh is left as it reads, and so
@@ -154,3 +154,21 @@ def _centred(node: Sum, stmt, mean_body: Expr) -> bool:
             if canonical(renamed) == target:
                 return True
     return False
+
+
+def spread_sign(e: Expr) -> Expr:
+    """``-(a - b)`` as ``b - a``: a result's leading minus taken into its sum, the positive
+    terms first (``softmax_c(Z_nc) Σ_j Y_nj - Y_nc``, as a textbook writes ``P − Y``)."""
+    if not (isinstance(e, Mul) and len(e.factors) == 2 and e.factors[0] == Const(-1)
+            and isinstance(e.factors[1], Add)):
+        return e
+    terms = [mul(Const(-1), t) for t in e.factors[1].terms]
+    positive = [t for t in terms if not _negative(t)]
+    if not positive:
+        return e
+    return add(*positive, *(t for t in terms if _negative(t)))
+
+
+def _negative(t: Expr) -> bool:
+    f = factors_of(t)[0]
+    return isinstance(f, Const) and f.value < 0
