@@ -109,7 +109,7 @@ TABLE = [
     ("y_i = delta_ijk A_jk", ("stmt", "y"), "diag(A)", {"j": 10, "k": 10}),
     (MLP, ("diff", "W"), "Xᵀ ((G Vᵀ) ⊙ step(H))", None),
     (MLP, ("diff", "V"), "Hᵀ G", None),
-    (SOFTMAX, ("diff", "Z"), "exp(Z - log(exp(Z) 𝟏) 𝟏ᵀ) - Y", None),
+    (SOFTMAX, ("diff", "Z"), "softmax(Z) - Y", None),
     ("y_n = logsumexp_k(Z_nk)", ("stmt", "y"), "log(exp(Z) 𝟏)", None),
     ("y = logsumexp_i(x_i)", ("stmt", "y"), "log(𝟏ᵀ exp(x))", None),
     ("M_ij = A_ij; L = c", ("diff", "c", 1, "M"), "0", None),

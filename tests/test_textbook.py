@@ -272,3 +272,31 @@ def test_check_backward_checks_returned_intermediates():
         ("dLdZ", True), ("dLdA", False), ("dLdW1", True), ("dLdW2", True)]
     assert "Wrong sign" in report["dLdA"].message
     assert any("'other'" in note and "dLdZ" not in note.split(" of the")[0] for note in report.notes)
+
+
+def test_cross_entropy_over_the_batch_is_p_minus_y_over_n():
+    """The loss written for one-hot labels, averaged as the tutorial does: (P − Y)/|n|."""
+    from eingrad.matrix import matrix_form
+
+    text = "Z_nc = X_nd W_dc; L = sum_n(logsumexp_c(Z_nc) - Y_nc Z_nc) / |n|"
+    rng = np.random.default_rng(6)
+    arrays = {"X": rng.standard_normal((3, 2)), "W": rng.standard_normal((2, 4)), "Y": np.eye(4)[[0, 2, 1]]}
+    g = _check_gradients(text, arrays, ["W"])
+    assert str(g.statement("dLdZ")) == "dLdZ_nc = (softmax_c(Z_nc) - Y_nc) / |n|"
+    assert str(matrix_form(g, target="dLdZ")) == "|n|^(-1) (softmax(Z) - Y)"
+    # A P the loss does not read is not in the gradient program: the gradient cannot say P.
+    g = _check_gradients("Z_nc = X_nd W_dc; P_nc = softmax_c(Z_nc); " + text.split("; ")[1], arrays, ["W"])
+    assert "P_nc" not in str(g.statement("dLdZ"))
+
+
+@pytest.mark.parametrize("text, form", [
+    ("P_nc = softmax_c(Z_nc)", "softmax(Z)"),          # each row of Z normalised
+    ("P_cn = softmax_c(Z_nc)", "softmax(Z)ᵀ"),
+    ("P_nc = softmax_n(Z_nc)", "softmax(Zᵀ)ᵀ"),        # each column: never an elementwise transpose
+    ("p_i = softmax_i(z_i)", "softmax(z)"),
+    ("P_nc = softmax_c(X_nd W_dc)", "softmax(X W)"),
+])
+def test_softmax_matrix_form_normalises_rows(text, form):
+    from eingrad.matrix import matrix_form
+
+    assert str(matrix_form(eg.parse(text))) == form
