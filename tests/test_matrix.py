@@ -109,7 +109,7 @@ TABLE = [
     ("y_i = delta_ijk A_jk", ("stmt", "y"), "diag(A)", {"j": 10, "k": 10}),
     (MLP, ("diff", "W"), "Xᵀ ((G Vᵀ) ⊙ step(H))", None),
     (MLP, ("diff", "V"), "Hᵀ G", None),
-    (SOFTMAX, ("diff", "Z"), "exp(Z - log(exp(Z) 𝟏) 𝟏ᵀ) - Y", None),
+    (SOFTMAX, ("diff", "Z"), "softmax(Z) - Y", None),
     ("y_n = logsumexp_k(Z_nk)", ("stmt", "y"), "log(exp(Z) 𝟏)", None),
     ("y = logsumexp_i(x_i)", ("stmt", "y"), "log(𝟏ᵀ exp(x))", None),
     ("M_ij = A_ij; L = c", ("diff", "c", 1, "M"), "0", None),
@@ -173,7 +173,7 @@ def test_mlp_gradient_statements():
 def test_latex():
     form, _, _ = case(LOGISTIC_S, ("diff", "w", 2))
     assert form.latex() == (
-        "X^{\\top} \\operatorname{diag}\\left(s \\odot \\left(\\mathbf{1} - s\\right)\\right) X + \\mathit{lam} I"
+        "X^{\\top} \\operatorname{diag}\\left(s \\odot \\left(\\mathbf{1} - s\\right)\\right) X + \\lambda I"
     )
     assert form._repr_latex_() == f"${form.equation_latex()}$"
     assert form.equation_latex().endswith(" = " + form.latex()) and form.equation_latex().startswith("\\frac{")

@@ -175,8 +175,8 @@ def test_explanation_reasons_keep_their_math_in_text_mode():
     # "Σ_j A_ij δ_jk = A_ik": in LaTeX the symbols become inline math inside \text.
     shown = eg.explain("p_k = exp(z_k - logsumexp_j(z_j)); L = -y_k log(p_k)", "z")._repr_latex_()
     assert "x$^\\wedge$a" in shown
-    assert "$\\Sigma$\\_j A\\_ij $\\delta$\\_jk = A\\_ik" in shown
-    assert "($\\partial$" in eg.explain("f_i = W_ij v_j", "W")._repr_latex_()
+    assert "$\\Sigma_{j}$ $A_{ij}$ $\\delta_{jk}$ = $A_{ik}$" in shown  # subscripts, no \\_
+    assert "($\\partial W_{ab}$" in eg.explain("f_i = W_ij v_j", "W")._repr_latex_()
 
 
 def test_the_validator_rejects_broken_latex():

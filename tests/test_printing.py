@@ -31,7 +31,7 @@ TABLE = [
         "L = sum_i(softplus(-y_i X_ij w_j)) + 0.5 lam w_j w_j",
         "L = Σ_i softplus(-y_i X_ij w_j) + 0.5 lam w_j w_j",
         r"L = \sum_{i} \operatorname{softplus}\left(-y_{i} X_{ij} w_{j}\right)"
-        r" + 0.5 \mathit{lam} w_{j} w_{j}",
+        r" + 0.5 \lambda w_{j} w_{j}",
     ),
     (
         "L = -sum_n(log(sigmoid(t_n z_n)))",

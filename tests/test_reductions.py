@@ -283,8 +283,10 @@ def test_errors(text, message):
 
 
 def test_softmax_derivative_reads_as_the_guide_writes_it():
-    """∂P_nc/∂Z_mk = P_nc δ_nm δ_ck − P_nc P_mk δ_nm, P the softmax, printed as softmax."""
+    """∂P_nc/∂Z_mk = P_nc δ_nm δ_ck − P_nc P_mk δ_nm, P the softmax, written with P itself."""
     d = eg.diff("P_nc = softmax_c(Z_nc)", "Z")
+    assert str(d) == "∂P_nc/∂Z_ij = P_nc (δ_ni δ_cj - P_ij δ_ni)"
+    d = eg.diff("y_n = sum_c(softmax_c(Z_nc) V_c)", "Z")
     assert "softmax" in str(d) and "logsumexp" not in str(d)
     g = eg.grad("L = sum_n(logsumexp_c(Z_nc) - Y_nc Z_nc)", wrt=["Z"])
     assert str(g.statements[-1]) == "dLdZ_nc = softmax_c(Z_nc) - Y_nc"
@@ -295,6 +297,8 @@ def test_softmax_derivative_reads_as_the_guide_writes_it():
 
 def test_max_derivative_flows_to_the_max():
     d = eg.diff("y_n = max_k(X_nk)", "X")
+    assert str(d) == "∂y_n/∂X_ij = (X_ij >= y_i) / Σ_k(X_ik >= y_i) δ_ni"  # y, the max itself
+    d = eg.diff("y_n = 2 max_k(X_nk)", "X")
     assert ">=" in str(d) and "max_" in str(d)
     assert eg.parse(str(eg.grad("L = sum_n(max_k(X_nk))", wrt=["X"]))) is not None
 

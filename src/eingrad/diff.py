@@ -53,6 +53,7 @@ from .names import fresh_index
 from .program import Program, Statement
 from .simplify import simplify
 from .simplify.engine import fold_softmax
+from .simplify.forward import drop_centred_sums, use_forward_values
 
 __all__ = ["DERIVATIVES", "Derivative", "DiffError", "diff_expr", "differentiate"]
 
@@ -772,6 +773,9 @@ def differentiate(
         # captured when the statement's indices are substituted later).
         avoid = (taken - E.all_indices(raw)) | set(stmt.indices) | set(base)
         d = simplify(raw, aliases=aliases, avoid=avoid, trace=trace if stmt is out_stmt else None)
+        centred = drop_centred_sums(d, statements)  # Σ_n(X_nh - mu_h) = 0, mu_h = mean_n(X_nh)
+        if centred != d:
+            d = simplify(centred, aliases=aliases, avoid=avoid, trace=trace if stmt is out_stmt else None)
         taken.update(aliases)  # a renamed index keeps its size entry: never reuse its name
         _follow_aliases(aliases, sources, statement_sources[stmt.target], ctx.origins)
         taken.update(E.all_indices(d))
@@ -806,16 +810,45 @@ def differentiate(
     sized = {node.index: sources[node.index] for node in E.walk(current)
              if isinstance(node, Size) and node.index in sources and node.index not in ctx.origins}
     current, _ = user_names(current, out_stmt.indices + tuple(i for g in groups for i in g), AxisClasses(program), sized)
+    current = _sizes_by_output(current, out_stmt, groups, sources, statement_sources[output], AxisClasses(program))
     if current == ZERO:
         what = f"{output!r} does not depend on {wrt!r}" if order == 1 else (
             f"the order-{order} derivative of {output!r} with respect to {wrt!r} is identically zero"
         )
         warnings.warn(ZeroDerivativeWarning(f"{what}: the derivative is zero"), stacklevel=user_stacklevel())
     # Every exp(z_k - logsumexp_j(z_j)) as the parser writes softmax_k(z_k), which prints so.
-    current = fold_softmax(current)
+    current = use_forward_values(fold_softmax(current), statements)
     return Derivative(
         program, output, wrt, order, out_stmt.indices, tuple(groups), current, sources, ctx.origins
     )
+
+
+def _sizes_by_output(e: Expr, out_stmt, groups, sources, own, classes: AxisClasses) -> Expr:
+    """``|i|`` of a derivative's index written ``|n|`` when the output's own index ``n``
+    runs over an axis of the same size (``∂Y_nh/∂X_ij``: ``1 / |n|``, never ``1 / |i|``)."""
+    mapping: dict[str, str] = {}
+    for k in (i for g in groups for i in g):
+        if k not in sources:
+            continue
+        cls = classes.of(*sources[k])
+        for o in out_stmt.indices:
+            if o in own and classes.of(*own[o]) == cls:
+                mapping[k] = o
+                break
+    if not mapping or not any(isinstance(n, Size) and n.index in mapping for n in E.walk(e)):
+        return e
+    memo: dict[Expr, Expr] = {}
+
+    def visit(node: Expr) -> Expr:
+        if node not in memo:
+            if isinstance(node, Size):
+                memo[node] = Size(mapping.get(node.index, node.index))
+            else:
+                kids = tuple(visit(c) for c in node.children)
+                memo[node] = node if kids == node.children else node.with_children(kids)
+        return memo[node]
+
+    return visit(e)
 
 
 def _follow_aliases(aliases: dict[str, str], sources: dict, own: dict, origins: dict) -> None:

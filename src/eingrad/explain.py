@@ -58,8 +58,23 @@ _TEXT_MATH = {"∂": "\\partial", "·": "\\cdot", "^": "^\\wedge", "\\": "\\back
 def _latex_text(text: str) -> str:
     """``text`` for inside ``\\text{}``: TeX's special characters escaped, and ^, ∂ and Greek
     letters as inline math (a bare ^ or Unicode symbol in text mode does not render)."""
+    import re
+
     from .printing.latex import latex_symbol
 
+    # An indexed name (A_ij, Σ_j, δ_jk, ∂x_ab) as inline math, A_{ij}: \_ in text mode
+    # shows its backslash in some renderers, and reads worse than a subscript anyway.
+    parts = re.split(r"(∂?[^\W_\d][^\W_]*_[^\W_]+)", text)
+    if len(parts) > 1:
+        out = []
+        for k, part in enumerate(parts):
+            if k % 2:
+                name, _, sub = part.rpartition("_")
+                lead = "\\partial " if name.startswith("∂") else ""
+                out.append(f"${lead}{latex_symbol(name.removeprefix('∂')).strip()}_{{{sub}}}$")
+            else:
+                out.append(_latex_text(part) if part else "")
+        return "".join(out)
     out = []
     for ch in text:
         if ch in "_{}#%&$":
@@ -193,8 +208,11 @@ def explain_derivative(program: Program, wrt: str, output: str | None = None) ->
         i_lhs, i_latex = _lhs(name, mids_t, wrt, wrt_indices)
         factor_steps.append(ExplainStep(f"differentiate {output} with respect to {name}"
                                         f"{_identities(out_stmt.expr)}", o_lhs, o_latex, outer_expr))
-        factor_steps.append(ExplainStep(f"differentiate {name} with respect to {wrt}"
-                                        f"{_identities(program.statement(name).expr)}", i_lhs, i_latex, inner_expr))
+        deeper = _through_steps(program, wrt, name)
+        factor_steps += deeper
+        factor_steps.append(ExplainStep(
+            (f"so, in these indices, ∂{name}/∂{wrt} is" if deeper else f"differentiate {name} with respect to {wrt}")
+            + f"{_identities(program.statement(name).expr)}", i_lhs, i_latex, inner_expr))
         substituted_terms.append(sum_(mids_t, mul(outer_expr, inner_expr)))
     direct = [r for r in E.tensor_refs(out_stmt.expr) if r.name == wrt]
     if direct:
@@ -218,6 +236,18 @@ def explain_derivative(program: Program, wrt: str, output: str | None = None) ->
     simplify(substituted, trace=trace)
     steps += _simplification_steps(trace, lhs, lhs_latex)
     return Explanation(result, tuple(steps))
+
+
+def _through_steps(program: Program, wrt: str, name: str) -> list[ExplainStep]:
+    """The chain-rule steps of ``∂name/∂wrt`` when ``name`` itself reads intermediates that
+    depend on ``wrt`` (the MLP's ∂Z/∂W1 through H, then A): each intermediate stepped
+    through, its own simplification left to its result."""
+    stmt = program.statement(name)
+    if not any(r.name in program.targets and not differentiate_quietly(program, wrt, r.name).is_zero
+               for r in E.tensor_refs(stmt.expr)):
+        return []
+    inner = explain_derivative(program, wrt, name)
+    return [step for step in inner.steps if step.reason.startswith(("chain rule", "differentiate", "so, in"))]
 
 
 def differentiate_quietly(program: Program, wrt: str, output: str) -> Derivative:

@@ -41,6 +41,7 @@ from .names import fresh_index
 from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
 from .simplify.engine import fold_softmax
+from .simplify.forward import drop_centred_sums, spread_sign, use_forward_values
 from .simplify.rules import like_terms_combine
 
 __all__ = ["GradError", "gradient_program"]
@@ -198,7 +199,7 @@ def _gradient_program(
                 adjoint_names[target] = name
                 classes.like[name] = target
                 adjoint_stmt = Statement(name, stmt.indices, adjoint, like=target, sizes_from=sized)
-                emitted.append(_folded(_readable(adjoint_stmt, classes)))
+                emitted.append(_folded(_readable(adjoint_stmt, classes), statements))
                 current[target] = Tensor(name, stmt.indices)
             else:
                 current[target] = adjoint
@@ -233,17 +234,20 @@ def _gradient_program(
             # input (the output's statements may not read it) and the text parses back.
             adjoint = E.Mul((ZERO, Tensor(name, indices)))
         gradient = Statement(target_name, indices, adjoint, like=name, sizes_from=sized)
-        gradients.append(_folded(_readable(gradient, classes)))
+        gradients.append(_folded(_readable(gradient, classes), statements))
     result = Program(tuple(statements) + tuple(emitted) + tuple(gradients), None)
     if seed and seed not in result.inputs:  # every gradient is zero: the seed is still taken
         result = Program(result.statements, None, frozenset({seed}))
     return result
 
 
-def _folded(stmt: Statement) -> Statement:
+def _folded(stmt: Statement, forward: list[Statement]) -> Statement:
     """The statement with every exp(z_k - logsumexp_j(z_j)) written as softmax_k(z_k) is parsed,
-    so that it prints as ``softmax_k(z_k)`` (the same value)."""
-    folded = fold_softmax(stmt.expr)
+    so that it prints as ``softmax_k(z_k)`` (the same value), and with the forward pass's
+    own values where they recur (``P_nc`` for ``softmax_c(Z_nc)``)."""
+    # Only the forward statements the gradient program keeps (those its output needs).
+    folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, forward)), forward)
+    folded = spread_sign(folded)
     return stmt if folded is stmt.expr else replace(stmt, expr=folded)
 
 

@@ -20,6 +20,7 @@ from .diagnose import (
     term_finding,
     value_finding,
 )
+from .mistakes import classic_mistake
 from .inputs import POSITIVE_NOTE, CheckError, check_sizes, draw_inputs, make_rng, wrt_list
 from .user import arguments, as_gradient, call_user, unpack
 
@@ -53,15 +54,29 @@ class GradientCheck:
     def __bool__(self) -> bool:
         return self.ok
 
-    def text(self) -> str:
+    def text(self, shown: set[str] | None = None) -> str:
+        """The finding; code lines in ``shown`` (an earlier gradient's) are not repeated."""
         if self.ok:
             return f"✓ {self.name}: {self.message}"
         lines = [f"✗ {self.message}", "    The correct gradient, in index notation:"]
-        lines += [f"        {s}" for s in self.statements]
+        lines += [f"        {s}" for s in self.statements if shown is None or s not in shown]
+        if shown is not None:
+            shown.update(self.statements)
         if self.code:
-            lines.append("    In numpy:")
-            lines += [f"        {line}" for line in self.code.split("\n")]
+            code = _new_lines(self.code, shown)
+            lines.append("    In numpy" + (" (after the code above):" if code != self.code.split("\n") else ":"))
+            lines += [f"        {line}" for line in code]
         return "\n".join(lines)
+
+
+def _new_lines(code: str, shown: set[str] | None) -> list[str]:
+    """The lines of ``code`` not in ``shown`` (which then holds them too)."""
+    lines = code.split("\n")
+    if shown is None:
+        return lines
+    out = [line for line in lines if line not in shown]
+    shown.update(lines)
+    return out
 
 
 @dataclass
@@ -108,7 +123,8 @@ class BackwardReport:
     def __str__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
         lines = [self.summary() + (f"  [sizes {sizes}]" if sizes else "")]
-        lines += [c.text() for c in self.checks]
+        shown: set[str] = set()  # the code is shown once: a second wrong gradient adds its own lines
+        lines += [c.text(shown) for c in self.checks]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -117,12 +133,14 @@ class BackwardReport:
 
     def _repr_markdown_(self) -> str:
         out = [f"**{md(self.summary())}**", ""]
+        shown: set[str] = set()
         for c in self.checks:
             out.append(f"- {'✓' if c.ok else '✗'} `{c.name}`: {md(c.message)}")
             if not c.ok:
                 out.append("  correct: " + "; ".join(f"`{s}`" for s in c.statements))
-                if c.code:
-                    out += ["", "  ```python", *[f"  {line}" for line in c.code.split("\n")], "  ```"]
+                code = _new_lines(c.code, shown) if c.code else []
+                if code:
+                    out += ["", "  ```python", *[f"  {line}" for line in code], "  ```"]
         out += [f"- note: {md(n)}" for n in self.notes]
         return "\n".join(out) + "\n"
 
@@ -195,7 +213,39 @@ def check_backward(
     if report.error is None:
         for w, name in zip(wrt, names, strict=True):
             report.checks.append(_check_one(w, name, values, draw, rtol, atol))
+        # Intermediates the function returned too (dLdZ): checked like the gradients, first.
+        report.checks[:0] = [_check_one(like, name, {like: value}, draw, rtol, atol)
+                             for name, (like, value) in values.pop(_INTERMEDIATES, {}).items()]
     return report
+
+
+_INTERMEDIATES = "\0intermediates"
+
+
+def _intermediates(result, draw: _Draw, names: list[str], notes: list[str]) -> dict:
+    """The entries of a returned dict named like an intermediate gradient (``dLdZ``): name ->
+    (the tensor whose shape it has, the value); the note that ignored them is dropped."""
+    if not isinstance(result, Mapping):
+        return {}
+    first = len(draw.program.statements)
+    known = {s.target: s for s in draw.gradients.statements[first:] if s.target not in names}
+    found = {}
+    for key in result:
+        stmt = known.get(key) if isinstance(key, str) else None
+        like = stmt.like if stmt is not None else None
+        if like is not None and like in draw.plan.labels:
+            found[key] = (like, result[key])
+    if found:
+        for k, note in enumerate(notes):
+            if note.startswith("ignored the entries"):
+                head = note[: note.index(" of the returned")]
+                rest = [key for key in result if key not in found and repr(key) in head]
+                if rest:
+                    notes[k] = f"ignored the entries {', '.join(map(repr, rest))}" + note[note.index(" of the returned"):]
+                else:
+                    del notes[k]
+                break
+    return found
 
 
 def _upstream_name(program: Program, output: str, seed: str | None) -> str | None:
@@ -261,6 +311,8 @@ def _run(user_fn, draw: _Draw, wrt: list[str], names: list[str], notes: list[str
         return {}, problem
     values, more, problem = unpack(result, wrt, names)
     notes += more
+    if problem is None:
+        values[_INTERMEDIATES] = _intermediates(result, draw, names, notes)
     return values, problem
 
 
@@ -300,5 +352,8 @@ def _diagnose(found: GradientCheck, values: dict, draw: _Draw, rtol: float, atol
     found.wrong, found.factor = stats["wrong"], stats["factor"]
     if found.factor is None:
         terms = term_finding(draw.gradients, name, draw.arrays, plan.declared or None, got, rtol, atol)
+        if not terms:  # a classic mistake: a mask dropped, a weight transposed, a diagonal Jacobian
+            terms = classic_mistake(draw.gradients, draw.program, name, draw.arrays, plan.declared or None,
+                                    got, rtol, atol)
         message += f". {terms}" if terms else ""
     return message

@@ -299,6 +299,11 @@ def numpy_code(gradients: Program, target: str, arrays: dict[str, np.ndarray]) -
                 break
             continue
         body.append(text)
+    # The size checks guard the compiled function; the code shown reads without them.
+    body = [line for line in body if not (line.startswith("if ") and "_sizes_disagree(" in line)]
+    body = [line for k, line in enumerate(body) if not (
+        line.startswith("size_") and " = " in line
+        and not any(line.split(" = ")[0] in later for later in body[k + 1:]))]
     helpers = _helpers(lines[:start], "\n".join(body))
     return "\n".join(helpers + body).replace("xp.", "np.")
 
@@ -320,4 +325,6 @@ def _helpers(header: list[str], body: str) -> list[str]:
 
 
 def md(text: str) -> str:
-    return text.replace("*", "\\*").replace("_", "\\_")
+    """``text`` for Markdown: emphasis marks escaped, and ``<`` ``>`` as entities (a
+    function called ``<lambda>`` is not an HTML tag that the notebook drops)."""
+    return text.replace("*", "\\*").replace("_", "\\_").replace("<", "&lt;").replace(">", "&gt;")

@@ -392,8 +392,8 @@ class CompiledFunction:
             gen.statement(stmt, sizes, statement_text(stmt) if stmt is not self.extra else str(self.obj), k, codes,
                           real_of[id(stmt)])
         code = gen.function("compiled", self.inputs, self.outputs)
-        helpers = self.backend.helpers + (self.backend.debug_helpers if self.debug else "")
-        source = helpers.lstrip("\n") + "\n\n" + code.source
+        helpers = used_helpers(self.backend.helpers + (self.backend.debug_helpers if self.debug else ""), code.source)
+        source = (helpers.strip("\n") + "\n\n\n" if helpers.strip() else "") + code.source
         namespace: dict[str, Any] = {"xp": self.backend.load()}
         exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names
         if "_sizes_disagree" in namespace:  # in eingrad, a SizeError (ValueError in a module of its own)
@@ -546,3 +546,28 @@ def compile_program(
     debug: bool | None = None,
 ) -> CompiledFunction:
     return CompiledFunction(obj, backend, outputs, debug)
+
+
+def used_helpers(helpers: str, code: str) -> str:
+    """The helper source with only the functions and classes ``code`` calls, directly or
+    through another helper; imports and assignments stay (they are a few lines)."""
+    import ast
+    import re
+
+    tree = ast.parse(helpers)
+    lines = helpers.splitlines()
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    wanted: set[str] = set()
+    pending = [code] + [ast.get_source_segment(helpers, n) or "" for n in tree.body if n.__class__.__name__
+                        not in ("FunctionDef", "ClassDef")]
+    while pending:
+        for word in set(re.findall(r"[A-Za-z_]\w*", pending.pop())) & (defs.keys() - wanted):
+            wanted.add(word)
+            pending.append(ast.get_source_segment(helpers, defs[word]) or "")
+    kept = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name not in wanted:
+            continue
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
+        kept.append("\n".join(lines[start:node.end_lineno]))
+    return "\n\n\n".join(kept) + ("\n" if kept else "")

@@ -202,7 +202,31 @@ def _build(expr: Expr, indices: tuple[str, ...], context, name, name_latex) -> M
         node = to_matrix(expr, tuple(indices))
     except NoForm as why:
         return NoMatrixForm(why.reason, tuple(indices), name)
-    return MatrixForm(node, tuple(indices), name, name_latex, context)
+    form = MatrixForm(node, tuple(indices), name, name_latex, context)
+    spread = _spread_deltas(expr)
+    if spread != expr:  # p_i (δ_ij − p_j) as p_i δ_ij − p_i p_j: diag(p) − p pᵀ, not diag(p) (I − 𝟏 pᵀ)
+        try:
+            other = MatrixForm(to_matrix(spread, tuple(indices)), tuple(indices), name, name_latex, context)
+        except NoForm:
+            return form
+        if len(str(other)) < len(str(form)):
+            return other
+    return form
+
+
+def _spread_deltas(e: Expr) -> Expr:
+    """``a (δ_ij + b)`` as ``a δ_ij + a b`` (a product over a sum that holds a delta)."""
+    from ..expr import Add, Delta, Mul, add, factors_of, mul
+
+    if isinstance(e, Add):
+        return add(*(_spread_deltas(t) for t in e.terms))
+    if not isinstance(e, Mul):
+        return e
+    for k, f in enumerate(e.factors):
+        if isinstance(f, Add) and any(isinstance(g, Delta) for t in f.terms for g in factors_of(t)):
+            rest = e.factors[:k] + e.factors[k + 1:]
+            return add(*(_spread_deltas(mul(*rest, t)) for t in f.terms))
+    return e
 
 
 def _free_indices(e: Expr, free: Any) -> tuple[str, ...]:

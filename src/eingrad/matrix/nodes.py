@@ -320,7 +320,7 @@ def _pushed_transpose(n: Node) -> Node | None:
         return hadamard(*(transpose(f) for f in n.factors))
     if isinstance(n, Scale):
         return scale(n.coef, *n.factors[:-1], transpose(n.factors[-1]))
-    if isinstance(n, Func):
+    if isinstance(n, Func) and n.fn != "softmax":  # softmax(Z) normalises Z's rows: not elementwise
         return Func(n.fn, transpose(n.arg), rows=n.cols, cols=n.rows)
     if isinstance(n, Power):
         return Power(transpose(n.arg), n.exponent, rows=n.cols, cols=n.rows)

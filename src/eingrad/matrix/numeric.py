@@ -103,6 +103,11 @@ def _value(n: Node, env: Mapping[str, np.ndarray], sizes: Mapping[str, int]) -> 
         for f in n.factors[:-1]:
             out = out * ev(f)[0, 0]
         return out
+    if isinstance(n, Func) and n.fn == "softmax":  # along the columns (each row), or a vector's entries
+        x = ev(n.arg)
+        axis = 1 if n.arg.cols is not None else 0
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
     if isinstance(n, Func):
         return FUNCTIONS[n.fn].numpy(ev(n.arg))
     if isinstance(n, Power):

@@ -76,6 +76,8 @@ class Style:
             return f"{_TEXT_NAMES.get(fn, fn)}({arg})"
         if fn == "sqrt":
             return f"\\sqrt{{{arg}}}"
+        if fn == "softmax":
+            return f"\\operatorname{{softmax}}\\left({arg}\\right)"
         return f"{FUNCTIONS[fn].latex}\\left({arg}\\right)"
 
     def power(self, base: str, exponent: Fraction, elementwise: bool) -> str:

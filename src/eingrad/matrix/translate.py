@@ -162,6 +162,8 @@ def translate(e: Expr, hint: tuple[str, ...] = ()) -> Node:
     if isinstance(e, Pow):
         base = column(settle(translate(e.base, hint)))
         return Power(base, e.exponent, rows=base.rows, cols=base.cols)
+    if isinstance(e, Call) and (form := _softmax(e, hint)) is not None:
+        return form
     if isinstance(e, Call):
         arg = column(settle(translate(e.arg, hint)))
         return Func(e.fn, arg, rows=arg.rows, cols=arg.cols)
@@ -172,6 +174,32 @@ def translate(e: Expr, hint: tuple[str, ...] = ()) -> Node:
     if isinstance(e, Pick):
         raise NoForm(f"{format_expr(e)} reads the integers of {e.table.name} (a gather or scatter): no matrix form")
     raise NoForm(f"{type(e).__name__} nodes have no matrix form")
+
+
+def _softmax(e: Call, hint: tuple[str, ...]) -> Node | None:
+    """``exp(z_k - logsumexp_k(z_k))`` as ``softmax(z)`` (a vector), or ``softmax(Z)``
+    normalising each row of ``Z`` (the softmax index its columns); else None."""
+    from ..expr import factors_of
+    from ..simplify.forward import _is_softmax
+
+    if not _is_softmax(e):
+        return None
+    terms = e.arg.terms
+    lse = [f for t in terms for f in factors_of(t) if isinstance(f, LogSumExp)]
+    if len(terms) != 2 or len(lse) != 1 or len(lse[0].indices) != 1:
+        return None
+    (k,) = lse[0].indices
+    z = next(t for t in terms if not any(isinstance(f, LogSumExp) for f in factors_of(t)))
+    try:
+        arg = column(settle(translate(z, hint)))
+    except NoForm:
+        return None
+    have = labels(arg)
+    if k not in have:
+        return None
+    if len(have) == 2:
+        arg = orient(arg, next(i for i in have if i != k), k)
+    return Func("softmax", arg, rows=arg.rows, cols=arg.cols)
 
 
 def _matfn(e: MatFn) -> Node:

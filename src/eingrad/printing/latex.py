@@ -55,9 +55,20 @@ def latex_symbol(name: str) -> str:
         import re
 
         return re.sub(r"_(\w+)", r"_{\1}", text)
+    word = _GREEK_WORDS.get(name, name)
+    if word in _GREEK_SMALL or word in _GREEK_CAPITALS:  # alpha, lam, eps, Sigma: α λ ε Σ
+        return "\\" + word
     if len(name) > 1 and name.isascii():
         return "\\mathit{" + name + "}"
     return text
+
+
+# Greek letters spelled out in ASCII names (``lam I`` is λ I, not the word "lamI").
+_GREEK_SMALL = frozenset(
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau "
+    "upsilon phi chi psi omega varepsilon vartheta varphi".split()
+)
+_GREEK_WORDS = {"lam": "lambda", "lamda": "lambda", "eps": "epsilon"}
 
 
 def latex_indices(indices: tuple[str, ...]) -> str:
