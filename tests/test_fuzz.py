@@ -20,11 +20,11 @@ import signal
 import threading
 import warnings
 
-from corpus import CORPUS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eingrad as eg
+from corpus import CORPUS
 from eingrad.cli import main
 
 TIME_LIMIT = 20.0  # seconds for one text, whatever the machine's load; a hang fails at once

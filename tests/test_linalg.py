@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import eingrad as eg
-from eingrad.gradcheck import check_grad
 from eingrad.errors import IndexRuleError, ParseError, ReservedNameError, SizeError
+from eingrad.gradcheck import check_grad
 
 
 def _well(rng, *shape):

@@ -8,9 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
-from corpus import CORPUS, Entry, random_inputs
 
 import eingrad as eg
+from corpus import CORPUS, Entry, random_inputs
 from eingrad.cli.demo import rnn_program
 from eingrad.expr import Size, Tensor, walk
 

@@ -12,10 +12,9 @@ checked to fit before it is allocated (:func:`eingrad.errors.check_allocation`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
-
-import math
 
 import numpy as np
 import opt_einsum

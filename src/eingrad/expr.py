@@ -14,7 +14,6 @@ flattening, dropping zero terms and unit factors, folding constants.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction

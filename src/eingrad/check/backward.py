@@ -20,8 +20,8 @@ from .diagnose import (
     term_finding,
     value_finding,
 )
-from .mistakes import classic_mistake
 from .inputs import POSITIVE_NOTE, CheckError, check_sizes, draw_inputs, make_rng, wrt_list
+from .mistakes import classic_mistake
 from .user import arguments, as_gradient, call_user, unpack
 
 __all__ = ["BackwardCheckFailed", "GradientCheck", "BackwardReport", "check_backward"]

@@ -19,7 +19,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ..errors import EingradError, MatrixNotationWarning, SurprisingSumWarning, ZeroDerivativeWarning, escape_controls
+from ..errors import (
+    EingradError,
+    MatrixNotationWarning,
+    SurprisingSumWarning,
+    ZeroDerivativeWarning,
+    escape_controls,
+)
 from .parser import build_parser, short_help
 from .style import Style
 

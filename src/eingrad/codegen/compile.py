@@ -13,7 +13,14 @@ from typing import Any
 from .. import expr as E
 from ..backends import get_backend
 from ..diff import Derivative
-from ..errors import EingradError, MissingInputError, PrecisionWarning, SizeError, TooLargeError, user_stacklevel
+from ..errors import (
+    EingradError,
+    MissingInputError,
+    PrecisionWarning,
+    SizeError,
+    TooLargeError,
+    user_stacklevel,
+)
 from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..sizes import _declared_sizes, infer_shapes

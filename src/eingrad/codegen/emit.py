@@ -34,7 +34,16 @@ from .buffers import resolve_stacks
 from .gather import HELPERS as GATHER_HELPERS
 from .gather import contract_picks, distributed, without_unit_powers
 from .linalg import emit_matfn, solved_factors
-from .lines import OUT, Line, StackedProduct, complete_uses, debug_checks, release_dead, row_offset, write_in_place
+from .lines import (
+    OUT,
+    Line,
+    StackedProduct,
+    complete_uses,
+    debug_checks,
+    release_dead,
+    row_offset,
+    write_in_place,
+)
 from .rewrite import deltas_outside, merged_contractions, merged_reductions, regrouped_sum, softmax_parts
 from .shapes import HELPERS as SIZE_HELPERS
 from .shapes import SizeVars

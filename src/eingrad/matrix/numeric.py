@@ -16,14 +16,14 @@ import numpy as np
 from ..errors import EingradError
 from ..functions import FUNCTIONS
 from .nodes import (
+    Det,
     Diag,
     DiagOf,
     Func,
     Hadamard,
     Identity,
-    LogSumExpOf,
     Inverse,
-    Det,
+    LogSumExpOf,
     MatMul,
     Node,
     Num,

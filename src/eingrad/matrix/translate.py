@@ -49,9 +49,9 @@ from ..expr import (
 )
 from ..printing.text import format_expr
 from .nodes import (
+    Det,
     Func,
     Identity,
-    Det,
     Inverse,
     LogSumExpOf,
     Node,

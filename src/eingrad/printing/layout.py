@@ -13,8 +13,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 
-from ..errors import EingradError
 from .. import expr as E
+from ..errors import EingradError
 from ..expr import Add, Expr, Sum
 
 Path = tuple[int, ...]

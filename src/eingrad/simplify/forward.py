@@ -8,12 +8,27 @@ computed ``P_nc = softmax_c(Z_nc)``: the same value, already in memory.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Iterable
 
 from ..canonical import canonical
 from ..expr import (
-    ZERO, Add, Pow, Size, mul, Call, Choose, Const, Expr, LogSumExp, Mul, Reduce, Sum, Tensor, add, factors_of,
+    ZERO,
+    Add,
+    Call,
+    Choose,
+    Const,
+    Expr,
+    LogSumExp,
+    Mul,
+    Pow,
+    Reduce,
+    Size,
+    Sum,
+    Tensor,
+    add,
+    factors_of,
+    mul,
     rename_indices,
 )
 from .engine import fold_softmax

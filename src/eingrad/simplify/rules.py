@@ -36,7 +36,6 @@ from ..expr import (
     sum_,
     walk,
 )
-
 from .rules_linalg import LINALG_APPLIES_TO, LINALG_RULES
 
 Rule = Callable[[Expr], Expr | None]
