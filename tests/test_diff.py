@@ -442,6 +442,12 @@ def test_wrt_not_an_input_lists_the_inputs():
         eg.diff(PROGRAM, "B")
 
 
+def test_wrt_given_as_a_list_says_diff_takes_one_input():
+    with pytest.raises(eg.DiffError, match=r"diff takes one input.*got 2: 'A', 'x'") as info:
+        eg.diff(PROGRAM, ["A", "x"])
+    assert "eg.grad" in info.value.hint
+
+
 def test_wrt_that_is_a_target():
     with pytest.raises(eg.DiffError, match=r"'z' is computed by the program.*inputs are A, x"):
         eg.diff(PROGRAM, "z")

@@ -719,6 +719,13 @@ def require_input(program: Program, name: object, error: type[EingradError], wha
             spans=program.statement(name).target_span,
             hint="differentiate with respect to the inputs it is computed from",
         )
+    if isinstance(name, (list, tuple, set, frozenset)):
+        raise error(
+            f"diff takes one input to differentiate with respect to, got {len(name)}: "
+            f"{', '.join(map(repr, name))}",
+            hint="ask for each separately (eg.diff(p, 'x'), eg.diff(p, 'y')), or for every gradient "
+            "at once with eg.grad(p, wrt=[...])",
+        )
     raise error(
         f"{name!r} is not an input of the program (its inputs are {', '.join(program.inputs)})",
         hint="wrt names inputs of the program",
