@@ -1,7 +1,7 @@
 """The ``eingrad`` command line.
 
 Commands: ``demo``, ``parse``, ``eval``, ``diff``, ``grad``, ``explain``,
-``compile``, ``check``, ``graph`` (``eingrad COMMAND --help`` shows examples).
+``compile``, ``check``, ``graph``, ``serve`` (``eingrad COMMAND --help`` shows examples).
 A program is given as text, ``-f FILE`` / ``@FILE`` / a file name, or ``-``
 for stdin.
 

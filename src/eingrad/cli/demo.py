@@ -139,7 +139,7 @@ def _rnn(style: Style) -> None:
     for name in params:
         results += [check_diff(program, name, arrays, **options), reverse[name]]
     print(format_table(results, style, indent="  "))
-    print("\nMore: eingrad --help lists the commands (diff, grad, explain, compile, check, graph);")
+    print("\nMore: eingrad --help lists the commands (diff, grad, explain, compile, check, graph, serve);")
     print("each one's --help has examples.")
 
 
