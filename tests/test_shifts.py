@@ -215,6 +215,10 @@ def test_check_backward_passes():
         return autograd.grad(_loss, 0)(X, K)[:, ::-1], autograd.grad(_loss, 1)(X, K)
 
     assert not eg.check_backward(LOSS, ["X", "K"], wrong, inputs=inputs)
+    # drawn inputs: the index only the arithmetic sizes gets its valid size, X is drawn long enough
+    report = eg.check_backward(LOSS, ["X", "K"], user)
+    assert report and "i=6" in str(report) and "j=14" in str(report)
+    assert eg.check_backward(LOSS, ["X", "K"], user, sizes={"k": 2})
 
 
 # ---------------------------------------------------------------- compiled
@@ -273,3 +277,12 @@ def test_compiled_derivative_wrt_x():
     K = _rng(1).standard_normal(4)
     d = eg.diff(CONV1, "X")
     np.testing.assert_allclose(np.asarray(eg.compile(d)(X=X, K=K)), eg.evaluate(d, X=X, K=K), atol=1e-12)
+
+
+def test_a_constant_position_reads_one_element():
+    x = np.arange(1.0, 5.0)
+    assert eg.evaluate("y = x[0]", x=x)["y"] == 1
+    assert eg.evaluate("y = x[-1] + x[4]", x=x)["y"] == 0  # outside the array on both sides
+    assert eg.parse(str(eg.parse("y = x[2]"))) == eg.parse("y = x[2]")
+    assert eg.compile("y = x[2]")(x=x)["y"] == 3
+    np.testing.assert_array_equal(eg.evaluate(eg.diff("y = x[2]", "x"), x=x), [0, 0, 1, 0])

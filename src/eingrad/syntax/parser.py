@@ -619,8 +619,6 @@ class _Parser:
             break
         end = self.tokens[self.pos - 1].end
         terms = tuple(sorted(((a, n) for n, a in coef.items() if a), key=lambda t: t[1]))
-        if not terms and not offset and not coef:
-            raise self.error("an empty index position", Span(start, end), hint="write X[n, i+k]")
         return RAffine(terms, offset, Span(start, end), tuple(spans[n] for _, n in terms))
 
     def parse_lookup(self, name_tok: Token) -> RTensor:
