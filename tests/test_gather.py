@@ -87,11 +87,10 @@ def test_bad_syntax_is_positioned(src, message):
     assert info.value.spans
 
 
-@pytest.mark.parametrize("src", ["Y[n,i] = X[n, i+k] K[k]", "y[t] = x[t-1]", "Y[n,i] = X[n, i*k]"])
-def test_index_arithmetic_is_not_supported_yet(src):
-    with pytest.raises(eg.ParseError, match="index arithmetic .* is not supported yet") as info:
-        eg.parse(src)
-    assert info.value.spans and "LANGUAGE.md §11" in info.value.hint
+def test_a_product_of_indices_is_not_an_index_position():  # index arithmetic: tests/test_shifts.py
+    with pytest.raises(eg.ParseError, match="not affine") as info:
+        eg.parse("Y[n,i] = X[n, i*k]")
+    assert info.value.spans and "X[n, 2i+k]" in info.value.hint
 
 
 def test_an_index_read_as_a_value_too_is_refused():

@@ -38,6 +38,7 @@ from .expr import (
     Pick,
     Pow,
     Reduce,
+    Shift,
     Size,
     Sum,
     Tensor,
@@ -54,7 +55,7 @@ _PERMUTATION_BUDGET = 720
 
 def _prenex(e: Expr, taken: set[str]) -> Expr:
     """Pull sums out of products (renaming bound indices apart) and merge nested sums."""
-    if isinstance(e, (Tensor, Delta, Const, Size, Pick)):
+    if isinstance(e, (Tensor, Delta, Const, Size, Pick, Shift)):
         return e
     if isinstance(e, Mul):
         bound: list[str] = []
@@ -128,6 +129,9 @@ def _anonymous_key(e: Expr, bound: frozenset[str]) -> str:
     if isinstance(e, Pick):  # δ[c, y[n]]: the table's pattern, the picked index named or not
         index = "*" if e.index in bound else e.index
         return f"δ({index};{_anonymous_key(e.table, bound)})"
+    if isinstance(e, Shift):  # δ[j, 2i+k]: coefficients kept, bound names anonymous
+        terms = ",".join(f"{a}{'*' if n in bound else n}" for a, n in e.terms)
+        return f"δ({'*' if e.index in bound else e.index};{terms};{e.offset})"
     if isinstance(e, Size):
         return "|*|" if e.index in bound else f"|{e.index}|"  # mean_k: Σ_k |k|^-1 …
     if isinstance(e, (Sum, LogSumExp, Reduce)):
@@ -156,7 +160,7 @@ def _orderings(e: Expr, bound: frozenset[str], budget: list[int]) -> list[Expr]:
         if not bound & set(e.indices):
             return [Delta(tuple(sorted(e.indices)), e.span)]
         return [Delta(p, e.span) for p in dict.fromkeys(itertools.permutations(e.indices))]
-    if isinstance(e, (Tensor, Const, Size, Pick)):
+    if isinstance(e, (Tensor, Const, Size, Pick, Shift)):
         return [e]
     if isinstance(e, (Sum, LogSumExp, Reduce)):
         inner = bound | set(e.indices)
@@ -230,6 +234,15 @@ def _rename_by_first_appearance(e: Expr) -> Expr:
             if isinstance(node, Tensor):
                 return Tensor(node.name, tuple(new), node.span)
             return Delta(tuple(new), node.span)
+        if isinstance(node, Shift):
+            mapping = {}
+            for i in node.indices:
+                if i in scope:
+                    own = scope[i]
+                    if i not in own:
+                        own[i] = f"%{next(count)}"
+                    mapping[i] = own[i]
+            return node.renamed(mapping)
         if isinstance(node, Pick):
             index = node.index
             if index in scope:
@@ -316,6 +329,8 @@ def _class_key(e: Expr, free: frozenset[str]) -> str:
         return f"|{index(e.index)}|"
     if isinstance(e, Pick):
         return f"δ[{index(e.index)};{_class_key(e.table, free)}]"
+    if isinstance(e, Shift):
+        return f"δ[{index(e.index)};{','.join(f'{a}{index(n)}' for a, n in e.terms)};{e.offset}]"
     if isinstance(e, Const):
         return str(e.value)
     if isinstance(e, Sum):
@@ -379,5 +394,5 @@ def _walk_indices(e: Expr):
     from .expr import walk
 
     for node in walk(e):
-        if isinstance(node, (Tensor, Delta)):
+        if isinstance(node, (Tensor, Delta, Shift)):
             yield node.indices

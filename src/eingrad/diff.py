@@ -292,6 +292,7 @@ _RULES: dict[type, Callable] = {
     Compare: _d_const,  # a comparison is 1 or 0: a constant (LANGUAGE.md §13)
     MatFn: _d_matfn,
     E.Pick: _d_const,  # δ[c, y[n]]: y holds integers, never differentiated (LANGUAGE.md §10)
+    E.Shift: _d_const,  # δ[j, i+k]: a constant of index arithmetic (LANGUAGE.md §11)
 }
 
 

@@ -34,6 +34,7 @@ from .expr import (
     Pick,
     Pow,
     Reduce,
+    Shift,
     Size,
     Sum,
     Tensor,
@@ -144,6 +145,23 @@ class _Interpreter:
             self.check(out, "the delta " + str(e))
             onehot = np.arange(size).reshape((size,) + (1,) * len(labels)) == table
         return onehot.astype(self.dtype), out
+
+    def eval_Shift(self, e: Shift) -> Labelled:
+        """δ[j, a·i + b·k + c] as a dense 0/1 array over its distinct indices (the oracle):
+        broadcast aranges compared, checked to fit first."""
+        labels = tuple(dict.fromkeys(e.indices))
+        self.check(labels, "the shifted delta " + str(e))
+        ndim = len(labels)
+
+        def axis(name: str) -> np.ndarray:
+            shape = [1] * ndim
+            shape[labels.index(name)] = self.sizes[name]
+            return np.arange(self.sizes[name], dtype=np.int64).reshape(shape)
+
+        position: np.ndarray | int = e.offset
+        for a, name in e.terms:
+            position = position + a * axis(name)
+        return np.equal(axis(e.index), position).astype(self.dtype), labels
 
     def eval_Const(self, e: Const) -> Labelled:
         return np.asarray(e.as_float(), dtype=self.dtype), ()

@@ -37,6 +37,7 @@ __all__ = [
     "Compare",
     "Size",
     "Pick",
+    "Shift",
     "BINDER_TYPES",
     "MatFn",
     "MATFN_OPS",
@@ -511,6 +512,58 @@ class Pick(Expr):
         return f"Pick({self.index!r}, {self.table!r})"
 
 
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Shift(Expr):
+    """``δ[index, a·i + b·k + c]``: 1 where ``index`` equals the affine position, else 0.
+
+    ``terms`` are ``(coefficient, name)`` pairs (integers, names distinct, sorted by name),
+    ``offset`` the constant.  ``X[n, i+k]`` is ``Σ_j X[n,j] δ[j, i+k]`` (LANGUAGE.md §11):
+    ``j`` ranges over X's axis only, so a position outside the array reads 0.  A constant:
+    its derivative is 0, and ``d/dX`` is the same delta with ``index`` free (the transposed
+    convolution).
+    """
+
+    index: str
+    terms: tuple[tuple[int, str], ...]
+    offset: int = 0
+    span: Span | None = field(default=None, compare=False)
+    _free: frozenset = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finish(self, (self.index, *(n for _, n in self.terms)), (self.index, self.terms, self.offset))
+
+    @property
+    def indices(self) -> tuple[str, ...]:
+        """The delta's index and the names of its position."""
+        return (self.index, *(n for _, n in self.terms))
+
+    def renamed(self, mapping: dict[str, str]) -> Shift:
+        coef: dict[str, int] = {}
+        for a, n in self.terms:  # two names renamed to one add their coefficients
+            coef[mapping.get(n, n)] = coef.get(mapping.get(n, n), 0) + a
+        terms = tuple(sorted(((a, n) for n, a in coef.items() if a), key=lambda t: t[1]))
+        return Shift(mapping.get(self.index, self.index), terms, self.offset, self.span)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Shift) and self.index == other.index and self.terms == other.terms
+                and self.offset == other.offset)
+
+    def __repr__(self) -> str:
+        return f"Shift({self.index!r}, {self.terms!r}, {self.offset!r})"
+
+
+def position_text(terms: tuple[tuple[int, str], ...], offset: int) -> str:
+    """``2i+k-1``: an affine position as the language writes it."""
+    out = ""
+    for a, n in terms:
+        sign = "-" if a < 0 else ("+" if out else "")
+        out += sign + ("" if abs(a) == 1 else str(abs(a))) + n
+    if offset or not out:
+        out += ("-" if offset < 0 else ("+" if out else "")) + str(abs(offset))
+    return out
+
+
 @lru_cache(maxsize=65536)
 def integer_tensors(e: Expr) -> frozenset[str]:
     """The names of the tensors ``e`` reads as indices (the tables of its picks); cached."""
@@ -585,7 +638,7 @@ def matfn(op: str, axes: Iterable[str], body: Expr) -> MatFn:
 
 
 # Defining __eq__ resets __hash__ to None; every node hashes by its cached value.
-for _cls in (Tensor, Delta, Const, Size, Add, Mul, Pow, Call, Sum, LogSumExp, Reduce, Choose, Compare, MatFn, Pick):
+for _cls in (Tensor, Delta, Const, Size, Add, Mul, Pow, Call, Sum, LogSumExp, Reduce, Choose, Compare, MatFn, Pick, Shift):
     _cls.__hash__ = Expr.__hash__  # type: ignore[method-assign]
 
 #: Node types that bind indices (their ``binds``; a MatFn binds its axes for det and logdet).
@@ -749,6 +802,8 @@ def index_names(e: Expr) -> frozenset[str]:
         return frozenset((e.index,))
     if isinstance(e, Pick):
         return frozenset((e.index, *e.table.indices))
+    if isinstance(e, Shift):
+        return frozenset(e.indices)
     out = frozenset(e.binds)
     if isinstance(e, MatFn):
         out = frozenset(e.axes)
@@ -810,7 +865,7 @@ def all_indices(e: Expr) -> set[str]:
     """Every index name in ``e``: free, bound, and those of sizes."""
     out: set[str] = set()
     for node in walk(e):
-        if isinstance(node, (Tensor, Delta)):
+        if isinstance(node, (Tensor, Delta, Shift)):
             out.update(node.indices)
         elif node.binds:
             out.update(node.binds)
@@ -885,6 +940,8 @@ def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
         return Size(mapping.get(e.index, e.index))
     if isinstance(e, Pick):
         return Pick(mapping.get(e.index, e.index), rename_indices(e.table, mapping), e.span)  # type: ignore[arg-type]
+    if isinstance(e, Shift):
+        return e.renamed(mapping)
     if isinstance(e, Sum):
         return Sum(tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping))
     if isinstance(e, (LogSumExp, Reduce)):

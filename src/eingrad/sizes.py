@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import MissingInputError, RankError, SizeError, Span, UnknownInputError
-from .expr import Delta, Expr, MatFn, Pick, Size, Tensor, walk
+from .expr import Delta, Expr, MatFn, Pick, Shift, Size, Tensor, position_text, walk
 from .program import Program, Statement
 
 __all__ = ["ShapeInfo", "infer_shapes", "statement_sizes"]
@@ -127,6 +127,7 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
                         size[i] = known[0][1]
                         origin[i] = origin[known[0][0]]
                         changed = True
+    _valid_sizes([n for n in walk(expr) if isinstance(n, Shift)], size, origin, source)
     for d in deltas:
         missing = [i for i in d.indices if i not in size]
         if missing:
@@ -154,6 +155,53 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
                 f"e.g. sizes={{{node.index!r}: 3}}",
             )
     return size
+
+
+def _valid_sizes(shifts: list[Shift], size: dict, origin: dict, source: str | None) -> None:
+    """The "valid" size of an index that only index arithmetic sizes (LANGUAGE.md §11).
+
+    In ``δ[j, a·i + Σ b·k + c]`` with every name but ``i`` sized, ``|i|`` is the largest size for
+    which no position passes the end of ``j``'s axis: ⌊(|j| − 1 − c − Σ max(b, 0)(|k| − 1)) / a⌋ + 1.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for s in shifts:
+            missing = [(a, n) for a, n in s.terms if n not in size]
+            if len(missing) != 1 or s.index not in size:
+                continue
+            (a, i), = missing
+            if a < 0:
+                raise SizeError(
+                    f"the size of index {i!r} cannot be determined: it occurs only with a negative "
+                    f"coefficient in the position {position_text(s.terms, s.offset)}",
+                    source=source,
+                    spans=[s.span] if s.span else None,
+                    hint=f"declare it, e.g. sizes={{{i!r}: 10}}",
+                )
+            reach = s.offset + sum(max(b, 0) * (size[k] - 1) for b, k in s.terms if k != i)
+            size[i] = max(0, (size[s.index] - 1 - reach) // a + 1)
+            origin[i] = origin[s.index]
+            changed = True
+    for s in shifts:
+        missing = [n for _, n in s.terms if n not in size]
+        if len(missing) > 1:
+            names = " and ".join(repr(n) for n in missing)
+            raise SizeError(
+                f"the sizes of indices {names} cannot be determined: they are sized only by the index "
+                f"arithmetic {position_text(s.terms, s.offset)}",
+                source=source,
+                spans=[s.span] if s.span else None,
+                hint=f"declare one of them, e.g. sizes={{{missing[-1]!r}: 2}} for a window of 2",
+            )
+        if s.index not in size:
+            raise SizeError(
+                f"the size of index {s.index!r} cannot be determined: it occurs only in the shifted "
+                f"delta δ[{s.index}, {position_text(s.terms, s.offset)}]",
+                source=source,
+                spans=[s.span] if s.span else None,
+                hint=f"use {s.index!r} in a tensor of the same statement, or declare it, e.g. sizes={{{s.index!r}: 10}}",
+            )
 
 
 def _square(matrices: list[MatFn], size: dict, origin: dict, source: str | None) -> bool:
@@ -192,7 +240,8 @@ def _origin_span(origin: tuple[Tensor | Delta | None, int]) -> Span | None:
 
 def _occurs(expr: Expr, index: str) -> bool:
     return any(
-        (isinstance(n, (Tensor, Delta)) and index in n.indices) or (isinstance(n, (Size, Pick)) and n.index == index)
+        (isinstance(n, (Tensor, Delta, Shift)) and index in n.indices)
+        or (isinstance(n, (Size, Pick)) and n.index == index)
         for n in walk(expr)
     )
 

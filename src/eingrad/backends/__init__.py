@@ -366,6 +366,28 @@ def _det(x):
 for _name in ("numpy", "cupy", "torch", "jax"):
     _b = BACKENDS[_name]
     BACKENDS[_name] = dataclasses.replace(_b, helpers=_b.helpers + _DET_HELPER, ops={**_b.ops, **_LINALG_OPS})
+# Index arithmetic (LANGUAGE.md §11): the shifted delta δ[j, a·i + b·k + c] as a 0/1 mask,
+# Σ_p w_p·arange_p == c over its distinct axes (w = 1 for j, −a for i, ...), sizes read
+# from the arrays by the caller.  A first lowering: a sliding-window one is future work.
+_SHIFT_HELPER = """
+def _shift(sizes, weights, offset, like):
+    total = 0
+    for p, (n, w) in enumerate(zip(sizes, weights)):
+        total = total + w * xp.reshape(xp.arange(n), (1,) * p + (n,) + (1,) * (len(sizes) - p - 1))
+    return (total == offset).astype(getattr(like, "dtype", float))
+"""
+_TORCH_SHIFT_HELPER = """
+def _shift(sizes, weights, offset, like):
+    total = 0
+    for p, (n, w) in enumerate(zip(sizes, weights)):
+        axis = xp.arange(n, device=getattr(like, "device", None))
+        total = total + w * xp.reshape(axis, (1,) * p + (n,) + (1,) * (len(sizes) - p - 1))
+    return (total == offset).to(getattr(like, "dtype", None) or xp.get_default_dtype())
+"""
+for _name in BACKENDS:
+    _b = BACKENDS[_name]
+    BACKENDS[_name] = dataclasses.replace(
+        _b, helpers=_b.helpers + (_TORCH_SHIFT_HELPER if _name == "torch" else _SHIFT_HELPER))
 BACKENDS["dask"] = dataclasses.replace(
     BACKENDS["dask"], ops={**_DASK_OPS, "inv": "xp.linalg.inv({x})", "solve": "xp.linalg.solve({a}, {b})"}
 )

@@ -111,9 +111,12 @@ def plan_sizes(program: Program, sizes: Mapping[str, int] | None, given: Mapping
     taken = set(size.values())
     fresh = (n for n in itertools.chain(_DEFAULT_SIZES, itertools.count(18)) if n not in taken)
     axes = [("t", name, axis) for name in program.inputs for axis in range(program.rank(name))]
+    valid = _valid_candidates(program, find, size, {find(n) for n in axes})
+    given_roots = set(size)
     for node in axes + list(parent):
-        if find(node) not in size:
+        if find(node) not in size and find(node) not in valid:
             size[find(node)] = next(fresh)
+    _draw_valid_sizes(valid, find, size, fresh, given_roots)
 
     names = list(program.inputs) + program.targets
     shapes = {name: tuple(size[find(("t", name, a))] for a in range(program.rank(name))) for name in names}
@@ -133,6 +136,42 @@ def plan_sizes(program: Program, sizes: Mapping[str, int] | None, given: Mapping
                 n = size[find(("s", k, node.index))]
                 ranges[node.table.name] = min(n, ranges.get(node.table.name, n))
     return Sizes(shapes, labels, declared, ranges)
+
+
+def _valid_candidates(program: Program, find, size: dict, with_input: set) -> dict[tuple, tuple]:
+    """Classes only index arithmetic sizes (LANGUAGE.md §11): ``i`` of ``X[n, 2i+k]`` where X
+    and K are drawn; each with the shift that sizes it and its name there."""
+    out: dict[tuple, tuple] = {}
+    for k, stmt in enumerate(program.statements):
+        for node in E.walk(stmt.expr):
+            if not isinstance(node, E.Shift):
+                continue
+            loose = [(a, i) for a, i in node.terms
+                     if find(("s", k, i)) not in size and find(("s", k, i)) not in with_input]
+            if len(loose) == 1 and loose[0][0] > 0:
+                out.setdefault(find(("s", k, loose[0][1])), (k, node, loose[0][1]))
+    return out
+
+
+def _draw_valid_sizes(valid: dict, find, size: dict, fresh, given_roots: set) -> None:
+    """A drawn size for each class only index arithmetic sizes, the "valid" one: the array
+    it reads is drawn long enough for it (unless given), and the size is what the rule of
+    ``sizes`` computes from the arrays, so that checks and evaluation agree."""
+    def reach(k, shift, i):
+        return shift.offset + sum(b * (size.get(find(("s", k, n)), 1) - 1) for b, n in shift.terms if n != i and b > 0)
+
+    for k, shift, i in valid.values():
+        for _, n in shift.terms:  # a window declared nowhere else: drawn like any other
+            if n != i and find(("s", k, n)) not in size:
+                size[find(("s", k, n))] = next(fresh)
+        target = next(fresh)
+        a = next(a for a, n in shift.terms if n == i)
+        j = find(("s", k, shift.index))
+        if j not in given_roots:
+            size[j] = max(size.get(j, 1), reach(k, shift, i) + a * (target - 1) + 1)
+    for root, (k, shift, i) in valid.items():
+        a = next(a for a, n in shift.terms if n == i)
+        size[root] = max(0, (size[find(("s", k, shift.index))] - 1 - reach(k, shift, i)) // a + 1)
 
 
 def check_sizes(program: Program, sizes: object) -> dict[str, int] | None:

@@ -669,6 +669,20 @@ class Generator:
         (a, b), labels, values = self.selection_args(e)
         code = self.op("cast", x=f"{a} {e.op} {b}", like=self.like_code())
         return self.temp(code, labels, _uses(values), fresh=bool(labels))
+    def emit_Shift(self, e: E.Shift) -> Value:
+        """δ[j, a·i + b·k + c] (LANGUAGE.md §11) as a dense 0/1 mask over its distinct indices, from
+        broadcast aranges of sizes read from the arrays (a first lowering; a sliding window is
+        future work).  ``temp`` refuses, before the code runs, a mask that cannot fit."""
+        labels = tuple(dict.fromkeys(e.indices))
+        weight = dict.fromkeys(labels, 0)
+        weight[e.index] += 1
+        for a, name in e.terms:
+            weight[name] -= a
+        like = self.like
+        sizes = self.shape_code(labels)
+        code = f"_shift({sizes}, {tuple(weight[i] for i in labels)}, {e.offset}, {like})"
+        return self.temp(code, labels, (like,) if like else ())
+
     def emit_Pick(self, e: E.Pick) -> Value:
         return contract_picks(self, [e], self.out_order(e))
 
@@ -944,7 +958,7 @@ def _uses(values: list[Value]) -> tuple[str, ...]:
 def _free_order(e: Expr) -> tuple[str, ...]:
     order: dict[str, None] = {}
     for node in E.walk(e):
-        if isinstance(node, (Tensor, Delta)):
+        if isinstance(node, (Tensor, Delta, E.Shift)):
             for i in node.indices:
                 if i in e.free:
                     order.setdefault(i, None)
@@ -961,7 +975,7 @@ def _cse_key(e: Expr, sizes: dict[str, int]) -> tuple[tuple, dict[str, str]]:
     Equal keys mean equal values up to the names of their axes."""
     mapping: dict[str, str] = {}
     for node in E.walk(e):
-        if isinstance(node, (Tensor, Delta)) or node.binds:
+        if isinstance(node, (Tensor, Delta, E.Shift)) or node.binds:
             for i in node.indices:
                 mapping.setdefault(i, f"%{len(mapping)}")
         elif isinstance(node, E.Pick):

@@ -47,6 +47,7 @@ class SizeVars:
         with its rank; ``derivative``: (key, Derivative, key of its output's statement)."""
         self.parent: dict[Node, Node] = {}
         self.size: dict[Node, int] = {}  # members of each class (union by size)
+        self.shifts: list[tuple[object, E.Shift]] = []  # index arithmetic, by statement (§11)
         self.passed = {name: passed[name] for name in inputs if name in passed}
         declared = set(declared)
         self.declared = declared
@@ -65,6 +66,8 @@ class SizeVars:
             root = self.find(node)
             self.source.setdefault(root, node)
             self.members.setdefault(root, []).append(node)
+        self.formula: dict[Node, tuple[object, E.Shift, str]] = {}  # root -> its valid size's rule
+        self._valid_sizes()
         self.names: dict[Node, str] = {}  # class root -> variable, given on first use
         self.label: dict[Node, str] = {}  # class root -> an index name it is known by
         for key, stmt in statements:
@@ -107,6 +110,8 @@ class SizeVars:
                     self.union(idx(node.indices[0]), idx(i))
             elif isinstance(node, MatFn):  # a square matrix: rows and columns one size
                 self.union(idx(node.axes[0]), idx(node.axes[1]))
+            elif isinstance(node, E.Shift):
+                self.shifts.append((key, node))
         indices = E.all_indices(stmt.expr) | set(stmt.indices)
         for i in indices & declared:
             self.union(idx(i), ("d", i))
@@ -140,6 +145,24 @@ class SizeVars:
         for node in E.walk(d.expr):
             if isinstance(node, MatFn):  # a square matrix: rows and columns one size
                 self.union(("i", key, node.axes[0]), ("i", key, node.axes[1]))
+            elif isinstance(node, E.Shift):
+                self.shifts.append((key, node))
+
+    def _known(self, key, index: str) -> bool:
+        root = self.find(("i", key, index))
+        return root in self.source or root in self.formula
+
+    def _valid_sizes(self) -> None:
+        """Classes sized only by index arithmetic: the "valid" size rule of ``sizes`` (LANGUAGE.md
+        §11), computed in the code from the sizes it depends on (resolved in dependency order)."""
+        changed = True
+        while changed:
+            changed = False
+            for key, shift in self.shifts:
+                missing = [(a, i) for a, i in shift.terms if not self._known(key, i)]
+                if len(missing) == 1 and missing[0][0] > 0 and self._known(key, shift.index):
+                    self.formula[self.find(("i", key, missing[0][1]))] = (key, shift, missing[0][1])
+                    changed = True
 
     # ---------------------------------------------------------------- code
     def var(self, key, index: str) -> str | None:
@@ -151,11 +174,12 @@ class SizeVars:
         return self._var(self.find(("a", name, axis)))
 
     def _var(self, root: Node) -> str | None:
-        if root not in self.source:
+        if root not in self.source and root not in self.formula:
             return None
         name = self.names.get(root)
         if name is None:
-            label = self.label.get(root) or (self.source[root][1] if self.source[root][0] == "d" else "")
+            source = self.source.get(root, ("f",))
+            label = self.label.get(root) or (source[1] if source[0] == "d" else "")
             base = "size_" + unicodedata.normalize("NFKC", label) if label else "size"
             name = base
             k = 1
@@ -169,14 +193,26 @@ class SizeVars:
 
     def arrays_read(self) -> set[str]:
         """Inputs the size variables the code uses are read from."""
-        return {self.source[root][1] for root in self.used if self.source[root][0] == "a"}
+        self._close()
+        return {self.source[root][1] for root in self.used if root in self.source and self.source[root][0] == "a"}
+
+    def _close(self) -> None:
+        """Give a variable to every size a used valid-size rule reads."""
+        done: set[Node] = set()
+        while any(root in self.formula and root not in done for root in self.used):
+            for root in [r for r in self.used if r in self.formula and r not in done]:
+                done.add(root)
+                self._formula_code(root)
 
     def lines(self, var: Callable[[str], str], read: Iterable[str]) -> list[str]:
         """``size_n = X.shape[0]`` for each size the code uses, and a check that every axis
         of the arrays ``read`` that must have that size has it (also for sizes the code
         does not use otherwise: w_d must have X_nd's d)."""
         read = set(read)
-        sources = {root: self.source[root] for root in self.used}
+        self._close()
+        # in dependency order (the order the rules were found)
+        formulas = {root: self._formula_code(root) for root in self.formula if root in self.names}
+        sources = {root: self.source.get(root, ("f",)) for root in self.used}
         for root, members in self.members.items():
             axes = [node for node in members if node[0] == "a" and node[1] in read]
             if len(axes) > 1 and root not in sources:
@@ -187,10 +223,13 @@ class SizeVars:
             name, source = self.names[root], sources[root]
             if source[0] == "a":
                 out.append(f"{name} = {var(source[1])}.shape[{source[2]}]")
-            else:
+            elif source[0] == "d":
                 out.append(f"{name} = _declared(sizes, {source[1]!r})")
+        out += [f"{self.names[root]} = {code}" for root, code in formulas.items()]
         for root in self.used:
             name, source = self.names[root], sources[root]
+            if root in self.formula:
+                continue  # computed from sizes checked here; no passed axis has it (else it has a source)
             label, where = self.label.get(root, "?"), _where(source)
             for node in self.members[root]:
                 if node == source:
@@ -205,6 +244,17 @@ class SizeVars:
                                f"{label!r}, {name}, {where!r}, {got}, {_where(node)!r})")
         return out
 
+    def _formula_code(self, root: Node) -> str:
+        """``max(0, (size_j - 1 - c - b·(size_k - 1)) // a + 1)``: the valid size of ``root``'s index."""
+        key, shift, i = self.formula[root]
+
+        def size(name: str) -> str:
+            return self._var(self.find(("i", key, name)))  # type: ignore[return-value]
+
+        reach = "".join(f" - {b} * ({size(k)} - 1)" for b, k in shift.terms if k != i and b > 0)
+        a = next(a for a, k in shift.terms if k == i)
+        return f"max(0, ({size(shift.index)} - 1 - ({shift.offset}){reach}) // {a} + 1)"
+
     def values(self, shapes: Mapping[str, tuple[int, ...]], declared: Mapping[str, int]) -> dict[Node, int]:
         """Each class's size at these shapes (by its representative)."""
         out = {}
@@ -213,6 +263,13 @@ class SizeVars:
                 out[root] = shapes[source[1]][source[2]]
             elif source[0] == "d" and source[1] in declared:
                 out[root] = declared[source[1]]
+        for root, (key, shift, i) in self.formula.items():  # in dependency order
+            known = {k: out.get(self.find(("i", key, k))) for k in shift.indices if k != i}
+            if None in known.values():
+                continue
+            reach = shift.offset + sum(b * (known[k] - 1) for b, k in shift.terms if k != i and b > 0)
+            a = next(a for a, k in shift.terms if k == i)
+            out[root] = max(0, (known[shift.index] - 1 - reach) // a + 1)
         return out
 
     def distinct(self, shapes: Mapping[str, tuple[int, ...]], declared: Mapping[str, int],
@@ -238,7 +295,7 @@ class SizeVars:
         """Index names (as they must be declared) whose size no passed array gives."""
         out = set()
         for node in list(self.parent):
-            if node[0] == "i" and self.find(node) not in self.source:
+            if node[0] == "i" and self.find(node) not in self.source and self.find(node) not in self.formula:
                 out.add(self.origins.get(node[2], node[2]) if node[1] == "extra" else node[2])
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from fractions import Fraction
 
@@ -19,10 +20,12 @@ from ..expr import (
     Pick,
     Pow,
     Reduce,
+    Shift,
     Size,
     Sum,
     Tensor,
     index_names,
+    position_text,
 )
 from ..functions import FUNCTIONS
 from .layout import hidden_sums, mean_parts, softmax_parts
@@ -112,6 +115,10 @@ class LatexRenderer:
         if isinstance(e, Pick):  # δ[c, y[n]]: \delta_{c, y_{n}}
             table = latex_symbol(e.table.name) + latex_indices(e.table.indices)
             return "\\delta_{" + latex_symbol(e.index) + ", " + table + "}", ATOM
+        if isinstance(e, Shift):  # δ[j, 2i+k]: \delta_{j, 2i+k}
+            position = "".join(latex_symbol(p) if p.isalpha() else p
+                               for p in re.split(r"([A-Za-z][A-Za-z0-9]*)", position_text(e.terms, e.offset)))
+            return "\\delta_{" + latex_symbol(e.index) + ", " + position + "}", ATOM
         if isinstance(e, Size):
             return f"\\lvert {latex_symbol(e.index)} \\rvert", ATOM
         if isinstance(e, Add):

@@ -86,11 +86,11 @@ def _at(e: Expr, path: Path) -> Expr:
 
 def _is_contraction(s: Sum) -> bool:
     """Every summed index occurs at least twice below the sum (A_ij B_jk, A_ii)."""
-    from ..expr import Delta, Pick, Tensor, walk
+    from ..expr import Delta, Pick, Shift, Tensor, walk
 
     counts: dict[str, int] = {}
     for node in walk(s.body):
-        if isinstance(node, (Tensor, Delta)):
+        if isinstance(node, (Tensor, Delta, Shift)):
             for i in node.indices:
                 counts[i] = counts.get(i, 0) + 1
         elif isinstance(node, Pick):

@@ -19,9 +19,11 @@ from ..expr import (
     Pick,
     Pow,
     Reduce,
+    Shift,
     Size,
     Sum,
     Tensor,
+    position_text,
 )
 from .layout import hidden_sums, mean_parts, softmax_parts
 
@@ -122,6 +124,8 @@ class TextRenderer:
             return "δ" + index_suffix(e.indices), ATOM
         if isinstance(e, Pick):  # the one-hot delta of a lookup, δ[c, y[n]] (LANGUAGE.md §10)
             return f"δ[{e.index}, {e.table.name}[{', '.join(e.table.indices)}]]", ATOM
+        if isinstance(e, Shift):  # the shifted delta of index arithmetic, δ[j, i+k] (LANGUAGE.md §11)
+            return f"δ[{e.index}, {position_text(e.terms, e.offset)}]", ATOM
         if isinstance(e, Size):
             return f"|{e.index}|", ATOM
         if isinstance(e, Add):

@@ -30,6 +30,7 @@ from ..expr import (
     Pick,
     Pow,
     Reduce,
+    Shift,
     Size,
     Sum,
     Tensor,
@@ -136,7 +137,7 @@ def _has_duplicate_binders(e: Expr) -> bool:
 
 
 _NORMAL_FORMS: set[tuple[Expr, frozenset[str]]] = set()
-_ALL_NODE_TYPES = (Add, Call, Choose, Compare, Const, Delta, LogSumExp, MatFn, Mul, Pick, Pow, Reduce, Size, Sum, Tensor)
+_ALL_NODE_TYPES = (Add, Call, Choose, Compare, Const, Delta, LogSumExp, MatFn, Mul, Pick, Pow, Reduce, Shift, Size, Sum, Tensor)
 
 
 class _Rewriter:

@@ -49,6 +49,7 @@ from ..program import Program, Statement
 from .lexer import Token, number_value, tokenize
 from .tree import (
     RAdd,
+    RAffine,
     RBinder,
     RCall,
     RChoose,
@@ -379,7 +380,7 @@ class _Parser:
             hint = f"did you mean {close[0]}(...)? " if close else ""
             hint += f"known functions: {known}; for a product write '{name} (...)' or '{name}*(...)'"
             raise self.error(f"unknown function {name!r}", name_tok.span, hint, UnknownFunctionError)
-        indices, spans, end = self.parse_index_list(name_tok, required=False)
+        indices, spans, end = self.parse_index_list(name_tok, required=False, positions=True)
         if indices and self.at("(") and self.tok.start == end:
             raise self.unknown_operator(name_tok, end)
         if (self.at("_") or self.at("[")) and self.tok.start == end:
@@ -454,7 +455,7 @@ class _Parser:
             cls=ReservedNameError,
         )
 
-    def parse_index_list(self, owner: Token, required: bool) -> tuple[list[str], list[Span], int]:
+    def parse_index_list(self, owner: Token, required: bool, positions: bool = False) -> tuple[list[str], list[Span], int]:
         """Indices after a name: ``_ij``, ``_{ij}``, ``_{i,j}``, ``[b, h]``; none if absent.
 
         Returns the indices, their spans and the offset where the list ends.
@@ -463,7 +464,7 @@ class _Parser:
             under = self.advance()
             if self.at("{"):
                 self.advance()
-                indices, spans = self.parse_braced(under)
+                indices, spans = self.parse_braced(under, positions)
                 return indices, spans, self.advance().end
             if self.tok.kind == "NAME" and self.tok.start == under.end:
                 word = self.advance()
@@ -479,7 +480,7 @@ class _Parser:
             )
         if self.at("["):
             self.advance()
-            indices, spans = self.parse_names_until("]")
+            indices, spans = self.parse_names_until("]", positions)
             return indices, spans, self.advance().end
         if required:
             raise self.error(
@@ -501,14 +502,14 @@ class _Parser:
         spans = [Span(word.start + k, word.start + k + 1) for k in range(len(word.text))]
         return list(word.text), spans
 
-    def parse_braced(self, under: Token) -> tuple[list[str], list[Span]]:
+    def parse_braced(self, under: Token, positions: bool = False) -> tuple[list[str], list[Span]]:
         # Without commas every letter is one index (A_{ij}); with commas, names (A_{i,j}).
         close = self.pos
         while self.tokens[close].kind == "NAME" or self.tokens[close].text == ",":
             close += 1
         has_comma = any(t.text == "," for t in self.tokens[self.pos : close])
         if has_comma:
-            return self.parse_names_until("}")
+            return self.parse_names_until("}", positions)
         indices: list[str] = []
         spans: list[Span] = []
         while self.tok.kind == "NAME":
@@ -526,10 +527,22 @@ class _Parser:
             raise self.error(f"expected '}}' to close the index list, found {self.describe(self.tok)}")
         return indices, spans
 
-    def parse_names_until(self, closer: str) -> tuple[list[str], list[Span]]:
+    def parse_names_until(self, closer: str, positions: bool = False) -> tuple[list[str], list[Span]]:
         indices: list[str] = []
         spans: list[Span] = []
         while True:
+            if positions and (self.tok.kind == "NUMBER" or self.tok.text == "-" or (
+                    self.tok.kind == "NAME" and self.peek().text in ("+", "-", "*"))):
+                position = self.parse_position(closer)
+                indices.append(position)  # type: ignore[arg-type]
+                spans.append(position.span)
+                if self.at(","):
+                    self.advance()
+                    continue
+                if self.at(closer):
+                    return indices, spans
+                raise self.error(f"expected ',' or {closer!r} after the index position, found {self.describe(self.tok)}",
+                                 hint="an index position is affine with integer coefficients: X[n, 2i+k-1]")
             if self.tok.kind != "NAME":
                 raise self.error(
                     f"expected an index name, found {self.describe(self.tok)}",
@@ -548,17 +561,65 @@ class _Parser:
                 continue
             if self.at(closer):
                 return indices, spans
-            if self.tok.text in ("+", "-", "*"):  # X[n, i+k], x[t-1]: index arithmetic (§11)
+            if self.tok.text in ("+", "-", "*"):  # index arithmetic where it has no meaning (a sum's list)
                 raise self.error(
-                    f"index arithmetic ({tok.text}{self.tok.text}...) is not supported yet",
+                    f"index arithmetic ({tok.text}{self.tok.text}...) is not allowed here",
                     Span(tok.start, self.tok.end),
-                    hint="an index position holds a name (A[i, j]) or an integer tensor's lookup (Z[n, y[n]]); "
-                    "shifts, strides and convolutions (LANGUAGE.md §11) are not implemented",
+                    hint="a sum, reduction or transform takes index names; an affine position (X[n, i+k], "
+                    "LANGUAGE.md §11) goes in a tensor's or a delta's index list",
                 )
             raise self.error(
                 f"expected ',' or {closer!r} in the index list, found {self.describe(self.tok)}",
                 hint="separate multi-letter index names with commas",
             )
+
+    def parse_position(self, closer: str) -> RAffine:
+        """An affine index position ``2i+k-1``, ``i-k``, ``-1`` (LANGUAGE.md §11): integer coefficients."""
+        start = self.tok.start
+        coef: dict[str, int] = {}
+        spans: dict[str, Span] = {}
+        offset = 0
+        sign = 1
+        if self.at("-"):
+            self.advance()
+            sign = -1
+        while True:
+            factor = 1
+            term_start = self.tok.start
+            if self.tok.kind == "NUMBER":
+                num = self.advance()
+                value = number_value(num.text)
+                if value.denominator != 1 or not num.text.isdigit():
+                    raise self.error(f"the coefficient {num.text!r} of an index position is not an integer",
+                                     num.span, hint="index positions are affine with integer coefficients: X[n, 2i+k]")
+                factor = int(value)
+                if self.at("*"):
+                    self.advance()
+                if self.tok.kind != "NAME" or self.tok.start != num.end and self.text[num.end:self.tok.start].strip():
+                    offset += sign * factor
+                    factor = 0
+            if factor:
+                if self.tok.kind != "NAME":
+                    raise self.error(f"expected an index name in the index position, found {self.describe(self.tok)}",
+                                     hint="an index position is affine with integer coefficients: X[n, 2i+k-1]")
+                name_tok = self.advance()
+                self.check_index_name(name_tok)
+                if self.at("*") or (self.tok.kind in ("NAME", "NUMBER") and self.tok.text != closer):
+                    raise self.error(
+                        f"the index position multiplies {name_tok.text!r} by {self.describe(self.peek())}: "
+                        "it is not affine",
+                        Span(term_start, self.peek().end if self.at("*") else self.tok.end),
+                        hint="an index position is affine with integer coefficients: X[n, 2i+k]; "
+                        "a product of two indices (X[i*j]) has no meaning")
+                coef[name_tok.text] = coef.get(name_tok.text, 0) + sign * factor
+                spans.setdefault(name_tok.text, name_tok.span)
+            if self.at("+") or self.at("-"):
+                sign = 1 if self.advance().text == "+" else -1
+                continue
+            break
+        end = self.tokens[self.pos - 1].end
+        terms = tuple(sorted(((a, n) for n, a in coef.items() if a), key=lambda t: t[1]))
+        return RAffine(terms, offset, Span(start, end), tuple(spans[n] for _, n in terms))
 
     def parse_lookup(self, name_tok: Token) -> RTensor:
         """An index position that reads an integer tensor: ``y[n]`` in ``Z[n, y[n]]`` (§10)."""
@@ -660,7 +721,7 @@ class _Parser:
                 hint=f"write {word.text}_ij; a tensor cannot be called {word.text!r}",
                 cls=ReservedNameError,
             )
-        indices, spans, end = self.parse_index_list(word, required=True)
+        indices, spans, end = self.parse_index_list(word, required=True, positions=True)
         if len(indices) < 2:
             raise self.error(
                 f"{self.text[word.start : end]!r} has one index, but the Kronecker delta needs at least two",
@@ -797,6 +858,10 @@ def _occurrences(node, path, scope: dict, out: list) -> None:
                 for inner, inner_span in zip(index.indices, index.index_spans, strict=True):
                     out.append(_Occurrence(inner, path, inner_span, scope.get(inner)))
                 continue
+            if isinstance(index, RAffine):  # X[n, i+k]: each name of the position occurs here
+                for (_, inner), inner_span in zip(index.terms, index.term_spans, strict=True):
+                    out.append(_Occurrence(inner, path, inner_span, scope.get(inner)))
+                continue
             out.append(_Occurrence(index, path, span, scope.get(index)))
         return
     if isinstance(node, RTransform):
@@ -849,6 +914,13 @@ def apply_summation_rule(target: RTensor, rhs, text: str) -> E.Expr:
     free = target.indices
     seen: dict[str, Span] = {}
     for index, span in zip(target.indices, target.index_spans, strict=True):
+        if isinstance(index, RAffine):
+            raise IndexRuleError(
+                f"the target {target.name!r} has an index position {index!r}, not a name",
+                source=text,
+                spans=span,
+                hint="a target's indices are names; write the arithmetic on the right: Y[n, i] = X[n, i+k] K[k]",
+            )
         if isinstance(index, RTensor):
             raise IndexRuleError(
                 f"the target {target.name!r} is indexed by the integer tensor {index.name!r}",
@@ -1032,6 +1104,11 @@ def _build_gather(node: RTensor, taken: set[str]) -> E.Expr:
             taken.add(c)
             indices.append(c)
             picks.append(E.Pick(c, _lookup_tensor(index), index.span))
+        elif isinstance(index, RAffine):
+            j = fresh_index(taken, "j")
+            taken.add(j)
+            indices.append(j)
+            picks.append(E.Shift(j, index.terms, index.offset, index.span))
         else:
             indices.append(index)
     body = E.mul(E.Tensor(node.name, tuple(indices), node.span), *picks)
@@ -1041,6 +1118,16 @@ def _build_gather(node: RTensor, taken: set[str]) -> E.Expr:
 def _build_pick(node: RDelta, text: str) -> E.Expr:
     """``δ[c, y[n]]``: the one-hot delta of a lookup (a name and one lookup, in either order)."""
     names = [i for i in node.indices if isinstance(i, str)]
+    positions = [i for i in node.indices if isinstance(i, RAffine)]
+    if positions:
+        if len(names) != 1 or len(positions) != 1 or len(node.indices) != 2:
+            raise IndexRuleError(
+                "a delta with an index position takes exactly one index name and one position",
+                source=text,
+                spans=node.span,
+                hint="write δ[j, i+k]",
+            )
+        return E.Shift(names[0], positions[0].terms, positions[0].offset, node.span)
     lookups = [i for i in node.indices if isinstance(i, RTensor)]
     if len(names) != 1 or len(lookups) != 1:
         raise IndexRuleError(

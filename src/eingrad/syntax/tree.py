@@ -17,6 +17,16 @@ class RTensor:
 
 
 @dataclass(frozen=True, slots=True)
+class RAffine:
+    """An affine index position ``2i+k-1`` (LANGUAGE.md §11): ``(coefficient, name)`` terms and an offset."""
+
+    terms: tuple[tuple[int, str], ...]
+    offset: int
+    span: Span
+    term_spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RDelta:
     indices: tuple[str, ...]
     span: Span
