@@ -286,3 +286,21 @@ def test_a_constant_position_reads_one_element():
     assert eg.parse(str(eg.parse("y = x[2]"))) == eg.parse("y = x[2]")
     assert eg.compile("y = x[2]")(x=x)["y"] == 3
     np.testing.assert_array_equal(eg.evaluate(eg.diff("y = x[2]", "x"), x=x), [0, 0, 1, 0])
+
+
+@pytest.mark.parametrize("text", ["y_i = x[i+k] K_k + z[i+k] K_k", "y_i = z[i+k] K_k + x[i+k] K_k"])
+def test_two_shifts_sizing_one_index_take_the_smaller_valid_size(text):
+    # LANGUAGE.md §11: the largest size for which no read passes the end of ITS array: with
+    # |x| = 10 and |z| = 7 (kernel 3), |i| = 5 whichever read comes first, in evaluate and in
+    # the generated code alike (which computes min(...) of both rules at run time).
+    rng = np.random.default_rng(0)
+    x, z, K = rng.normal(size=10), rng.normal(size=7), rng.normal(size=3)
+    expected = np.array([x[i:i + 3] @ K + z[i:i + 3] @ K for i in range(5)])
+    program = eg.parse(text)
+    np.testing.assert_allclose(eg.evaluate(program, x=x, z=z, K=K)["y"], expected, rtol=1e-12)
+    fn = eg.compile(program)
+    np.testing.assert_allclose(fn(x=x, z=z, K=K)["y"], expected, rtol=1e-12)
+    # the same function at other lengths: the smaller array still decides
+    x2, z2 = rng.normal(size=6), rng.normal(size=12)
+    expected2 = np.array([x2[i:i + 3] @ K + z2[i:i + 3] @ K for i in range(4)])
+    np.testing.assert_allclose(fn(x=x2, z=z2, K=K)["y"], expected2, rtol=1e-12)

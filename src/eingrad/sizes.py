@@ -166,12 +166,26 @@ def _valid_sizes(shifts: list[Shift], size: dict, origin: dict, source: str | No
     changed = True
     while changed:
         changed = False
+        found: dict[str, list] = {}  # index -> (its valid size by one shift, the shift)
+        negative: dict[str, Shift] = {}
         for s in shifts:
             missing = [(a, n) for a, n in s.terms if n not in size]
             if len(missing) != 1 or s.index not in size:
                 continue
             (a, i), = missing
             if a < 0:
+                negative.setdefault(i, s)
+                continue
+            reach = s.offset + sum(max(b, 0) * (size[k] - 1) for b, k in s.terms if k != i)
+            found.setdefault(i, []).append((max(0, (size[s.index] - 1 - reach) // a + 1), s))
+        # Several shifts size one index: the smallest, so that no read passes its array's end.
+        for i, candidates in found.items():
+            n, s = min(candidates, key=lambda c: c[0])
+            size[i] = n
+            origin[i] = origin[s.index]
+            changed = True
+        for i, s in negative.items():
+            if i not in size and not found:
                 raise SizeError(
                     f"the size of index {i!r} cannot be determined: it occurs only with a negative "
                     f"coefficient in the position {position_text(s.terms, s.offset)}",
@@ -179,10 +193,6 @@ def _valid_sizes(shifts: list[Shift], size: dict, origin: dict, source: str | No
                     spans=[s.span] if s.span else None,
                     hint=f"declare it, e.g. sizes={{{i!r}: 10}}",
                 )
-            reach = s.offset + sum(max(b, 0) * (size[k] - 1) for b, k in s.terms if k != i)
-            size[i] = max(0, (size[s.index] - 1 - reach) // a + 1)
-            origin[i] = origin[s.index]
-            changed = True
     for s in shifts:
         missing = [n for _, n in s.terms if n not in size]
         if len(missing) > 1:

@@ -66,7 +66,9 @@ class SizeVars:
             root = self.find(node)
             self.source.setdefault(root, node)
             self.members.setdefault(root, []).append(node)
-        self.formula: dict[Node, tuple[object, E.Shift, str]] = {}  # root -> its valid size's rule
+        # root -> its valid size's rules: the smallest of them, so that no shifted read passes
+        # the end of its array (one rule per shift that sizes the index)
+        self.formula: dict[Node, list[tuple[object, E.Shift, str]]] = {}
         self._valid_sizes()
         self.names: dict[Node, str] = {}  # class root -> variable, given on first use
         self.label: dict[Node, str] = {}  # class root -> an index name it is known by
@@ -158,11 +160,14 @@ class SizeVars:
         changed = True
         while changed:
             changed = False
+            found: dict[Node, list] = {}
             for key, shift in self.shifts:
                 missing = [(a, i) for a, i in shift.terms if not self._known(key, i)]
                 if len(missing) == 1 and missing[0][0] > 0 and self._known(key, shift.index):
-                    self.formula[self.find(("i", key, missing[0][1]))] = (key, shift, missing[0][1])
-                    changed = True
+                    found.setdefault(self.find(("i", key, missing[0][1])), []).append((key, shift, missing[0][1]))
+            for root, rules in found.items():  # every shift sizing the index in this pass
+                self.formula[root] = rules
+                changed = True
 
     # ---------------------------------------------------------------- code
     def var(self, key, index: str) -> str | None:
@@ -246,14 +251,17 @@ class SizeVars:
 
     def _formula_code(self, root: Node) -> str:
         """``max(0, (size_j - 1 - c - b·(size_k - 1)) // a + 1)``: the valid size of ``root``'s index."""
-        key, shift, i = self.formula[root]
+        codes = []
+        for key, shift, i in self.formula[root]:
 
-        def size(name: str) -> str:
-            return self._var(self.find(("i", key, name)))  # type: ignore[return-value]
+            def size(name: str, key=key) -> str:
+                return self._var(self.find(("i", key, name)))  # type: ignore[return-value]
 
-        reach = "".join(f" - {b} * ({size(k)} - 1)" for b, k in shift.terms if k != i and b > 0)
-        a = next(a for a, k in shift.terms if k == i)
-        return f"max(0, ({size(shift.index)} - 1 - ({shift.offset}){reach}) // {a} + 1)"
+            reach = "".join(f" - {b} * ({size(k)} - 1)" for b, k in shift.terms if k != i and b > 0)
+            a = next(a for a, k in shift.terms if k == i)
+            codes.append(f"max(0, ({size(shift.index)} - 1 - ({shift.offset}){reach}) // {a} + 1)")
+        codes = list(dict.fromkeys(codes))
+        return codes[0] if len(codes) == 1 else "min(" + ", ".join(codes) + ")"
 
     def values(self, shapes: Mapping[str, tuple[int, ...]], declared: Mapping[str, int]) -> dict[Node, int]:
         """Each class's size at these shapes (by its representative)."""
@@ -263,13 +271,17 @@ class SizeVars:
                 out[root] = shapes[source[1]][source[2]]
             elif source[0] == "d" and source[1] in declared:
                 out[root] = declared[source[1]]
-        for root, (key, shift, i) in self.formula.items():  # in dependency order
-            known = {k: out.get(self.find(("i", key, k))) for k in shift.indices if k != i}
-            if None in known.values():
-                continue
-            reach = shift.offset + sum(b * (known[k] - 1) for b, k in shift.terms if k != i and b > 0)
-            a = next(a for a, k in shift.terms if k == i)
-            out[root] = max(0, (known[shift.index] - 1 - reach) // a + 1)
+        for root, rules in self.formula.items():  # in dependency order
+            sizes = []
+            for key, shift, i in rules:
+                known = {k: out.get(self.find(("i", key, k))) for k in shift.indices if k != i}
+                if None in known.values():
+                    continue
+                reach = shift.offset + sum(b * (known[k] - 1) for b, k in shift.terms if k != i and b > 0)
+                a = next(a for a, k in shift.terms if k == i)
+                sizes.append(max(0, (known[shift.index] - 1 - reach) // a + 1))
+            if sizes:
+                out[root] = min(sizes)
         return out
 
     def distinct(self, shapes: Mapping[str, tuple[int, ...]], declared: Mapping[str, int],
