@@ -157,7 +157,9 @@ class CompiledFunction:
             if self.obj.wrt not in merged:
                 raise MissingInputError(f"input {self.obj.wrt!r} was not passed", hint=f"pass it: {self.obj} has its shape")
         if self.integer:
-            self._check_indices(merged, sizes)
+            # numpy, CuPy and torch code checks index ranges itself (its gather and scatter
+            # helpers: an exported module must too); jax clamps inside jit, so it is checked here.
+            self._check_indices(merged, sizes, ranges=self.backend.name not in _CHECKS_RANGES)
         numpy = self.backend.name == "numpy"
         # The common call (float arrays, as last time) skips conversion and the sorted
         # signature: a few microseconds, not tens, for a 0.2 ms gradient.
@@ -195,11 +197,16 @@ class CompiledFunction:
             self._infer({k: tuple(_shape(v)) for k, v in merged.items()},
                         _declared_sizes(declared) if declared is not None else None)
             raise err.with_traceback(None) from None
+        except CompiledCallError:
+            if self.integer:  # a helper found an index outside its axis: say which, where, what value
+                self._check_indices(merged, sizes, ranges=True)
+            raise
         return result[self.extra.target] if self.extra is not None else result
 
-    def _check_indices(self, arrays: dict[str, Any], sizes: Mapping[str, int] | None) -> None:
-        """Every input read as an index holds integers in range of the axis it picks
-        (numpy would wrap -1 silently; jax would clamp): an InputError naming the value."""
+    def _check_indices(self, arrays: dict[str, Any], sizes: Mapping[str, int] | None,
+                       ranges: bool = True) -> None:
+        """Every input read as an index holds integers, and (``ranges``) in range of the axis
+        it picks (numpy would wrap -1 silently; jax would clamp): an InputError naming the value."""
         import numpy as np
 
         from ..evaluate import as_index_array, check_index_range
@@ -209,6 +216,8 @@ class CompiledFunction:
                 value = arrays.get(name)
                 if value is not None and "int" not in str(getattr(value, "dtype", type(value).__name__)):
                     as_index_array(name, value, self.program.first_use(name).span)
+            if not ranges:
+                return
             shapes = {k: tuple(_shape(v)) for k, v in arrays.items()}
             info, extra_sizes = self._infer(shapes, _declared_sizes(sizes) if sizes is not None else None)
             for k, pick in self._picks:
@@ -411,6 +420,10 @@ class CompiledFunction:
             # on small problems); still composable with jax.jit, jax.vmap and jax.grad.
             fn = _jitted(fn, self.outputs)
         return fn, source, not gen.literal
+
+
+# Backends whose generated gathers and scatters check their index ranges (codegen/gather.py).
+_CHECKS_RANGES = frozenset({"numpy", "cupy", "torch"})
 
 
 def _jitted(fn, outputs: list[str]):

@@ -9,10 +9,11 @@ summed:
   ``tok[n]`` of zeros: ``np.add.at`` (numpy, cupy), ``index_put_(..., accumulate=True)``
   (torch), ``.at[...].add`` (jax).  Repeated indices accumulate.
 
-Index ranges are checked before the code runs (``CompiledFunction``), as ``evaluate`` does,
-and again by the numpy, CuPy and torch helpers themselves, so that a module written by
-``eingrad compile -o`` raises on an index outside its axis rather than wrapping -1 (jax
-clamps inside ``jit``, where no value can be checked: only the wrapper checks there).
+Index ranges are checked by the numpy, CuPy and torch helpers themselves, so that a module
+written by ``eingrad compile -o`` raises on an index outside its axis rather than wrapping
+-1 (``CompiledFunction`` then names the tensor, position and value, as ``evaluate`` does).
+jax clamps inside ``jit``, where no value can be checked: ``CompiledFunction`` checks the
+ranges before the call there.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def _gather(v, y, pos):
     return v[_index_grid(y, pos)]
 
 def _index_equal(y, p, like):
+    _in_range(y, y.shape[p])
     return (y == _index_grid(y, (p,))[1]).astype(like.dtype)
 
 def _scatter_add(shape, like, y, pos, w):
@@ -76,6 +78,7 @@ def _gather(v, y, pos):
     return v[_index_grid(y, pos)]
 
 def _index_equal(y, p, like):
+    _in_range(y, y.shape[p])
     return (y.long() == _index_grid(y, (p,))[1]).to(like.dtype)
 
 def _scatter_add(shape, like, y, pos, w):
