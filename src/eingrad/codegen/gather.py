@@ -27,20 +27,28 @@ __all__ = ["contract_picks", "distributed", "without_unit_powers", "HELPERS"]
 # axis, then the axes ``y`` shares at positions ``pos`` of ``y``, then the others) at
 # ``y``; ``_scatter_add(shape, like, y, pos, w)`` is zeros of ``shape`` with ``w`` (axes:
 # ``y``'s, then the others) added at ``y``.
-_NUMPY = '''
+# The index grid of numpy and jax (torch's takes the indices as int64 on their device).
+_GRID = '''
 def _index_grid(y, pos):
     idx = [y]
     for p in pos:
         n = y.shape[p]
         idx.append(xp.reshape(xp.arange(n), (1,) * p + (n,) + (1,) * (y.ndim - p - 1)))
     return tuple(idx)
+'''
 
+# numpy and torch read -1 as the last entry: their code checks each index array's range.
+_IN_RANGE = '''
 def _in_range(y, n):
-    # numpy reads -1 as the last entry: an index outside 0 ... n-1 is an error, never a wrap
-    if y.size and (int(y.min()) < 0 or int(y.max()) >= n):
-        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
-        raise IndexError(f"an index array holds {bad}, outside 0 ... {n - 1} of the axis it picks")
+    # an index outside 0 ... n-1 is an error, never a wrap to the end of the axis
+    if all(y.shape):
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= n:
+            raise IndexError(f"an index array holds {low if low < 0 else high}, outside 0 ... {n - 1} "
+                             "of the axis it picks")
+'''
 
+_NUMPY = _GRID + _IN_RANGE + '''
 def _gather(v, y, pos):
     _in_range(y, v.shape[0])
     return v[_index_grid(y, pos)]
@@ -59,19 +67,13 @@ def _scatter_add(shape, like, y, pos, w):
     return out
 '''
 
-_TORCH = '''
+_TORCH = _IN_RANGE + '''
 def _index_grid(y, pos):
     idx = [y.long()]
     for p in pos:
         n = y.shape[p]
         idx.append(xp.reshape(xp.arange(n, device=y.device), (1,) * p + (n,) + (1,) * (y.ndim - p - 1)))
     return tuple(idx)
-
-def _in_range(y, n):
-    # torch reads -1 as the last entry: an index outside 0 ... n-1 is an error, never a wrap
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n):
-        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
-        raise IndexError(f"an index array holds {bad}, outside 0 ... {n - 1} of the axis it picks")
 
 def _gather(v, y, pos):
     _in_range(y, v.shape[0])
@@ -91,14 +93,8 @@ def _scatter_add(shape, like, y, pos, w):
     return out.index_put_(_index_grid(y, pos), w, accumulate=True)
 '''
 
-_JAX = '''
-def _index_grid(y, pos):
-    idx = [y]
-    for p in pos:
-        n = y.shape[p]
-        idx.append(xp.reshape(xp.arange(n), (1,) * p + (n,) + (1,) * (y.ndim - p - 1)))
-    return tuple(idx)
-
+# jax clamps an index inside jit, where no value can be seen: CompiledFunction checks first.
+_JAX = _GRID + '''
 def _gather(v, y, pos):
     return v[_index_grid(y, pos)]
 
