@@ -13,16 +13,13 @@ node is missing (CI installs both: the test extra and Debian's node).
 from __future__ import annotations
 
 import html
-import json
-import pathlib
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 import eingrad as eg
+from katex_check import katex_failures
 
 nbformat = pytest.importorskip("nbformat", reason="the notebook test needs nbformat: pip install 'eingrad[test]'")
 nbconvert = pytest.importorskip("nbconvert", reason="the notebook test needs nbconvert: pip install 'eingrad[test]'")
@@ -87,23 +84,6 @@ def _math(page: str) -> list[str]:
     return [f.strip() for f in formulas if f.strip()]
 
 
-def _katex_failures(formulas: list[str]) -> list:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: the notebook's math is not rendered with KaTeX")
-    katex = pathlib.Path(eg.__file__).parent / "web" / "static" / "katex" / "katex.min.js"
-    script = (
-        f"const katex = require({json.dumps(str(katex))});"
-        "const fs = require('fs'); const xs = JSON.parse(fs.readFileSync(0, 'utf8')); const bad = [];"
-        "for (const x of xs) { try { katex.renderToString(x, {throwOnError: true, displayMode: true}); }"
-        " catch (e) { bad.push([x, String(e)]); } }"
-        "console.log(JSON.stringify(bad));"
-    )
-    out = subprocess.run([node, "-e", script], input=json.dumps(formulas), capture_output=True, text=True,
-                         timeout=120, check=True)
-    return json.loads(out.stdout)
-
-
 def test_a_notebook_of_results_converts_to_html_and_its_math_renders_with_katex():
     from nbconvert import HTMLExporter
 
@@ -116,7 +96,7 @@ def test_a_notebook_of_results_converts_to_html_and_its_math_renders_with_katex(
     assert any("\\frac{\\partial L}{\\partial b" in f for f in formulas), formulas
     assert any("\\operatorname{diag}" in f or "diag" in f for f in formulas), formulas
     assert not [f for f in formulas if "\\_" in f], "an escaped underscore in math"
-    assert _katex_failures(formulas) == []
+    assert katex_failures(formulas) == []
     # The compiled code and the check report are shown as code and text, not lost.
     shown = html.unescape(re.sub(r"<[^>]+>", "", page))  # the page's text, highlighting removed
     assert "def compiled" in shown and "dLdb" in shown
@@ -125,7 +105,7 @@ def test_a_notebook_of_results_converts_to_html_and_its_math_renders_with_katex(
 
 def test_a_formula_katex_cannot_typeset_is_caught():
     # The check itself can fail: KaTeX rejects an unknown command and an unbalanced brace.
-    bad = _katex_failures(["\\frac{a}{b} + \\notacommand x", "x_{i"])
+    bad = katex_failures(["\\frac{a}{b} + \\notacommand x", "x_{i"])
     assert len(bad) == 2
 
 

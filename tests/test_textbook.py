@@ -5,6 +5,7 @@ import pytest
 
 import eingrad as eg
 from eingrad.gradcheck import check_grad
+from katex_check import katex_failures
 
 BN = "mu_h = mean_n(X_nh); v_h = mean_n((X_nh - mu_h)^2); Y_nh = (X_nh - mu_h) / sqrt(v_h + eps)"
 MLP = ("A_nh = X_nd W1_dh; H_nh = relu(A_nh); Z_nc = H_nh W2_hc; P_nc = softmax_c(Z_nc); "
@@ -147,29 +148,6 @@ def test_a_lambda_keeps_its_name_in_markdown():
     assert md("taylor_check of <lambda>: FAILED") == "taylor\\_check of &lt;lambda&gt;: FAILED"
 
 
-def _katex_render(formulas):
-    """Every formula through the vendored KaTeX's renderToString (throwOnError), by node."""
-    import json
-    import pathlib
-    import shutil
-    import subprocess
-
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: the LaTeX is not checked with KaTeX")
-    katex = pathlib.Path(eg.__file__).parent / "web" / "static" / "katex" / "katex.min.js"
-    script = (
-        f"const katex = require({json.dumps(str(katex))});"
-        "const fs = require('fs'); const xs = JSON.parse(fs.readFileSync(0, 'utf8')); const bad = [];"
-        "for (const x of xs) { try { katex.renderToString(x, {throwOnError: true, displayMode: true}); }"
-        " catch (e) { bad.push([x, String(e)]); } }"
-        "console.log(JSON.stringify(bad));"
-    )
-    out = subprocess.run([node, "-e", script], input=json.dumps(formulas), capture_output=True, text=True,
-                         timeout=60, check=True)
-    return json.loads(out.stdout)
-
-
 def test_the_new_forms_render_with_katex():
     formulas = [
         eg.diff("p_i = softmax_i(z_i)", "z").matrix().latex(),
@@ -180,7 +158,7 @@ def test_the_new_forms_render_with_katex():
     formulas = [f"\\begin{{aligned}}{f}\\end{{aligned}}" if "&" in f else f for f in formulas]
     for text in (eg.explain("y_i = A_ij x_j", "x").latex(), eg.explain(MLP, "W1").latex()):
         formulas.append(text)
-    assert _katex_render(formulas) == []
+    assert katex_failures(formulas) == []
 
 
 def test_explain_steps_through_every_intermediate_of_the_mlp():
