@@ -17,7 +17,7 @@ import pytest
 import eingrad as eg
 from eingrad.diff import MAX_ORDER
 from eingrad.expr import Const
-from eingrad.names import BINDERS, OPERATORS, UNSUPPORTED, reserved_words
+from eingrad.names import BINDERS, OPERATORS, reserved_words
 from eingrad.syntax.lexer import MAX_DIGITS
 from eingrad.syntax.parser import MAX_NESTING
 
@@ -29,42 +29,33 @@ from eingrad.syntax.parser import MAX_NESTING
     ["L = mean_n(e_n^2)", "m = max_i(x_i)", "P_nc = softmax_c(Z_nc)", "d = det_ij(A_ij)", "n = norm_i(x_i)"],
 )
 def test_reduction_shapes_are_never_read_as_a_product(text: str) -> None:
-    # Each is either the reduction or transform of LANGUAGE.md §8-9 (once supported), or an
-    # error naming the known ones: never a tensor named `mean` times a parenthesis.
+    # Each is the reduction or transform of LANGUAGE.md §8-9, or an error naming the known
+    # ones: never a tensor named `mean` times a parenthesis.
     name = text.split("=")[1].strip().split("_")[0]
-    try:
-        program = eg.parse(text)
-    except eg.UnknownFunctionError as err:
-        assert err.column == 5 or text.startswith("P_nc")
-        assert "sum, Σ, logsumexp" in err.hint
-        assert name not in OPERATORS or not OPERATORS[name].supported
-    else:
-        assert OPERATORS[name].supported and name not in program.inputs
-        assert str(program).split("=")[1].strip().startswith(name)
+    if name not in OPERATORS:
+        with pytest.raises(eg.UnknownFunctionError) as info:
+            eg.parse(text)
+        assert info.value.column == 5
+        assert "sum, Σ, logsumexp" in info.value.hint
+        return
+    program = eg.parse(text)
+    assert name not in program.inputs
+    assert str(program).split("=")[1].strip().startswith(name)
 
 
-@pytest.mark.parametrize("name", sorted(UNSUPPORTED))
-def test_every_reserved_operator_says_not_supported_yet(name: str) -> None:
-    op = OPERATORS[name]
-    with pytest.raises(eg.UnknownFunctionError, match="not supported yet") as info:
-        eg.parse(f"y = {name}_ij(A_ij)")
-    assert info.value.message.startswith(f"the {op.kind} {name}_ij(...)")
-    with pytest.raises(eg.UnknownFunctionError, match="not supported yet"):
-        eg.parse(f"y = {name}(a)")
+@pytest.mark.parametrize("name", sorted(OPERATORS))
+def test_every_operator_name_is_reserved(name: str) -> None:
     with pytest.raises(eg.ReservedNameError, match="reserved"):
         eg.parse(f"{name} = x")
-    with pytest.raises(eg.ReservedNameError, match="reserved"):
+    with pytest.raises(eg.ParseError, match=f"'{name}' needs the ind"):
         eg.parse(f"y = 2 {name}")
     assert name in reserved_words()
 
 
 def test_the_operator_table_is_the_one_source_of_binders() -> None:
-    assert {name for name, op in OPERATORS.items() if op.supported} <= BINDERS
+    assert BINDERS == set(OPERATORS) | {"∑"}
     assert {"sum", "Σ", "logsumexp"} <= BINDERS
     assert {"mean", "max", "min", "softmax", "inv", "det", "logdet"} <= set(OPERATORS)
-    assert {"mean", "max", "min", "softmax"} <= BINDERS  # LANGUAGE.md §8
-    assert set(UNSUPPORTED) == {name for name, op in OPERATORS.items() if not op.supported}
-    assert not set(UNSUPPORTED) & BINDERS
     assert {op.kind for op in OPERATORS.values()} == {"reduction", "transform"}
     assert OPERATORS["softmax"].kind == OPERATORS["inv"].kind == "transform"
 

@@ -15,7 +15,6 @@ class Operator:
 
     name: str
     kind: str  # "reduction" or "transform"
-    supported: bool  # False: reserved and refused with "not supported yet"
     doc: str
 
 
@@ -23,30 +22,27 @@ _MATRIX = ("inv", "det", "logdet")  # linear algebra over an index pair: LINALG 
 
 #: Every reduction and transform of LANGUAGE.md §8-9, in the order error messages list them.
 #: The parser reads a name from this table wherever it is followed by an index list and
-#: ``(``; turning ``supported`` on for one is where implementing it starts.
+#: ``(``; any other name there is an UnknownFunctionError listing these.
 OPERATORS: dict[str, Operator] = {
     op.name: op
     for op in (
-        Operator("sum", "reduction", True, "Σ_k e"),
-        Operator("Σ", "reduction", True, "Σ_k e"),
-        Operator("logsumexp", "reduction", True, "log Σ_k exp(e), evaluated stably"),
-        Operator("mean", "reduction", True, "Σ_k e / |k|"),
-        Operator("max", "reduction", True, "the largest value over k"),
-        Operator("min", "reduction", True, "the smallest value over k"),
-        Operator("det", "reduction", True, "the determinant of the matrix over (i, j)"),
-        Operator("logdet", "reduction", True, "log |det| of the matrix over (i, j)"),
-        Operator("softmax", "transform", True, "exp(e - logsumexp_k(e)), k kept"),
-        Operator("inv", "transform", True, "the inverse of the matrix over (i, j), i and j kept"),
+        Operator("sum", "reduction", "Σ_k e"),
+        Operator("Σ", "reduction", "Σ_k e"),
+        Operator("logsumexp", "reduction", "log Σ_k exp(e), evaluated stably"),
+        Operator("mean", "reduction", "Σ_k e / |k|"),
+        Operator("max", "reduction", "the largest value over k"),
+        Operator("min", "reduction", "the smallest value over k"),
+        Operator("det", "reduction", "the determinant of the matrix over (i, j)"),
+        Operator("logdet", "reduction", "log |det| of the matrix over (i, j)"),
+        Operator("softmax", "transform", "exp(e - logsumexp_k(e)), k kept"),
+        Operator("inv", "transform", "the inverse of the matrix over (i, j), i and j kept"),
     )
 }
 
 #: Words that cannot name a tensor or an index.
-BINDERS = frozenset({name for name, op in OPERATORS.items() if op.supported} | {"∑"})
-UNSUPPORTED = frozenset(name for name, op in OPERATORS.items() if not op.supported)
-#: The supported transforms of LANGUAGE.md §8 (softmax_k keeps k); inv belongs to LINALG.
-TRANSFORMS = frozenset(
-    name for name, op in OPERATORS.items() if op.supported and op.kind == "transform" and name not in _MATRIX
-)
+BINDERS = frozenset(set(OPERATORS) | {"∑"})
+#: The transforms of LANGUAGE.md §8 (softmax_k keeps k); inv belongs to LINALG.
+TRANSFORMS = frozenset(name for name, op in OPERATORS.items() if op.kind == "transform" and name not in _MATRIX)
 #: Elementwise selections (LANGUAGE.md §13), ``max(a, b)``: name -> number of arguments.
 SELECTIONS = {"max": 2, "min": 2, "where": 3, "clip": 3}
 DELTAS = frozenset({"delta", "δ"})
@@ -56,18 +52,18 @@ LINALG = {name: OPERATORS[name].kind for name in _MATRIX}
 
 
 def known_operators() -> str:
-    """``sum, Σ, logsumexp (reductions); ...`` for error messages: the supported ones."""
+    """``sum, Σ, logsumexp, ... (reductions); softmax, inv (transforms)`` for error messages."""
     parts = []
     for kind in ("reduction", "transform"):
-        names = [op.name for op in OPERATORS.values() if op.kind == kind and op.supported]
+        names = [op.name for op in OPERATORS.values() if op.kind == kind]
         if names:
             parts.append(f"{', '.join(names)} ({kind}s)")
     return "; ".join(parts)
 
 
 def reserved_words() -> frozenset[str]:
-    """Binders, reductions and transforms (supported or reserved), selections, deltas and every function name."""
-    return BINDERS | UNSUPPORTED | frozenset(SELECTIONS) | DELTAS | frozenset(FUNCTIONS) | frozenset(LINALG)
+    """Binders (reductions and transforms), selections, deltas and every function name."""
+    return BINDERS | frozenset(SELECTIONS) | DELTAS | frozenset(FUNCTIONS) | frozenset(LINALG)
 
 
 def is_name(text: str) -> bool:

@@ -40,7 +40,6 @@ from ..names import (
     OPERATORS,
     SELECTIONS,
     TRANSFORMS,
-    UNSUPPORTED,
     fresh_index,
     known_operators,
     reserved_words,
@@ -177,8 +176,6 @@ class _Parser:
                 hint="write statements as target = expression, e.g. y_i = A_ij x_j",
             )
         name_tok = self.tok
-        if name_tok.text in UNSUPPORTED:
-            raise self.unsupported(name_tok)
         if name_tok.text in reserved_words():
             raise self.error(
                 f"{name_tok.text!r} is a reserved word and cannot be assigned",
@@ -350,8 +347,6 @@ class _Parser:
                 return self.parse_selection()
             if word in BINDERS or word in TRANSFORMS or word in LINALG:
                 return self.parse_binder()
-            if word in UNSUPPORTED:
-                raise self.unsupported(tok)
             if word in SELECTIONS:
                 raise self.error(
                     f"{word!r} is a selection and cannot be used as a tensor",
@@ -414,7 +409,6 @@ class _Parser:
         name = name_tok.text
         product = f"for the product of {written} and the parenthesis write '{written} {arg}' or '{written} * {arg}'"
         known = f"the known reductions and transforms are {known_operators()}"
-        reserved = ", ".join(sorted(UNSUPPORTED))
         close = difflib.get_close_matches(name, list(OPERATORS), n=1)
         if close:
             known = f"did you mean {close[0]}_...(...)? " + known
@@ -427,33 +421,8 @@ class _Parser:
             hint = f"{product}; {known}"
         else:
             message = f"unknown reduction or transform {name!r} in '{written}{arg}'"
-            hint = f"{known} (reserved, not supported yet: {reserved}); {product}"
+            hint = f"{known}; {product}"
         return self.error(message, Span(name_tok.start, self.tok.end), hint, UnknownFunctionError)
-
-    def unsupported(self, tok: Token) -> ParseError:
-        """A reduction or transform of LANGUAGE.md §8-9 that eingrad reserves but does not implement yet."""
-        op = OPERATORS[tok.text]
-        after = self.peek()
-        if (after.text == "_" or after.text == "[") and after.start == tok.end or after.text == "(":
-            if after.text == "(":
-                message = f"{tok.text}(...) is not supported yet"
-            else:
-                self.advance()
-                end = self.parse_index_list(tok, required=True)[2]
-                message = f"the {op.kind} {self.text[tok.start:end]}(...) ({op.doc}) is not supported yet"
-            hint = f"eingrad supports {known_operators()} today"
-            if tok.text == "mean":
-                hint += "; for a mean write sum_k(e) / |k|"
-            elif tok.text == "softmax":
-                hint += "; for a softmax write exp(z_k - logsumexp_j(z_j))"
-            return self.error(message, tok.span, hint, UnknownFunctionError)
-        return self.error(
-            f"{tok.text!r} is reserved (the {op.kind} {tok.text}_k(...), not supported yet) "
-            "and cannot name a tensor",
-            tok.span,
-            hint="give the tensor another name",
-            cls=ReservedNameError,
-        )
 
     def parse_index_list(self, owner: Token, required: bool, positions: bool = False) -> tuple[list[str], list[Span], int]:
         """Indices after a name: ``_ij``, ``_{ij}``, ``_{i,j}``, ``[b, h]``; none if absent.
