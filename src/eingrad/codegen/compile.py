@@ -164,22 +164,22 @@ class CompiledFunction:
         # The common call (float arrays, as last time) skips conversion and the sorted
         # signature: a few microseconds, not tens, for a 0.2 ms gradient.
         # Python numbers take it too: each is made a 0-d array of the dtype it took before.
-        fast = _fast_signature(merged) if numpy and sizes is None else None
-        hit = self._fast.get(fast) if fast is not None else None
         jax = self.backend.name == "jax"
-        if jax and sizes is None:
+        fast = None
+        if numpy and sizes is None:
+            fast = _fast_signature(merged)
+        elif jax and sizes is None:
             # jax: the arrays' types, shapes and dtypes as they were last time (the jitted
             # function then costs what jax.jit's dispatch costs, not a new signature).
             fast = tuple((k, type(v), getattr(v, "shape", None), getattr(v, "dtype", None))
                          for k, v in merged.items())
-            known = self._fast.get(fast)
-            hit = (known, ()) if known is not None else None
+        hit = self._fast.get(fast) if fast is not None else None
         if hit is None:
             if jax and not self._warned_x64:  # once per signature: float64 given, float32 computed
                 self._warn_float64(merged)
             merged, entry = self._entry(merged, sizes, fast)
             if jax and fast is not None:
-                self._fast[fast] = entry
+                self._fast[fast] = (entry, ())
         else:
             entry, numbers = hit
             for name, dtype in numbers:
