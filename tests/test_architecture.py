@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "src" / "eingrad"
 LAYERS = [
     {"errors", "functions"},
     {"names", "expr"},
-    {"program", "canonical"},
+    {"program", "canonical", "recurrence"},
     {"syntax", "sizes"},
     {"printing", "evaluate"},
     {"simplify", "diff", "explain", "matrix"},

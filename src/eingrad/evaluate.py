@@ -504,9 +504,69 @@ def evaluate_program(
         dtype = np.result_type(np.float64, *(a.dtype for n, a in inputs.items() if n not in indexing))
     env: dict[str, np.ndarray] = dict(inputs)
     results: dict[str, np.ndarray] = {}
+    firsts = {rec.members[0]: rec for rec in program.recurrences}
     for stmt, sizes in zip(program.statements, info.sizes, strict=True):
+        if stmt.target in firsts:
+            for name, value in _run_recurrence(program, firsts[stmt.target], env, info, dtype, declared).items():
+                env[name] = results[name] = value
+        if stmt.target in results:  # a recurrence's member, computed with its group
+            continue
         array, labels = _Interpreter(env, sizes, dtype).run(stmt.expr)
         value = _result(array, labels, stmt.indices, sizes, dtype, f"the value of {stmt.target}")
         env[stmt.target] = value
         results[stmt.target] = value
     return results
+
+
+def _run_recurrence(program: Program, rec, env: dict, info, dtype, declared) -> dict[str, np.ndarray]:
+    """A recurrence (LANGUAGE.md §12) run step by step along its index, as written: the
+    reference for the compiled loop.  Parts that read no member are computed over every
+    step first (see :mod:`eingrad.recurrence`)."""
+    from .recurrence import step_plan
+
+    plan = step_plan(program, rec)
+    local = dict(env)
+    shapes = {k: v.shape for k, v in local.items()}
+    shapes.update(info.shapes)
+    if plan.hoisted:
+        pre = Program(plan.hoisted, program.source)
+        pre_info = infer_shapes(pre, {k: shapes[k] for k in pre.inputs}, declared)
+        for stmt, sizes in zip(pre.statements, pre_info.sizes, strict=True):
+            array, labels = _Interpreter(local, sizes, dtype).run(stmt.expr)
+            local[stmt.target] = _result(array, labels, stmt.indices, sizes, dtype, f"part of {stmt.target}")
+            shapes[stmt.target] = local[stmt.target].shape
+    out = {m: np.zeros(info.shapes[m], dtype=dtype) for m in rec.members}
+    for m in rec.members:
+        check_allocation(info.shapes[m], np.dtype(dtype).itemsize, f"the recurrence {m!r}")
+    first, axis = plan.length_of
+    steps = info.shapes[first][axis]
+    step_shapes = {}
+    for r in plan.reads:
+        full = shapes[r.tensor]
+        step_shapes[r.name] = full[: r.axis] + full[r.axis + 1:]
+    for name, _ in plan.indicators:
+        step_shapes[name] = ()
+    step = plan.step
+    step_shapes.update((k, shapes[k]) for k in step.inputs if k not in step_shapes)
+    step_info = infer_shapes(step, {k: step_shapes[k] for k in step.inputs}, declared)
+    source = {**local, **out}
+    order = range(steps) if rec.direction > 0 else range(steps - 1, -1, -1)
+    for tau in order:
+        values = dict(local)
+        for r in plan.reads:
+            array = source[r.tensor]
+            k = tau + r.offset
+            if 0 <= k < array.shape[r.axis]:
+                values[r.name] = np.take(array, k, axis=r.axis)
+            else:
+                values[r.name] = np.zeros(step_shapes[r.name], dtype=array.dtype)
+        for name, c in plan.indicators:
+            values[name] = np.asarray(1.0 if tau == c else 0.0, dtype=dtype)
+        for stmt, sizes in zip(step.statements, step_info.sizes, strict=True):
+            array, labels = _Interpreter(values, sizes, dtype).run(stmt.expr)
+            value = _result(array, labels, stmt.indices, sizes, dtype, f"the value of {stmt.target}")
+            values[stmt.target] = value
+            index = [slice(None)] * out[stmt.target].ndim
+            index[rec.axis_of(stmt.target)] = tau
+            out[stmt.target][tuple(index)] = value
+    return out

@@ -99,6 +99,18 @@ class Program:
 
     # ---- names
     @property
+    def recurrences(self) -> tuple:
+        """The recurrence groups (:class:`eingrad.recurrence.Recurrence`), in program order."""
+        return self._index.recurrences
+
+    def recurrence_of(self, target: str):
+        """The recurrence group ``target`` belongs to, or None."""
+        for rec in self._index.recurrences:
+            if target in rec.members:
+                return rec
+        return None
+
+    @property
     def targets(self) -> list[str]:
         return list(self._index.by_target)
 
@@ -177,9 +189,16 @@ class Program:
                 f"{name!r} is not a target of the program (its targets are {', '.join(self.targets)})",
                 hint="ask for targets the program assigns",
             )
-        for stmt in reversed(self.statements):
-            if stmt.target in wanted:
-                wanted.update(ref.name for ref in tensor_refs(stmt.expr))
+        while True:  # once, unless a recurrence group reads targets assigned before it
+            before = len(wanted)
+            for stmt in reversed(self.statements):
+                if stmt.target in wanted:
+                    wanted.update(ref.name for ref in tensor_refs(stmt.expr))
+                    rec = self.recurrence_of(stmt.target)
+                    if rec is not None:  # a group runs whole: its members read each other
+                        wanted.update(rec.members)
+            if len(wanted) == before or not self._index.recurrences:
+                break
         return Program(tuple(s for s in self.statements if s.target in wanted), self.source, self.unread)
 
     def to_dot(self, parameters: Iterable[str] = ()) -> str:
@@ -220,13 +239,14 @@ class _NameIndex:
     by_target: dict[str, Statement]
     ranks: dict[str, tuple[int, Span | None]]
     first_use: dict[str, Tensor]
+    recurrences: tuple = ()
 
 
 def _check_statements(statements: tuple[Statement, ...], source: str | None) -> _NameIndex:
-    """Targets are assigned once and before use; each tensor keeps one rank."""
+    """Targets are assigned once and before use (or read at a shift in a recurrence,
+    LANGUAGE.md §12); each tensor keeps one rank."""
     assigned: dict[str, Statement] = {}
     ranks: dict[str, tuple[int, Span | None]] = {}
-    used_as_input: dict[str, Span | None] = {}
     first_use: dict[str, Tensor] = {}
 
     def check_rank(name: str, rank: int, span: Span | None) -> None:
@@ -245,8 +265,6 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
         for ref in tensor_refs(stmt.expr):
             check_rank(ref.name, len(ref.indices), ref.span)
             first_use.setdefault(ref.name, ref)
-            if ref.name not in assigned:
-                used_as_input.setdefault(ref.name, ref.span)
         if stmt.target in assigned:
             raise ProgramError(
                 f"{stmt.target!r} is assigned twice",
@@ -255,6 +273,19 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
                 hint="each target is assigned once; give the second one a new name "
                 f"(for example {stmt.target}2)",
             )
+        check_rank(stmt.target, len(stmt.indices), stmt.target_span)
+        assigned[stmt.target] = stmt
+    from .recurrence import find_recurrences
+
+    recurrences = tuple(find_recurrences(statements, source))
+    group_of = {m: k for k, rec in enumerate(recurrences) for m in rec.members}
+    done: set[str] = set()
+    used_as_input: dict[str, Span | None] = {}
+    for stmt in statements:
+        group = group_of.get(stmt.target)
+        for ref in tensor_refs(stmt.expr):
+            if ref.name not in done and not (group is not None and group_of.get(ref.name) == group):
+                used_as_input.setdefault(ref.name, ref.span)
         if stmt.target in used_as_input:
             raise ProgramError(
                 f"{stmt.target!r} is used before it is assigned",
@@ -262,9 +293,8 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
                 spans=[used_as_input[stmt.target], stmt.target_span],
                 hint="statements run in order: move this statement before its first use",
             )
-        check_rank(stmt.target, len(stmt.indices), stmt.target_span)
-        assigned[stmt.target] = stmt
-    return _NameIndex(assigned, ranks, first_use)
+        done.add(stmt.target)
+    return _NameIndex(assigned, ranks, first_use, recurrences)
 
 
 class ProgramBuilder:

@@ -54,10 +54,13 @@ class GradError(DiffError):
 def _depends(statements: list[Statement], sources: set[str]) -> set[str]:
     """Targets that depend on any name in ``sources`` (forward pass)."""
     out: set[str] = set()
-    for stmt in statements:
-        if any(ref.name in sources or ref.name in out for ref in E.tensor_refs(stmt.expr)):
-            out.add(stmt.target)
-    return out
+    while True:  # once, unless a recurrence reads targets assigned later (LANGUAGE.md §12)
+        before = len(out)
+        for stmt in statements:
+            if any(ref.name in sources or ref.name in out for ref in E.tensor_refs(stmt.expr)):
+                out.add(stmt.target)
+        if len(out) == before:
+            return out
 
 
 def _input_indices(program: Program, name: str, taken: set[str]) -> tuple[str, ...]:
@@ -184,8 +187,16 @@ def _gradient_program(
     current: dict[str, Expr] = {output: Tensor(seed, out_stmt.indices) if seed else ONE}
     cache: dict = {}  # contributions by statement shape (see _contribution)
 
+    groups = {m: rec for rec in program.recurrences for m in rec.members}
     for stmt in reversed(statements):
         target = stmt.target
+        if target in groups:
+            rec = groups[target]
+            if target == rec.members[-1]:
+                group = [program.statement(m) for m in reversed(rec.members)]
+                emitted.extend(_group_adjoints(program, group, wrt, depends, current, adjoints, names,
+                                               adjoint_names, classes, prefix, taken, cache, statements))
+            continue
         if target not in current and target not in adjoints:
             continue
         if target != output:
@@ -239,6 +250,39 @@ def _gradient_program(
     if seed and seed not in result.inputs:  # every gradient is zero: the seed is still taken
         result = Program(result.statements, None, frozenset({seed}))
     return result
+
+
+def _group_adjoints(program, group, wrt, depends, current, adjoints, names, adjoint_names, classes,
+                    prefix, taken, cache, statements) -> list[Statement]:
+    """The adjoints of a recurrence's members (LANGUAGE.md §12), ``group`` in reverse order.
+
+    Each member's adjoint is named before any is known, because the members' statements
+    contribute to each other's adjoints: ``s[t]`` reads ``s[t-1]``, so ``dLds[t-1]`` takes
+    ``dLds[t]`` times ``∂s[t]/∂s[t-1]``.  The adjoint statements read each other at the
+    opposite shifts: a recurrence running the other way, derived once whatever |t| is.
+    """
+    for stmt in group:
+        name = _unique_name(prefix + stmt.target, names)
+        names.add(name)
+        adjoint_names[stmt.target] = name
+        classes.like[name] = stmt.target
+        current[stmt.target] = Tensor(name, stmt.indices)
+    for stmt in group:
+        forward_values = {stmt.expr: Tensor(stmt.target, stmt.indices)} if isinstance(stmt.expr, Call) else {}
+        reads = [(read, part) for read, part in _terms_by_read(stmt.expr).items() if read in wrt or read in depends]
+        found = _contributions(program, stmt, reads, current[stmt.target], taken, forward_values, cache)
+        for read, contribution in found:
+            adjoints.setdefault(read, []).append(contribution)
+    out = []
+    for stmt in group:
+        adjoint, sized = _total(adjoints.pop(stmt.target, []), stmt.indices)
+        if adjoint == ZERO:
+            adjoint = E.Mul((ZERO, Tensor(stmt.target, stmt.indices)))
+        adjoint, sized = _readable_sizes(program, adjoint, sized, stmt.indices, stmt.target)
+        name = adjoint_names[stmt.target]
+        adjoint_stmt = Statement(name, stmt.indices, adjoint, like=stmt.target, sizes_from=sized)
+        out.append(_folded(_readable(adjoint_stmt, classes), statements))
+    return out
 
 
 def _folded(stmt: Statement, forward: list[Statement]) -> Statement:

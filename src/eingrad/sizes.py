@@ -64,7 +64,9 @@ def _declared_sizes(declared: Mapping[str, int] | None) -> dict[str, int]:
     return out
 
 
-def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) -> dict[str, int]:
+def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=(), partial=False) -> dict[str, int]:
+    """``partial``: tensors without a shape yet (a recurrence's members) are skipped, and
+    indices left unsized are left out instead of raising."""
     size: dict[str, int] = {}
     origin: dict[str, tuple[Tensor | Delta | None, int]] = {}
     deltas: list[Delta] = []
@@ -75,6 +77,8 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
         if isinstance(node, Delta):
             deltas.append(node)
         elif isinstance(node, Tensor):
+            if partial and node.name not in shapes:
+                continue
             shape = shapes[node.name]
             for axis, (index, n) in enumerate(zip(node.indices, shape, strict=True)):
                 if index in size and size[index] != n:
@@ -127,6 +131,12 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=()) ->
                         size[i] = known[0][1]
                         origin[i] = origin[known[0][0]]
                         changed = True
+    if partial:
+        try:
+            _valid_sizes([n for n in walk(expr) if isinstance(n, Shift)], size, origin, source)
+        except SizeError:
+            pass
+        return size
     _valid_sizes([n for n in walk(expr) if isinstance(n, Shift)], size, origin, source)
     for d in deltas:
         missing = [i for i in d.indices if i not in size]
@@ -317,7 +327,10 @@ def infer_shapes(
     all_shapes = {k: tuple(int(n) for n in v) for k, v in (context or {}).items()}
     all_shapes.update((k, tuple(int(n) for n in v)) for k, v in shapes.items())
     per_statement = []
+    firsts = {rec.members[0]: rec for rec in program.recurrences}
     for stmt in program.statements:
+        if stmt.target in firsts:  # a recurrence's members read each other (§12)
+            _recurrence_shapes(program, firsts[stmt.target], all_shapes, declared)
         known = declared
         if stmt.sizes_from:
             known = {**declared, **{i: all_shapes[t][axis] for i, t, axis in stmt.sizes_from if t in all_shapes}}
@@ -340,3 +353,23 @@ def infer_shapes(
         all_shapes[stmt.target] = tuple(size[i] for i in stmt.indices)
         per_statement.append(size)
     return ShapeInfo(all_shapes, per_statement)
+
+
+def _recurrence_shapes(program: Program, rec, all_shapes: dict, declared: dict) -> None:
+    """The shapes of a recurrence's members, from what sizes their statements without
+    each other's reads (every statement is checked in full afterwards)."""
+    members = [program.statement(m) for m in rec.members]
+    for _ in range(len(members)):
+        for stmt in members:
+            if stmt.target in all_shapes:
+                continue
+            shapes = {k: v for k, v in all_shapes.items()}
+            if any(ref.name not in shapes and not program.is_target(ref.name) for ref in _refs(stmt.expr)):
+                return  # an input is missing: the full pass reports it
+            size = _statement_sizes(stmt.expr, shapes, declared, program.source, stmt.indices, partial=True)
+            if all(i in size for i in stmt.indices):
+                all_shapes[stmt.target] = tuple(size[i] for i in stmt.indices)
+
+
+def _refs(e: Expr):
+    return (n for n in walk(e) if isinstance(n, Tensor))
