@@ -23,9 +23,12 @@ from ..errors import (
 )
 from ..evaluate import _is_python_number
 from ..program import Program, Statement
+from ..recurrence import step_plan
 from ..sizes import _declared_sizes, infer_shapes
 from .emit import Generator, check_names, statement_text
 from .linalg import formed_inverses
+from .recur import HELPERS as RECURRENCE_HELPERS
+from .recur import emit_loop
 from .shapes import SizeVars, size_key
 from .stacks import find_stacks
 
@@ -87,6 +90,8 @@ class CompiledFunction:
         self._fast: dict[tuple, tuple[Any, str]] = {}  # float ndarrays only, by (name, shape, dtype)
         self._last_source: str | None = None
         self._warned_x64 = False
+        self._recurrence_plans: list | None = None
+        self._steps_axes: frozenset | None = None
         if isinstance(obj, Derivative):
             name = _fresh_target_name(obj)
             stmt = Statement(name, obj.indices, obj.expr)
@@ -269,13 +274,17 @@ class CompiledFunction:
         signature = tuple((k, len(shapes[k]), str(getattr(merged[k], "dtype", type(merged[k]))),
                            bool(getattr(merged[k], "requires_grad", False))) for k in names)
         values = [int(n) for k in names for n in shapes[k]]
+        # A recurrence's number of steps is in no key: one code for every sequence length.
+        steps = self._recurrence_axes()
+        planned = [n for k in names for a, n in enumerate(shapes[k]) if (k, a) not in steps] if steps else values
         if sizes is not None:
             sizes = _declared_sizes(sizes)
             signature += (("sizes", tuple(sorted(sizes))),)
             values += [sizes[k] for k in sorted(sizes)]
+            planned += [sizes[k] for k in sorted(sizes)]
         # The code is generated once per plan bucket (ranks, dtypes and each size's class):
         # it reads the sizes themselves from the arrays, and checks that they agree.
-        key = (signature, size_key(values))
+        key = (signature, size_key(planned))
         entry = self._cache.get(key) or self._cache.get((signature, tuple(values)))
         if entry is None:
             weak = frozenset(k for k, v in merged.items() if _is_python_number(v))
@@ -309,7 +318,7 @@ class CompiledFunction:
         arrays when it runs, and checked to agree."""
         program = self.obj.program if self.extra is not None else self.obj  # ranks of every input
         ranks = {name: program.rank(name) for name in self.inputs}
-        statements = list(enumerate(self.program.statements))
+        statements = self._sized_statements()
         need = self._size_vars(statements, ranks, set(sizes or ())).undetermined()
         size_vars = self._size_vars(statements, ranks, set(sizes or ()) | need)
         nominal_shapes, nominal = size_vars.distinct(shapes or {}, _declared_sizes(sizes) if sizes else {})
@@ -353,6 +362,88 @@ class CompiledFunction:
             if paused:
                 gc.enable()
 
+    # ---------------------------------------------------------------- recurrences
+    def _plans(self) -> list[tuple[int, Any, Any]]:
+        """(number, recurrence, step plan) of each recurrence group of the program (LANGUAGE.md §12)."""
+        if self._recurrence_plans is None:
+            self._recurrence_plans = [(r, rec, step_plan(self.program, rec))
+                                      for r, rec in enumerate(self.program.recurrences)]
+        return self._recurrence_plans
+
+    def _sized_statements(self) -> list[tuple[Any, Statement]]:
+        """(key, statement) of every statement whose sizes the code reads: the program's, and
+        the parts of recurrences computed over every step before their loop."""
+        out: list[tuple[Any, Statement]] = list(enumerate(self.program.statements))
+        for r, _, plan in self._plans():
+            out += [(("h", r, j), stmt) for j, stmt in enumerate(plan.hoisted)]
+        return out
+
+    def _recurrence_axes(self) -> frozenset[tuple[str, int]]:
+        """The input axes sized by a recurrence's index: the number of steps, which neither
+        the code nor the cache's key depends on."""
+        if self._steps_axes is None:
+            found: set[tuple[str, int]] = set()
+            if self._plans():
+                program = self.obj.program if self.extra is not None else self.obj
+                ranks = {name: program.rank(name) for name in self.inputs}
+                size_vars = self._size_vars(self._sized_statements(), ranks, set())
+                for _, rec, plan in self._plans():
+                    root = size_vars.find(("a", *plan.length_of))
+                    found |= {(name, axis) for name, rank in ranks.items() for axis in range(rank)
+                              if size_vars.find(("a", name, axis)) == root}
+            self._steps_axes = frozenset(found)
+        return self._steps_axes
+
+    def _step_sizes(self, shapes, info, declared) -> dict[int, tuple[list[dict], list[dict]]]:
+        """Per recurrence group: the index sizes of its hoisted statements and of its step's."""
+        out = {}
+        if not self._plans():
+            return out
+        known = {**shapes, **info.shapes}
+        try:
+            for r, _, plan in self._plans():
+                hoisted = []
+                if plan.hoisted:
+                    pre = Program(plan.hoisted, self.program.source)
+                    pre_info = infer_shapes(pre, {k: known[k] for k in pre.inputs}, declared)
+                    known.update(pre_info.shapes)
+                    hoisted = pre_info.sizes
+                step_shapes = {}
+                for read in plan.reads:
+                    whole = known[read.tensor]
+                    step_shapes[read.name] = whole[:read.axis] + whole[read.axis + 1:]
+                step_shapes.update((name, ()) for name, _ in plan.indicators)
+                step_shapes.update((k, known[k]) for k in plan.step.inputs if k not in step_shapes)
+                step_info = infer_shapes(plan.step, {k: step_shapes[k] for k in plan.step.inputs}, declared)
+                out[r] = (hoisted, step_info.sizes)
+        except EingradError as err:
+            if self.program.source is not None:
+                err.with_source(self.program.source)
+            raise err.with_traceback(None) from None
+        return out
+
+    def _emit_recurrence(self, gen: Generator, rec, size_vars: SizeVars, values, info, real, steps,
+                         real_steps) -> str:
+        """A recurrence group: its hoisted statements (ordinary steps of the main function),
+        then one call of its loop (codegen/recur.py); returns the loop's source."""
+        r, _, plan = next(item for item in self._plans() if item[1] is rec)
+        hoisted, step_sizes = steps[r]
+        real_hoisted, real_step_sizes = real_steps[r]
+        for j, stmt in enumerate(plan.hoisted):
+            codes = _Codes(size_vars, ("h", r, j), hoisted[j], values)
+            gen.statement(stmt, hoisted[j], statement_text(stmt), None, codes, real_hoisted[j])
+        position = {s.target: k for k, s in enumerate(self.program.statements)}
+        root = size_vars.find(("a", *plan.length_of))
+        loop = emit_loop(
+            gen, plan, f"_recurrence_{r}", step_sizes, real_step_sizes,
+            member_codes=lambda m: _Codes(size_vars, position[m], info.sizes[position[m]], values),
+            member_sizes=lambda m: (info.sizes[position[m]], real[position[m]]),
+            program=self.program,
+            in_range=lambda name, axis: size_vars.find(("a", name, axis)) == root,
+        )
+        gen.lines.extend(loop.lines)
+        return loop.source
+
     def _infer(self, shapes, declared):
         """Index sizes of every statement (and of the derivative's formula); errors name the
         arrays."""
@@ -373,17 +464,24 @@ class CompiledFunction:
 
     def _generate(self, shapes, declared, weak, fuse, itemsize=None):
         info, extra_sizes = self._infer(shapes, declared)  # the sizes given agree
-        statements = list(enumerate(self.program.statements))
+        statements = self._sized_statements()
         size_vars = self._size_vars(statements, {k: len(v) for k, v in shapes.items()}, set(declared or ()))
+        real_steps = self._step_sizes(shapes, info, declared)
         # The code is planned for sizes like those given in which sizes that may differ do
         # differ (h = 64 beside a batch of 64 is planned as 65): no step then depends on
         # two sizes being equal, and the code is right at every size.
         real = [*info.sizes, extra_sizes]  # the call's sizes: what allocation checks use
-        nominal, nominal_declared = size_vars.distinct(shapes, declared or {})
+        # The number of steps of a recurrence is planned as _PLANNED_STEPS, whatever it is:
+        # one code for every sequence length (it is not part of the cache's key either).
+        steps_axes = self._recurrence_axes()
+        planned_shapes = {k: tuple(_PLANNED_STEPS if (k, a) in steps_axes else n for a, n in enumerate(v))
+                          for k, v in shapes.items()}
+        nominal, nominal_declared = size_vars.distinct(planned_shapes, declared or {})
         if any(shapes[k] != v for k, v in nominal.items()) or nominal_declared != dict(declared or {}):
             shapes, declared = {**shapes, **nominal}, nominal_declared
             info, extra_sizes = self._infer(shapes, declared)
         values = size_vars.values(shapes, declared or {})
+        steps = self._step_sizes(shapes, info, declared)
         gen = Generator(self.backend, weak=weak, fuse=fuse and self.backend.inplace, size_vars=size_vars,
                         debug=self.debug, itemsize=itemsize, integer=self.integer)
         for name in self.inputs:
@@ -401,15 +499,27 @@ class CompiledFunction:
         if self.extra is not None:
             planned.append((len(planned), self.extra, extra_sizes))
             real_of[id(self.extra)] = real[-1]
-        gen.plan(find_stacks(planned, set(self.program.inputs)))
-        gen.formed_inverses = formed_inverses([stmt for _, stmt, _ in planned], [sz for _, _, sz in planned])
+        members = {m: rec for rec in self.program.recurrences for m in rec.members}
+        ordinary = [(k, stmt, sizes) for k, stmt, sizes in planned if stmt.target not in members]
+        gen.plan(find_stacks(ordinary, set(self.program.inputs)))
+        hoisted = [(stmt, sizes) for r, _, plan in self._plans() for stmt, sizes in zip(plan.hoisted, steps[r][0])]
+        gen.formed_inverses = formed_inverses([stmt for _, stmt, _ in ordinary] + [stmt for stmt, _ in hoisted],
+                                              [sz for _, _, sz in ordinary] + [sz for _, sz in hoisted])
+        loops: list[str] = []
         for k, stmt, sizes in planned:
+            if stmt.target in members:
+                rec = members[stmt.target]
+                if stmt.target == rec.members[0]:  # the group runs here, as in evaluate
+                    loops.append(self._emit_recurrence(gen, rec, size_vars, values, info, real, steps, real_steps))
+                continue
             codes = _Codes(size_vars, "extra" if stmt is self.extra else k, sizes, values)
             gen.statement(stmt, sizes, statement_text(stmt) if stmt is not self.extra else str(self.obj), k, codes,
                           real_of[id(stmt)])
         code = gen.function("compiled", self.inputs, self.outputs)
-        helpers = used_helpers(self.backend.helpers + (self.backend.debug_helpers if self.debug else ""), code.source)
-        source = (helpers.strip("\n") + "\n\n\n" if helpers.strip() else "") + code.source
+        main = "\n\n".join([code.source] + loops)
+        helpers = self.backend.helpers + (RECURRENCE_HELPERS[self.backend.name] if loops else "")
+        helpers = used_helpers(helpers + (self.backend.debug_helpers if self.debug else ""), main)
+        source = (helpers.strip("\n") + "\n\n\n" if helpers.strip() else "") + main
         namespace: dict[str, Any] = {"xp": self.backend.load()}
         exec(compile(source, f"<eingrad {self.backend.name}>", "exec"), namespace)  # noqa: S102 - built from validated names
         if "_sizes_disagree" in namespace:  # in eingrad, a SizeError (ValueError in a module of its own)
@@ -421,6 +531,9 @@ class CompiledFunction:
             fn = _jitted(fn, self.outputs)
         return fn, source, not gen.literal
 
+
+# The number of steps the code of a recurrence is planned for (it runs at every number).
+_PLANNED_STEPS = 64
 
 # Backends whose generated gathers and scatters check their index ranges (codegen/gather.py).
 _CHECKS_RANGES = frozenset({"numpy", "cupy", "torch"})
