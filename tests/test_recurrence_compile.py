@@ -1,0 +1,264 @@
+"""Compiled recurrences (LANGUAGE.md §12; docs/compiler.md "Recurrences"): a loop over the
+steps (``jax.lax.scan`` on JAX), equal to ``eg.evaluate`` (the reference, step by step), one
+generated code for every number of steps.  Debug mode is on (tests/conftest.py): every
+in-place write of the generated code is checked against the live values."""
+
+import numpy as np
+import pytest
+
+import eingrad as eg
+from eingrad.codegen.compile import CompiledFunction
+
+RNN = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] U_kh + b_h)
+L = sum_{t,n,h}((s[t,n,h] - y[t,n,h])^2)"""
+
+# An initial state: δ[t, 0] h0[n, k] is h0 at the first step.
+RNN_H0 = """s[t, n, h] = tanh(x[t, n, d] W_dh + (s[t-1, n, k] + δ[t, 0] h0[n, k]) U_kh + b_h)
+L = sum_{t,n,h}((s[t,n,h] - y[t,n,h])^2)"""
+
+LSTM = """f[t,n,h] = sigmoid(x[t,n,d] Wf_dh + h[t-1,n,k] Uf_kh + bf_h)
+i[t,n,h] = sigmoid(x[t,n,d] Wi_dh + h[t-1,n,k] Ui_kh + bi_h)
+g[t,n,h] = tanh(x[t,n,d] Wg_dh + h[t-1,n,k] Ug_kh + bg_h)
+o[t,n,h] = sigmoid(x[t,n,d] Wo_dh + h[t-1,n,k] Uo_kh + bo_h)
+c[t,n,h] = f[t,n,h] c[t-1,n,h] + i[t,n,h] g[t,n,h] + δ[t,0] c0[n,h]
+h[t,n,h] = o[t,n,h] tanh(c[t,n,h])
+L = sum_{t,n,h}(G[t,n,h] h[t,n,h])"""
+
+# Runs from the last step to the first: s[t] reads s[t+1].
+BACKWARD = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t+1, n, k] U_kh)
+L = sum_{t,n,h}(y[t,n,h] s[t,n,h])"""
+
+# Depth 2: the step reads the two steps before it.
+DEPTH2 = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] U_kh + s[t-2, n, k] V_kh)
+L = sum_{t,n,h}(y[t,n,h] s[t,n,h])"""
+
+# A member read at its own step by a later member (a, then b reading a[t]), the
+# recurrence along the second axis, and an input read at a shift of the step.
+SAME_STEP = """a[n, t, h] = tanh(x[n, t, d] W_dh + b[n, t-1, k] U_kh)
+b[n, t, h] = a[n, t, h] * sigmoid(x[n, t-1, d] V_dh) + 0.5 b[n, t-1, h]
+L = sum_{t,n,h}(y[n,t,h] b[n,t,h])"""
+
+
+def _rng_arrays(program, T, seed=0, N=3, D=4, H=5):
+    """Arrays for every input of ``program`` at ``T`` steps (t-axes by the index names)."""
+    rng = np.random.default_rng(seed)
+    sizes = {"t": T, "n": N, "d": D, "h": H, "k": H}
+    out = {}
+    for name in program.inputs:
+        stmt_shape = _shape_of(program, name, sizes)
+        out[name] = rng.normal(size=stmt_shape) * (0.5 if len(stmt_shape) == 2 else 1.0)
+    return out
+
+
+def _shape_of(program, name, sizes):
+    from eingrad import expr as E
+
+    for stmt in program.statements:
+        for node in E.walk(stmt.expr):
+            if isinstance(node, E.Tensor) and node.name == name:
+                return tuple(sizes.get(i, sizes["h"]) for i in node.indices)
+    raise AssertionError(name)
+
+
+def _program(source, wrt):
+    p = eg.parse(source)
+    return eg.grad(p, wrt=wrt) if wrt else p
+
+
+CASES = {
+    "rnn": (RNN, None),
+    "rnn_grad": (RNN, ["W", "U", "b", "x"]),
+    "rnn_h0_grad": (RNN_H0, ["W", "U", "b", "h0"]),
+    "lstm_grad": (LSTM, ["Wf", "Uf", "bf", "Wo", "Uo", "Ug", "Ui", "c0"]),
+    "backward_grad": (BACKWARD, ["W", "U"]),
+    "depth2_grad": (DEPTH2, ["W", "U", "V"]),
+    "same_step_grad": (SAME_STEP, ["W", "U", "V"]),
+}
+
+
+def _close(got, want, what):
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9, atol=1e-10, err_msg=what)
+
+
+def _check(fn, program, to, back, lengths=(7, 3, 1, 0)):
+    for T in lengths:
+        arrays = _rng_arrays(program, T, seed=T)
+        want = eg.evaluate(program, **arrays)
+        got = fn(**{k: to(v) for k, v in arrays.items()})
+        assert set(got) == set(want)
+        for name in want:
+            _close(back(got[name]), want[name], f"{name} at |t| = {T}")
+    # one generated code for every number of steps
+    assert len(fn._cache) == 1, list(fn._cache)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_numpy(case):
+    program = _program(*CASES[case])
+    fn = eg.compile(program)
+    _check(fn, program, lambda v: v, lambda v: v)
+    assert "for _tau in range(" in fn.source
+
+
+@pytest.fixture(scope="module")
+def torch():
+    return pytest.importorskip("torch", reason="the torch backend needs torch")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_torch(torch, case):
+    program = _program(*CASES[case])
+    fn = eg.compile(program, backend="torch")
+    _check(fn, program, torch.from_numpy, lambda t: t.detach().numpy())
+
+
+def test_torch_inputs_that_require_grad_are_recorded_by_autograd(torch):
+    """No in-place write into what autograd records: torch's own gradient of the compiled
+    loss equals the compiled gradient."""
+    program = eg.parse(RNN)
+    grad = eg.compile(eg.grad(program, wrt=["W", "U", "b"]), backend="torch", outputs=["dLdW", "dLdU", "dLdb"])
+    loss = eg.compile(program, backend="torch", outputs=["L"])
+    arrays = {k: torch.from_numpy(v) for k, v in _rng_arrays(program, 6).items()}
+    params = {k: arrays[k].clone().requires_grad_(True) for k in ("W", "U", "b")}
+    L = loss(**{**arrays, **params})["L"]
+    L.backward()
+    want = grad(**arrays)
+    for k in params:
+        _close(params[k].grad.numpy(), want["dLd" + k].numpy(), k)
+
+
+@pytest.fixture(scope="module")
+def jax():
+    jax = pytest.importorskip("jax", reason="the jax backend needs jax")
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield jax
+    jax.config.update("jax_enable_x64", before)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_jax_scan(jax, case):
+    program = _program(*CASES[case])
+    fn = eg.compile(program, backend="jax")
+    _check(fn, program, jax.numpy.asarray, np.asarray)
+    assert "_jax.lax.scan(" in fn.source and "for _tau" not in fn.source
+
+
+@pytest.mark.parametrize("case", ["rnn_grad", "lstm_grad", "backward_grad", "depth2_grad"])
+def test_jax_under_an_outer_jit(jax, case):
+    program = _program(*CASES[case])
+    fn = eg.compile(program, backend="jax")
+    jitted = jax.jit(lambda a: fn(a))
+    for T in (5, 2):
+        arrays = _rng_arrays(program, T, seed=T)
+        got = jitted({k: jax.numpy.asarray(v) for k, v in arrays.items()})
+        want = eg.evaluate(program, **arrays)
+        for name in want:
+            _close(got[name], want[name], f"{name} at |t| = {T}")
+
+
+def test_jax_grad_through_the_scan(jax):
+    """jax.grad of the compiled loss (differentiating the scan) is the compiled gradient."""
+    program = eg.parse(RNN)
+    loss = eg.compile(program, backend="jax", outputs=["L"])
+    grad = eg.compile(eg.grad(program, wrt=["W", "U"]), backend="jax", outputs=["dLdW", "dLdU"])
+    arrays = {k: jax.numpy.asarray(v) for k, v in _rng_arrays(program, 6).items()}
+
+    def L(W, U):
+        return loss({**arrays, "W": W, "U": U})["L"]
+
+    dW, dU = jax.grad(L, argnums=(0, 1))(arrays["W"], arrays["U"])
+    want = grad(arrays)
+    _close(dW, np.asarray(want["dLdW"]), "W")
+    _close(dU, np.asarray(want["dLdU"]), "U")
+
+
+@pytest.mark.parametrize("case", ["rnn_grad", "lstm_grad", "backward_grad", "same_step_grad"])
+def test_dask(case):
+    da = pytest.importorskip("dask.array", reason="the dask backend needs dask")
+    program = _program(*CASES[case])
+    fn = eg.compile(program, backend="dask")
+    _check(fn, program, lambda v: da.from_array(v, chunks=2), lambda v: np.asarray(v), lengths=(4, 1, 0))
+
+
+# ---- one code for every number of steps
+
+
+def test_the_number_of_steps_generates_no_code(monkeypatch):
+    """Compiled at |t| = 3, called at |t| = 400: the code is not generated again (the number
+    of steps is in no cache key), and it reads |t| from the arrays."""
+    program = eg.grad(eg.parse(RNN), wrt=["W", "U", "b"])
+    fn = eg.compile(program, outputs=["dLdW", "dLdU", "dLdb"])
+    builds = []
+    original = CompiledFunction._build
+
+    def counted(self, *args, **kwargs):
+        builds.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CompiledFunction, "_build", counted)
+    first = None
+    for T in (3, 400, 1, 65):
+        arrays = _rng_arrays(program, T, seed=T)
+        got = fn(**arrays)
+        want = eg.evaluate(program, **arrays)
+        for name in fn.outputs:
+            _close(got[name], want[name], f"{name} at |t| = {T}")
+        first = first or fn.source
+        assert fn.source == first  # the same code at every |t|
+    assert len(builds) == 1
+    # other sizes still have their plan buckets
+    fn(**_rng_arrays(program, 3, N=40))
+    assert len(builds) == 2
+
+
+def test_the_code_is_planned_for_the_same_number_of_steps_whatever_the_first_call():
+    program = eg.grad(eg.parse(RNN), wrt=["W", "U"])
+    sources = set()
+    for T in (2, 300):
+        fn = eg.compile(program)
+        fn(**_rng_arrays(program, T))
+        sources.add(fn.source)
+    assert len(sources) == 1
+
+
+def test_the_loop_runs_the_step_and_hoists_what_reads_no_member():
+    """``x W`` is one product over every step before the loop; the step is one matrix
+    product per step, its sizes passed in (nothing read or checked per step)."""
+    fn = eg.compile(eg.parse(RNN), outputs=["s"])
+    fn(**_rng_arrays(eg.parse(RNN), 4))
+    src = fn.source
+    main = src[src.index("def compiled"):]
+    loop = src[src.index("def _recurrence_0"):]
+    assert "sPre = xp.tensordot(x, W" in main and "_recurrence_0(size_t, size_n, size_h" in main
+    body = loop[loop.index("for _tau"):]
+    assert body.count("@") == 1 and ".shape" not in body and "_sizes_disagree" not in body
+
+
+def test_a_recurrence_of_mismatched_lengths_is_a_size_error():
+    program = eg.parse(RNN)
+    fn = eg.compile(program)
+    arrays = _rng_arrays(program, 4)
+    arrays["y"] = arrays["y"][:3]
+    with pytest.raises(eg.SizeError, match="'t'"):
+        fn(**arrays)
+
+
+def test_float32_stays_float32():
+    program = eg.grad(eg.parse(RNN), wrt=["W", "U"])
+    fn = eg.compile(program)
+    arrays = {k: v.astype(np.float32) for k, v in _rng_arrays(program, 5).items()}
+    got = fn(**arrays)
+    want = eg.evaluate(program, **{k: v.astype(np.float64) for k, v in arrays.items()})
+    for name in want:
+        assert got[name].dtype == np.float32, name
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-3, atol=1e-4)
+
+
+def test_a_derivative_of_a_program_with_a_recurrence():
+    program = eg.parse(RNN)
+    d = eg.diff(program, "b")
+    fn = eg.compile(d)
+    for T in (4, 2):
+        arrays = _rng_arrays(program, T, seed=T)
+        _close(fn(**arrays), eg.evaluate(d, **arrays), f"dL/db at |t| = {T}")
