@@ -883,17 +883,7 @@ class Generator:
     def function(self, name: str, inputs: list[str], outputs: list[str]) -> GeneratedCode:
         """The function: inputs read from ``arrays``, the sizes the code uses read from them
         (and checked to agree), the steps, the outputs returned."""
-        head, steps = self.body(inputs, outputs)
-        body = head + steps
-        body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
-        source = f"def {name}(arrays, sizes=None):\n" + "\n".join("    " + line for line in body) + "\n"
-        return GeneratedCode(self.module_helpers(body) + source, outputs, inputs)
-
-    def body(self, inputs: list[str], outputs: list[str], bind: bool = True) -> tuple[list[str], list[str]]:
-        """(the lines before the steps: inputs read from ``arrays`` when ``bind``, the sizes
-        read and checked, Python numbers made arrays; the steps, temporaries reused and
-        released, inputs and ``outputs`` kept)."""
-        head: list[str] = []
+        body: list[str] = []
         # The names the steps read, in one pass over their text (not one per input).
         words = set(_WORD.findall("\n".join(line.text for line in self.lines if not line.text.startswith("#"))))
         by_size = self.size_vars.arrays_read() if self.size_vars is not None else set()
@@ -903,16 +893,16 @@ class Generator:
         strong = [self.var(n) for n in read if n not in self.weak and n not in self.integer]
         if self.weak & set(read) and not strong:
             strong = [self.var(n) for n in inputs if n not in self.weak and n not in self.integer][:1]
-        for program_name in inputs if bind else ():
+        for program_name in inputs:
             if program_name in read or self.var(program_name) in strong:
-                head.append(f"{self.var(program_name)} = arrays[{program_name!r}]")
-        head += sizes
+                body.append(f"{self.var(program_name)} = arrays[{program_name!r}]")
+        body += sizes
         # Python numbers are weak: arrays of the first array input's dtype (and device).
         for program_name in read:
             if program_name in self.weak:
                 var = self.var(program_name)
                 like = strong[0] if strong else _NO_ARRAY_LIKE
-                head.append(f"{var} = {self.op('asarray', x=var, like=like)}")
+                body.append(f"{var} = {self.op('asarray', x=var, like=like)}")
         keep = {self.var(o) for o in outputs} | {self.var(i) for i in inputs}
         names = [self.var(n) for n in inputs]
         lines = write_in_place(complete_uses(self.lines, names), keep)
@@ -920,16 +910,14 @@ class Generator:
         lines = release_dead(complete_uses(lines, names), keep)
         if self.debug:
             lines = debug_checks(lines, {line.view[0] for line in lines if line.view})
-        return head, [line.text for line in lines]
-
-    def module_helpers(self, body: list[str]) -> str:
-        """The size and gather helpers ``body`` (lines of code) calls, to define before it."""
-        source = ""
-        if any("_sizes_disagree(" in line or "_declared(" in line for line in body):
+        body += [line.text for line in lines]
+        body.append("return {" + ", ".join(f"{o!r}: {self.var(o)}" for o in outputs) + "}")
+        source = f"def {name}(arrays, sizes=None):\n" + "\n".join("    " + line for line in body) + "\n"
+        if any("_sizes_disagree(" in line or "_declared(" in line for line in sizes):
             source = SIZE_HELPERS.lstrip("\n") + "\n\n" + source
         if any("_gather(" in line or "_scatter_add(" in line or "_index_equal(" in line for line in body):
             source = GATHER_HELPERS[self.backend.name].lstrip("\n") + "\n\n" + source
-        return source
+        return GeneratedCode(source, outputs, inputs)
 
 
 # A name in generated code.

@@ -120,7 +120,7 @@ def emit_loop(
     for k, stmt in enumerate(step.statements):
         codes = _Recorded(member_codes(stmt.target), used)
         gen.statement(stmt, step_sizes[k], statement_text(stmt), None, codes, real_step_sizes[k])
-    head, body = gen.body(list(step.inputs), list(step.targets), bind=False)
+    helpers, body = _step_code(gen, list(step.inputs), list(step.targets))
     if gen.literal:
         main.literal = True
 
@@ -193,8 +193,7 @@ def emit_loop(
             empty = zeros.format(shape=full[m])
             results.append(f"xp.stack(_y{k}, {dim}={a}) if _y{k} else {empty}")
     out("    return (" + ", ".join(results) + ",)")
-    assert not head, head  # no size is read in the step: every size is the main function's
-    source = gen.module_helpers(body) + "\n".join(lines) + "\n"
+    source = helpers + "\n".join(lines) + "\n"
     # ---- the call in the main function
     uses = tuple(a for a in args[len(used):] if a.isidentifier())
     call = f"{name}({', '.join(args)})"
@@ -209,6 +208,19 @@ def emit_loop(
             target = main.var(m)
             out_lines.append(Line(f"{target} = {tup}[{k}]", target, (tup,), fresh=True))
     return LoopCode(source, out_lines)
+
+
+def _step_code(gen: Generator, inputs: list[str], outputs: list[str]) -> tuple[str, list[str]]:
+    """(the helpers the step's code calls, its lines): the function the generator writes for
+    the step, its inputs given (not read from ``arrays``; no size is read in it: every size
+    is the main function's, ``size_vars`` is None) and nothing returned."""
+    code = gen.function("_step", inputs, outputs).source
+    header = "def _step(arrays, sizes=None):\n"
+    helpers, _, text = code.partition(header)
+    bound = {f"{gen.var(n)} = arrays[{n!r}]" for n in inputs}
+    lines = [line[4:] for line in text.rstrip("\n").split("\n")]
+    assert lines[-1].startswith("return {"), lines[-1]
+    return helpers, [line for line in lines[:-1] if line not in bound]
 
 
 def _check_member(main: Generator, member: str, real: dict[str, int], indices) -> None:
