@@ -31,7 +31,8 @@ from ..errors import check_allocation
 from ..recurrence import StepRead
 from .emit import Generator, statement_text
 from .linalg import formed_inverses
-from .lines import Line
+from .buffers import resolve_stacks
+from .lines import OUT, Line, complete_uses, debug_checks, release_dead, write_in_place
 
 __all__ = ["HELPERS", "LoopCode", "emit_loop"]
 
@@ -120,7 +121,16 @@ def emit_loop(
     for k, stmt in enumerate(step.statements):
         codes = _Recorded(member_codes(stmt.target), used)
         gen.statement(stmt, step_sizes[k], statement_text(stmt), None, codes, real_step_sizes[k])
-    helpers, body = _step_code(gen, list(step.inputs), list(step.targets))
+    # numpy, CuPy, torch without autograd: each member an array made before the loop, each
+    # step written into its row; otherwise (autograd records, dask) a list stacked after.
+    prealloc = backend in ("numpy", "cupy") or (backend == "torch" and main.fuse)
+    arrays = {m: f"_m{k}" for k, m in enumerate(rec.members)}
+    rows = {m: _slice(arrays[m], rec.axis_of(m), "_tau") for m in rec.members} if prealloc else {}
+    # (torch's debug check sees a column of a matrix overlap the next one: rows along the
+    # first axis only are computed in place there, the others copied)
+    into = {m: row for m, row in rows.items() if backend != "torch" or rec.axis_of(m) == 0}
+    helpers, body, direct = _step_code(gen, list(step.inputs), list(step.targets), into,
+                                       tuple(arrays.values()))
     if gen.literal:
         main.literal = True
 
@@ -180,18 +190,11 @@ def emit_loop(
     zeros = _zeros_template(backend)
     if backend == "jax":
         _jax_loop(out, plan, gen, sources, in_range, steps_code, shapes, carried, depth, body, zeros)
+        results = [f"_ys[{k}]" if rec.axis_of(m) == 0 else f"xp.moveaxis(_ys[{k}], 0, {rec.axis_of(m)})"
+                   for k, m in enumerate(rec.members)]
     else:
-        _python_loop(out, plan, gen, sources, in_range, steps_code, shapes, carried, depth, body, zeros, backend)
-    # ---- the members, stacked along their axis
-    results = []
-    for k, m in enumerate(rec.members):
-        a = rec.axis_of(m)
-        if backend == "jax":
-            results.append(f"_ys[{k}]" if a == 0 else f"xp.moveaxis(_ys[{k}], 0, {a})")
-        else:
-            dim = "dim" if backend == "torch" else "axis"
-            empty = zeros.format(shape=full[m])
-            results.append(f"xp.stack(_y{k}, {dim}={a}) if _y{k} else {empty}")
+        results = _python_loop(out, plan, gen, sources, in_range, steps_code, shapes, carried, depth, body,
+                               zeros, backend, arrays, rows, direct, full)
     out("    return (" + ", ".join(results) + ",)")
     source = helpers + "\n".join(lines) + "\n"
     # ---- the call in the main function
@@ -210,17 +213,39 @@ def emit_loop(
     return LoopCode(source, out_lines)
 
 
-def _step_code(gen: Generator, inputs: list[str], outputs: list[str]) -> tuple[str, list[str]]:
-    """(the helpers the step's code calls, its lines): the function the generator writes for
-    the step, its inputs given (not read from ``arrays``; no size is read in it: every size
-    is the main function's, ``size_vars`` is None) and nothing returned."""
-    code = gen.function("_step", inputs, outputs).source
-    header = "def _step(arrays, sizes=None):\n"
-    helpers, _, text = code.partition(header)
-    bound = {f"{gen.var(n)} = arrays[{n!r}]" for n in inputs}
-    lines = [line[4:] for line in text.rstrip("\n").split("\n")]
-    assert lines[-1].startswith("return {"), lines[-1]
-    return helpers, [line for line in lines[:-1] if line not in bound]
+def _step_code(gen: Generator, inputs: list[str], outputs: list[str], rows: dict[str, str],
+               skip: tuple[str, ...]) -> tuple[str, list[str], set[str]]:
+    """(the helpers the step's code calls, its lines, the members written into their rows).
+
+    The passes of ``Generator.function`` over the step's lines, inputs and ``outputs`` kept
+    (no size is read in the step: every size is the main function's).  ``rows``: member ->
+    the row of its preallocated array (numpy, CuPy, torch without autograd); a member
+    whose last step is elementwise is computed into its row (``xp.tanh(z, out=s_all[τ])``),
+    no copy, the debug check of that write made here (``skip``: the arrays of rows)."""
+    names = [gen.var(n) for n in inputs]
+    keep = {gen.var(o) for o in outputs} | set(names)
+    lines = write_in_place(complete_uses(gen.lines, names), keep)
+    lines = resolve_stacks(lines, names, keep, gen.fresh_name, gen.masks)
+    direct: set[str] = set()
+    for m, row in rows.items():
+        var = gen.var(m)
+        line = next((line for line in reversed(lines) if line.defines == var), None)
+        if line is not None and line.out_to is not None and line.view is None and line.alias is None:
+            line.text = f"{var} = {line.out_to.replace(OUT, row)}"
+            line.shares, line.fresh = None, False
+            direct.add(m)
+    lines = release_dead(complete_uses(lines, names), keep)
+    if gen.debug:
+        # (a member's row is written through its name too: the arrays of rows are not values)
+        lines = debug_checks(lines, {line.view[0] for line in lines if line.view} | set(skip))
+        for m in sorted(direct):
+            var = gen.var(m)
+            k = next(k for k, line in enumerate(lines) if line.defines == var and rows[m] in line.text)
+            lines.insert(k, Line(f"_check_write({rows[m]}, {var!r}, locals(), {skip!r})"))
+    texts = [line.text for line in lines]
+    # The helpers those lines call, as the generator finds them for a function.
+    probe = Generator(gen.backend, lines=[Line(text) for text in texts]).function("_probe", [], []).source
+    return probe.partition("def _probe(")[0], texts, direct
 
 
 def _check_member(main: Generator, member: str, real: dict[str, int], indices) -> None:
@@ -254,15 +279,18 @@ def _slice(array: str, axis: int, at: str) -> str:
     return f"{array}[{':, ' * axis}{at}]"
 
 
-def _python_loop(out, plan, gen, sources, in_range, steps_code, shapes, carried, depth, body, zeros,
-                 backend) -> None:
-    """numpy, CuPy, torch, dask: ``for τ in range(T)`` with the step's code inlined."""
+def _python_loop(out, plan, gen, sources, in_range, steps_code, shapes, carried, depth, body, zeros, backend,
+                 arrays: dict[str, str], rows: dict[str, str], direct: set[str], full: dict[str, str]) -> list[str]:
+    """numpy, CuPy, torch, dask: ``for τ in range(T)`` with the step's code inlined; returns the
+    members' code.  ``rows``: each member's row of its array made before the loop (none: a
+    list per member, stacked after it); ``direct``: the members the step computes into their
+    rows (the others are copied there)."""
     rec = plan.recurrence
     members = set(rec.members)
-    one = "xp.tensor(1.0, dtype=_dt, device=_like.device)" if backend == "torch" else "xp.asarray(1.0, dtype=_dt)"
-    zero = one.replace("1.0", "0.0")
+    device = ", device=_like.device" if backend == "torch" else ""
     if plan.indicators:
-        out(f"    _one, _zero = {one}, {zero}")
+        one = f"xp.tensor(1.0, dtype=_dt{device})" if backend == "torch" else "xp.asarray(1.0, dtype=_dt)"
+        out(f"    _one, _zero = {one}, {one.replace('1.0', '0.0')}")
     # Reads outside an array give zeros (of the array's dtype), made once; the bounds:
     # τ + c >= 0 for a read of an earlier step, τ + c < the array's length for a later one
     # or where that length may not be the number of steps.
@@ -287,15 +315,17 @@ def _python_loop(out, plan, gen, sources, in_range, steps_code, shapes, carried,
             if key not in zero_of:
                 zero_of[key] = f"_z{len(zero_of)}"
                 shape = f"{src}.shape[:{r.axis}] + {src}.shape[{r.axis + 1}:]"
-                made = (f"xp.zeros({shape}, dtype={src}.dtype, device={src}.device)" if backend == "torch"
-                        else f"xp.zeros({shape}, dtype={src}.dtype)")
-                out(f"    {zero_of[key]} = {made}")
+                dev = f", device={src}.device" if backend == "torch" else ""
+                out(f"    {zero_of[key]} = xp.zeros({shape}, dtype={src}.dtype{dev})")
             tests[r] = test
     for m, d in depth.items():
         names = [carried[(m, k)] for k in range(1, d + 1)]
         out(f"    {' = '.join(names)} = {zeros.format(shape=shapes[m])}")
-    for k, _ in enumerate(rec.members):
-        out(f"    _y{k} = []")
+    for m in rec.members:
+        if rows:
+            out(f"    {arrays[m]} = xp.empty({full[m]}, dtype=_dt{device})")
+        else:
+            out(f"    {arrays[m]} = []")
     order = f"range({steps_code})" if rec.direction > 0 else f"range({steps_code} - 1, -1, -1)"
     out(f"    for _tau in {order}:")
     for r in plan.reads:
@@ -310,15 +340,24 @@ def _python_loop(out, plan, gen, sources, in_range, steps_code, shapes, carried,
         out(f"        {gen.var(n)} = _one if _tau == {c} else _zero")
     for text in body:
         out("        " + text)
-    for k, m in enumerate(rec.members):
-        out(f"        _y{k}.append({gen.var(m)})")
+    for m in rec.members:
+        if not rows:
+            out(f"        {arrays[m]}.append({gen.var(m)})")
+        elif m not in direct:
+            out(f"        {rows[m]} = {gen.var(m)}")
     for m, d in depth.items():
         names = [carried[(m, k)] for k in range(1, d + 1)]
-        values = names[:-1]
-        out(f"        {', '.join(names[::-1])} = {', '.join(values[::-1] + [gen.var(m)])}")
-    if rec.direction < 0:
-        for k, _ in enumerate(rec.members):
-            out(f"    _y{k}.reverse()")
+        out(f"        {', '.join(names[::-1])} = {', '.join(names[:-1][::-1] + [gen.var(m)])}")
+    if rows:
+        return [arrays[m] for m in rec.members]
+    results = []
+    dim = "dim" if backend == "torch" else "axis"
+    for m in rec.members:
+        if rec.direction < 0:
+            out(f"    {arrays[m]}.reverse()")
+        a, empty = rec.axis_of(m), zeros.format(shape=full[m])
+        results.append(f"xp.stack({arrays[m]}, {dim}={a}) if {arrays[m]} else {empty}")
+    return results
 
 
 def _jax_loop(out, plan, gen, sources, in_range, steps_code, shapes, carried, depth, body, zeros) -> None:
