@@ -262,3 +262,67 @@ def test_a_derivative_of_a_program_with_a_recurrence():
     for T in (4, 2):
         arrays = _rng_arrays(program, T, seed=T)
         _close(fn(**arrays), eg.evaluate(d, **arrays), f"dL/db at |t| = {T}")
+
+
+# ---- an integer-indexed input read per step, the code before any call, the layout
+
+
+EMBEDDING = """s[t, n, h] = tanh(E[w[t, n], h] + s[t-1, n, k] U_kh)
+L = sum_{t,n,h}(G[t,n,h] s[t, n, h])"""
+
+
+def _embedding_arrays(T, seed=0, N=3, V=7, H=4):
+    rng = np.random.default_rng(seed)
+    return dict(w=rng.integers(0, V, size=(T, N)), E=rng.normal(size=(V, H)), U=0.5 * rng.normal(size=(H, H)),
+                G=rng.normal(size=(T, N, H)))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_an_embedding_rnn_gathers_its_rows_per_step(backend, request):
+    if backend != "numpy":
+        request.getfixturevalue(backend)
+    program = eg.grad(eg.parse(EMBEDDING), wrt=["E", "U"])
+    fn = eg.compile(program, backend=backend)
+    for T in (5, 2):
+        arrays = _embedding_arrays(T, seed=T)
+        want = eg.evaluate(program, **arrays)
+        if backend == "torch":
+            import torch
+
+            got = {k: v.numpy() for k, v in fn(**{k: torch.from_numpy(v) for k, v in arrays.items()}).items()}
+        else:
+            got = fn(**arrays)
+        for name in want:
+            _close(got[name], want[name], f"{name} at |t| = {T}")
+    assert len(fn._cache) == 1
+
+
+def test_an_embedding_index_out_of_range_is_an_input_error():
+    fn = eg.compile(eg.parse(EMBEDDING))
+    arrays = _embedding_arrays(4)
+    arrays["w"][2, 1] = 7
+    with pytest.raises(eg.InputError, match=r"w\[2, 1\] = 7"):
+        fn(**arrays)
+
+
+def test_the_code_before_any_call_is_the_code_for_every_length():
+    program = eg.grad(eg.parse(RNN_H0), wrt=["W", "U", "h0"])
+    fn = eg.compile(program)
+    generic = fn.generic_source()
+    assert "def _recurrence_0(" in generic and "def _recurrence_1(" in generic
+    namespace = {"xp": np}
+    exec(compile(generic, "<generic>", "exec"), namespace)
+    arrays = _rng_arrays(program, 6)
+    got = namespace["compiled"](arrays)
+    want = eg.evaluate(program, **arrays)
+    for name in want:
+        _close(got[name], want[name], name)
+
+
+def test_hoisted_parts_take_the_members_layout():
+    """``E[w[t, n], h]`` over every step is laid out [t, n, h] like s: a step reads one
+    contiguous slice and transposes nothing."""
+    fn = eg.compile(eg.parse(EMBEDDING), outputs=["s"])
+    fn(**_embedding_arrays(3))
+    loop = fn.source[fn.source.index("def _recurrence_0"):]
+    assert "_a0[_tau]" in loop and "transpose" not in loop

@@ -393,7 +393,10 @@ def _hoist(e: Expr, members: set[str], target: str, hoisted: list, fresh, progra
     if not (E.mentions(e) & members):
         if _worth_hoisting(e):
             name = fresh(f"{target}Pre")
-            indices = _ordered_free(e)
+            # in the target's order where it has them: x[t] W is sPre[t, n, h] (a step's slice
+            # is then contiguous and in the member's layout), not sPre[h, t, n]
+            order = program.statement(target).indices
+            indices = tuple(sorted(_ordered_free(e), key=lambda i: order.index(i) if i in order else len(order)))
             hoisted.append(Statement(name, indices, e))
             return Tensor(name, indices)
         return e
