@@ -326,3 +326,18 @@ def test_hoisted_parts_take_the_members_layout():
     fn(**_embedding_arrays(3))
     loop = fn.source[fn.source.index("def _recurrence_0"):]
     assert "_a0[_tau]" in loop and "transpose" not in loop
+
+
+def test_a_number_of_steps_declared_at_the_call():
+    """No array has the recurrence index: its size is declared (sizes={'t': T}), and is in
+    no cache key either; initial values at two steps (δ[t, 0], δ[t, 2])."""
+    program = eg.grad(eg.parse("""s[t, n] = 0.5 s[t-1, n] + δ[t, 0] h0[n] + δ[t, 2] h0[n]
+L = sum_{t,n}(s[t, n]^2)"""), wrt=["h0"])
+    fn = eg.compile(program)
+    h0 = np.arange(3.0)
+    for T in (5, 40, 1, 0):
+        want = eg.evaluate(program, {"h0": h0}, sizes={"t": T})
+        got = fn({"h0": h0}, sizes={"t": T})
+        for name in want:
+            _close(got[name], want[name], f"{name} at |t| = {T}")
+    assert len(fn._cache) == 1

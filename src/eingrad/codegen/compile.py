@@ -276,12 +276,12 @@ class CompiledFunction:
         values = [int(n) for k in names for n in shapes[k]]
         # A recurrence's number of steps is in no key: one code for every sequence length.
         steps = self._recurrence_axes()
-        planned = [n for k in names for a, n in enumerate(shapes[k]) if (k, a) not in steps] if steps else values
+        planned = [n for k in names for a, n in enumerate(shapes[k]) if (k, a) not in steps] if steps else list(values)
         if sizes is not None:
             sizes = _declared_sizes(sizes)
             signature += (("sizes", tuple(sorted(sizes))),)
             values += [sizes[k] for k in sorted(sizes)]
-            planned += [sizes[k] for k in sorted(sizes)]
+            planned = planned + [sizes[k] for k in sorted(sizes) if k not in self._recurrence_indices()]
         # The code is generated once per plan bucket (ranks, dtypes and each size's class):
         # it reads the sizes themselves from the arrays, and checks that they agree.
         key = (signature, size_key(planned))
@@ -394,6 +394,11 @@ class CompiledFunction:
             self._steps_axes = frozenset(found)
         return self._steps_axes
 
+    def _recurrence_indices(self) -> frozenset[str]:
+        """The names of the recurrence indices (a declared size of one is a number of steps)."""
+        return frozenset(self.program.statement(m).indices[rec.axis_of(m)]
+                         for _, rec, _ in self._plans() for m in rec.members)
+
     def _step_sizes(self, shapes, info, declared) -> dict[int, tuple[list[dict], list[dict]]]:
         """Per recurrence group: the index sizes of its hoisted statements and of its step's."""
         out = {}
@@ -476,7 +481,9 @@ class CompiledFunction:
         steps_axes = self._recurrence_axes()
         planned_shapes = {k: tuple(_PLANNED_STEPS if (k, a) in steps_axes else n for a, n in enumerate(v))
                           for k, v in shapes.items()}
-        nominal, nominal_declared = size_vars.distinct(planned_shapes, declared or {})
+        planned_declared = {k: _PLANNED_STEPS if k in self._recurrence_indices() else n
+                            for k, n in (declared or {}).items()}
+        nominal, nominal_declared = size_vars.distinct(planned_shapes, planned_declared)
         if any(shapes[k] != v for k, v in nominal.items()) or nominal_declared != dict(declared or {}):
             shapes, declared = {**shapes, **nominal}, nominal_declared
             info, extra_sizes = self._infer(shapes, declared)
