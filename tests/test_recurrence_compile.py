@@ -24,6 +24,10 @@ c[t,n,h] = f[t,n,h] c[t-1,n,h] + i[t,n,h] g[t,n,h] + δ[t,0] c0[n,h]
 h[t,n,h] = o[t,n,h] tanh(c[t,n,h])
 L = sum_{t,n,h}(G[t,n,h] h[t,n,h])"""
 
+# Parts the same at every step (h0 V, U + Uᵀ) that the step form keeps in the step.
+RNN_INVARIANT = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] (U_kh + U_hk) + δ[t, 0] h0[n, k] V_kh)
+L = sum_{t,n,h}((s[t,n,h] - y[t,n,h])^2)"""
+
 # Runs from the last step to the first: s[t] reads s[t+1].
 BACKWARD = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t+1, n, k] U_kh)
 L = sum_{t,n,h}(y[t,n,h] s[t,n,h])"""
@@ -69,6 +73,7 @@ CASES = {
     "rnn": (RNN, None),
     "rnn_grad": (RNN, ["W", "U", "b", "x"]),
     "rnn_h0_grad": (RNN_H0, ["W", "U", "b", "h0"]),
+    "invariant_grad": (RNN_INVARIANT, ["W", "U", "h0", "V"]),
     "lstm_grad": (LSTM, ["Wf", "Uf", "bf", "Wo", "Uo", "Ug", "Ui", "c0"]),
     "backward_grad": (BACKWARD, ["W", "U"]),
     "depth2_grad": (DEPTH2, ["W", "U", "V"]),
@@ -341,3 +346,11 @@ L = sum_{t,n}(s[t, n]^2)"""), wrt=["h0"])
         for name in want:
             _close(got[name], want[name], f"{name} at |t| = {T}")
     assert len(fn._cache) == 1
+
+
+def test_what_is_the_same_at_every_step_is_computed_once():
+    fn = eg.compile(eg.parse(RNN_INVARIANT), outputs=["s"])
+    fn(**_rng_arrays(eg.parse(RNN_INVARIANT), 3))
+    loop = fn.source[fn.source.index("def _recurrence_0"):]
+    before, _, inside = loop.partition("for _tau")
+    assert "h0 @ V" in before and "@ V" not in inside and inside.count("@") == 1

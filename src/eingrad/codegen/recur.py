@@ -32,7 +32,7 @@ from ..recurrence import StepRead
 from .emit import Generator, statement_text
 from .linalg import formed_inverses
 from .buffers import resolve_stacks
-from .lines import OUT, Line, complete_uses, debug_checks, release_dead, write_in_place
+from .lines import OUT, Line, complete_uses, debug_checks, release_dead, write_in_place, written
 
 __all__ = ["HELPERS", "LoopCode", "emit_loop"]
 
@@ -129,8 +129,11 @@ def emit_loop(
     # (torch's debug check sees a column of a matrix overlap the next one: rows along the
     # first axis only are computed in place there, the others copied)
     into = {m: row for m, row in rows.items() if backend != "torch" or rec.axis_of(m) == 0}
-    helpers, body, direct = _step_code(gen, list(step.inputs), list(step.targets), into,
-                                       tuple(arrays.values()))
+    read_names = {r.name for r in plan.reads}
+    indicator_names = {n for n, _ in plan.indicators}
+    whole = [n for n in step.inputs if n not in read_names and n not in indicator_names]
+    helpers, once, body, direct = _step_code(gen, list(step.inputs), list(step.targets), whole, into,
+                                             tuple(arrays.values()))
     if gen.literal:
         main.literal = True
 
@@ -142,10 +145,7 @@ def emit_loop(
         return code
 
     # ---- what the loop reads: sources sliced per step, arrays passed whole, indicators
-    read_names = {r.name for r in plan.reads}
-    indicator_names = {n for n, _ in plan.indicators}
     members = set(rec.members)
-    whole = [n for n in step.inputs if n not in read_names and n not in indicator_names]
     sources: dict[str, str] = {}  # program tensor (not a member) -> parameter
     for r in plan.reads:
         if r.tensor not in members and r.tensor not in sources:
@@ -187,6 +187,8 @@ def emit_loop(
     out(f"    # the recurrence {comment} along {index}, step by step "
         f"{'forward' if rec.direction > 0 else 'backward'}")
     out(f"    _dt = _step_dtype({', '.join(floats)})")
+    for text in once:
+        out("    " + text)
     zeros = _zeros_template(backend)
     if backend == "jax":
         _jax_loop(out, plan, gen, sources, in_range, steps_code, shapes, carried, depth, body, zeros)
@@ -213,18 +215,27 @@ def emit_loop(
     return LoopCode(source, out_lines)
 
 
-def _step_code(gen: Generator, inputs: list[str], outputs: list[str], rows: dict[str, str],
-               skip: tuple[str, ...]) -> tuple[str, list[str], set[str]]:
-    """(the helpers the step's code calls, its lines, the members written into their rows).
+def _step_code(gen: Generator, inputs: list[str], outputs: list[str], whole: list[str], rows: dict[str, str],
+               skip: tuple[str, ...]) -> tuple[str, list[str], list[str], set[str]]:
+    """(the helpers the step's code calls, its lines computed once before the loop, its lines
+    in the loop, the members written into their rows).
 
     The passes of ``Generator.function`` over the step's lines, inputs and ``outputs`` kept
-    (no size is read in the step: every size is the main function's).  ``rows``: member ->
-    the row of its preallocated array (numpy, CuPy, torch without autograd); a member
-    whose last step is elementwise is computed into its row (``xp.tanh(z, out=s_all[τ])``),
-    no copy, the debug check of that write made here (``skip``: the arrays of rows)."""
+    (no size is read in the step: every size is the main function's).  Lines that read only
+    the ``whole`` inputs (passed whole, the same at every step) and each other, as ``h0 V``
+    of an initial state ``δ[t, 0] h0_nk V_kh``, run once before the loop.  ``rows``:
+    member -> the row of its preallocated array (numpy, CuPy, torch without autograd); a
+    member whose last step is elementwise is computed into its row (``xp.tanh(z,
+    out=s_all[τ])``), no copy, the debug check of that write made here (``skip``: the
+    arrays of rows)."""
     names = [gen.var(n) for n in inputs]
-    keep = {gen.var(o) for o in outputs} | set(names)
-    lines = write_in_place(complete_uses(gen.lines, names), keep)
+    out_vars = {gen.var(o) for o in outputs}
+    lines = complete_uses(gen.lines, names)
+    once = _invariant(lines, {gen.var(n) for n in whole}, out_vars)
+    lines = [line for line in lines if line not in once]
+    names += [line.defines for line in once if line.defines]  # inputs of the loop's lines
+    keep = out_vars | set(names)
+    lines = write_in_place(lines, keep)
     lines = resolve_stacks(lines, names, keep, gen.fresh_name, gen.masks)
     direct: set[str] = set()
     for m, row in rows.items():
@@ -243,9 +254,36 @@ def _step_code(gen: Generator, inputs: list[str], outputs: list[str], rows: dict
             k = next(k for k, line in enumerate(lines) if line.defines == var and rows[m] in line.text)
             lines.insert(k, Line(f"_check_write({rows[m]}, {var!r}, locals(), {skip!r})"))
     texts = [line.text for line in lines]
+    before = ["# the same at every step: computed once"] + [line.text for line in once] if once else []
     # The helpers those lines call, as the generator finds them for a function.
-    probe = Generator(gen.backend, lines=[Line(text) for text in texts]).function("_probe", [], []).source
-    return probe.partition("def _probe(")[0], texts, direct
+    probe = Generator(gen.backend, lines=[Line(text) for text in before + texts]).function("_probe", [], []).source
+    return probe.partition("def _probe(")[0], before, texts, direct
+
+
+def _invariant(lines: list[Line], whole: set[str], outputs: set[str]) -> list[Line]:
+    """The lines that compute the same at every step: each reads only arrays passed whole and
+    what such lines define, and no other line writes into what they define."""
+    excluded: set[str] = set()
+    while True:
+        found: list[Line] = []
+        same = set(whole)
+        for line in lines:
+            if line.text.startswith(("#", "del ")) or line.stacked is not None or line.view is not None:
+                continue
+            target = line.defines or written(line)
+            if target is None or target in outputs or target in excluded or (target in whole):
+                continue
+            if line.defines is None and target not in same:
+                continue  # a write into an array made per step
+            if all(u in same for u in line.uses if u != line.defines):
+                found.append(line)
+                same.add(target)
+        defined = {line.defines for line in found if line.defines}
+        bad = {written(line) for line in lines if line not in found} & defined
+        bad |= {line.defines for line in lines if line not in found and line.defines in defined}
+        if not bad - excluded:
+            return found
+        excluded |= bad
 
 
 def _check_member(main: Generator, member: str, real: dict[str, int], indices) -> None:
