@@ -20,10 +20,10 @@ parameter gradients summed over every step).
     loop, parameter gradients as three matrix products over every step), ``jax.jit``
     of ``jax.grad`` over ``lax.scan``, and ``torch.autograd``.  Every implementation is
     checked against the hand-written one, warmed up, then timed: the median of
-    ``--repeats`` rounds, each calling every implementation once in turn (milliseconds,
-    wall clock, one thread: BLAS, torch and XLA are limited to one thread and the process
-    to one core), and the median over rounds of each one's time over the hand-written
-    one's in the same round (robust to a load that comes and goes).
+    ``--repeats`` rounds, each calling every implementation once in turn (CPU time of the
+    process, milliseconds: BLAS, torch and XLA are limited to one thread and the process
+    to one core, so CPU time is the work done, not the waits of a shared machine), and the
+    median over rounds of each one's time over the hand-written one's in the same round.
 
 Run from the repository root::
 
@@ -155,17 +155,17 @@ def derivation(repeats: int) -> dict:
 # ---------------------------------------------------------------- (b) run time
 def interleaved(impls: dict, repeats: int, base: str, warmup: int = 3) -> dict:
     """Each implementation called once per round, in turn (a load that comes and goes on a
-    shared machine weighs on all alike): the median ms of each, and the median over rounds
-    of its time over ``base``'s in the same round."""
+    shared machine weighs on all alike): the median CPU ms of each, and the median over
+    rounds of its time over ``base``'s in the same round."""
     for fn in impls.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(repeats):
         for name, fn in impls.items():
-            t = time.perf_counter()
+            t = time.process_time()
             fn()
-            samples[name].append((time.perf_counter() - t) * 1e3)
+            samples[name].append((time.process_time() - t) * 1e3)
     out = {}
     for name, times in samples.items():
         ratios = [a / b for a, b in zip(times, samples[base], strict=True)]
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     for dtype in args.dtypes:
         res = runtime(dtype, args.repeats, set(args.skip))
         report["runtime"][dtype] = res
-        print(f"\n(b) RNN gradient, |t| = 200, batch 32, d = 64, h = 128, {dtype}: median ms, "
+        print(f"\n(b) RNN gradient, |t| = 200, batch 32, d = 64, h = 128, {dtype}: median CPU ms, "
               "and the median of per-round ratios to hand-written")
         for name, r in res.items():
             if "value" in r:
