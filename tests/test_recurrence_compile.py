@@ -331,6 +331,11 @@ def test_hoisted_parts_take_the_members_layout():
     fn(**_embedding_arrays(3))
     loop = fn.source[fn.source.index("def _recurrence_0"):]
     assert "_a0[_tau]" in loop and "transpose" not in loop
+    # the gradient's 1 - s_knj² read at k = t + 1 is laid out [k, n, j]
+    grad = eg.compile(eg.grad(eg.parse(RNN), wrt=["U"]), outputs=["dLdU"])
+    grad(**_rng_arrays(eg.parse(RNN), 3))
+    backward = grad.source[grad.source.index("def _recurrence_1"):]
+    assert "_a1[_tau + 1] if _tau + 1 < size_t" in backward and "transpose" not in backward
 
 
 def test_a_number_of_steps_declared_at_the_call():

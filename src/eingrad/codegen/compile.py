@@ -28,7 +28,7 @@ from ..sizes import _declared_sizes, infer_shapes
 from .emit import Generator, check_names, statement_text
 from .linalg import formed_inverses
 from .recur import HELPERS as RECURRENCE_HELPERS
-from .recur import emit_loop
+from .recur import emit_loop, laid_out
 from .shapes import SizeVars, size_key
 from .stacks import find_stacks
 
@@ -366,7 +366,7 @@ class CompiledFunction:
     def _plans(self) -> list[tuple[int, Any, Any]]:
         """(number, recurrence, step plan) of each recurrence group of the program (LANGUAGE.md §12)."""
         if self._recurrence_plans is None:
-            self._recurrence_plans = [(r, rec, step_plan(self.program, rec))
+            self._recurrence_plans = [(r, rec, laid_out(step_plan(self.program, rec)))
                                       for r, rec in enumerate(self.program.recurrences)]
         return self._recurrence_plans
 

@@ -24,8 +24,11 @@ and checks nothing per step, and nothing in it depends on the number of steps.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from .. import expr as E
 
 from ..errors import check_allocation
 from ..recurrence import StepRead
@@ -34,7 +37,7 @@ from .linalg import formed_inverses
 from .buffers import resolve_stacks
 from .lines import OUT, Line, complete_uses, debug_checks, release_dead, write_in_place, written
 
-__all__ = ["HELPERS", "LoopCode", "emit_loop"]
+__all__ = ["HELPERS", "LoopCode", "emit_loop", "laid_out"]
 
 # Defined in the generated module when a loop calls them (``used_helpers`` keeps only those).
 HELPERS = {
@@ -74,6 +77,57 @@ class LoopCode:
 
     source: str
     lines: list[Line] = field(default_factory=list)
+
+
+def laid_out(plan):
+    """``plan`` (a ``StepPlan``) with each hoisted array laid out as the loop reads it: the
+    axis sliced per step first, then the others in the order of the member reading it
+    (``E[w[t, n], h]`` over every step is ``[t, n, h]``, not ``[h, t, n]``; the gradient's
+    ``1 - s_knj²`` read at ``k = t + 1`` is ``[k, n, j]``): a step's slice is contiguous
+    and needs no transpose.  The same values: a hoisted target's index order is free."""
+    from ..program import Program, Statement
+
+    hoisted = list(plan.hoisted)
+    reads = list(plan.reads)
+    statements = list(plan.step.statements)
+    for h, stmt in enumerate(hoisted):
+        mine = [k for k, r in enumerate(reads) if r.tensor == stmt.target]
+        axes = {reads[k].axis for k in mine}
+        if len(axes) != 1:
+            continue
+        (q,) = axes
+        names = {reads[k].name for k in mine}
+        rest = [i for p, i in enumerate(stmt.indices) if p != q]
+        # the order of the first statement that reads a slice: its target's indices first
+        use = next(((node, st) for st in statements for node in E.walk(st.expr)
+                    if isinstance(node, E.Tensor) and node.name in names), None)
+        if use is None:
+            continue
+        node, reader = use
+        order = sorted(range(len(rest)), key=lambda p: (reader.indices.index(node.indices[p])
+                                                        if node.indices[p] in reader.indices else len(reader.indices), p))
+        if q == 0 and order == sorted(order):
+            continue
+        hoisted[h] = Statement(stmt.target, (stmt.indices[q],) + tuple(rest[p] for p in order), stmt.expr,
+                               span=stmt.span, target_span=stmt.target_span)
+        for k in mine:
+            reads[k] = dataclasses.replace(reads[k], axis=0)
+        statements = [dataclasses.replace(st, expr=_permuted(st.expr, names, order)) for st in statements]
+    if hoisted == list(plan.hoisted):
+        return plan
+    step = Program(tuple(statements), plan.step.source)
+    return dataclasses.replace(plan, hoisted=tuple(hoisted), reads=tuple(reads), step=step)
+
+
+def _permuted(e, names: set[str], order: list[int]):
+    """``e`` with every read of a tensor in ``names`` taking its indices in ``order``."""
+    if isinstance(e, E.Tensor):
+        if e.name in names:
+            return E.Tensor(e.name, tuple(e.indices[p] for p in order), e.span)
+        return e
+    if not (E.mentions(e) & names):
+        return e
+    return E.rebuild(e, tuple(_permuted(c, names, order) for c in e.children))
 
 
 class _Recorded:
