@@ -260,13 +260,16 @@ def test_float32_stays_float32():
         np.testing.assert_allclose(got[name], want[name], rtol=1e-3, atol=1e-4)
 
 
-def test_a_derivative_of_a_program_with_a_recurrence():
+def test_a_derivative_that_reads_a_recurrence():
+    """∂L/∂y = -2 (s - y) reads the recurrence's s: the compiled derivative runs the loop."""
     program = eg.parse(RNN)
-    d = eg.diff(program, "b")
+    d = eg.diff(program, "y")
     fn = eg.compile(d)
     for T in (4, 2):
         arrays = _rng_arrays(program, T, seed=T)
-        _close(fn(**arrays), eg.evaluate(d, **arrays), f"dL/db at |t| = {T}")
+        s = eg.evaluate(program, **arrays)["s"]
+        _close(fn(**arrays), -2 * (s - arrays["y"]), f"dL/dy at |t| = {T}")
+    assert "_recurrence_0(" in fn.source
 
 
 # ---- an integer-indexed input read per step, the code before any call, the layout
