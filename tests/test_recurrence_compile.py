@@ -28,6 +28,12 @@ L = sum_{t,n,h}(G[t,n,h] h[t,n,h])"""
 RNN_INVARIANT = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] (U_kh + U_hk) + δ[t, 0] h0[n, k] V_kh)
 L = sum_{t,n,h}((s[t,n,h] - y[t,n,h])^2)"""
 
+# Two layers, the second reading the first; and a layer running backward over the same x.
+STACKED = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] U_kh)
+r[t, n, h] = tanh(s[t, n, k] V_kh + r[t-1, n, j] U_jh)
+q[t, n, h] = tanh(x[t, n, d] W_dh + q[t+1, n, k] V_kh)
+L = sum_{t,n,h}(y[t,n,h] r[t,n,h] + q[t,n,h]^2)"""
+
 # Runs from the last step to the first: s[t] reads s[t+1].
 BACKWARD = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t+1, n, k] U_kh)
 L = sum_{t,n,h}(y[t,n,h] s[t,n,h])"""
@@ -74,6 +80,7 @@ CASES = {
     "rnn_grad": (RNN, ["W", "U", "b", "x"]),
     "rnn_h0_grad": (RNN_H0, ["W", "U", "b", "h0"]),
     "invariant_grad": (RNN_INVARIANT, ["W", "U", "h0", "V"]),
+    "stacked_grad": (STACKED, ["W", "U", "V"]),
     "lstm_grad": (LSTM, ["Wf", "Uf", "bf", "Wo", "Uo", "Ug", "Ui", "c0"]),
     "backward_grad": (BACKWARD, ["W", "U"]),
     "depth2_grad": (DEPTH2, ["W", "U", "V"]),
