@@ -42,6 +42,10 @@ L = sum_{t,n,h}(y[t,n,h] s[t,n,h])"""
 DEPTH2 = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] U_kh + s[t-2, n, k] V_kh)
 L = sum_{t,n,h}(y[t,n,h] s[t,n,h])"""
 
+# Only the step two before: the one before is carried, unread.
+SKIP1 = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-2, n, k] U_kh)
+L = sum_{t,n,h}(y[t,n,h] s[t,n,h])"""
+
 # A member read at its own step by a later member (a, then b reading a[t]), the
 # recurrence along the second axis, and an input read at a shift of the step.
 SAME_STEP = """a[n, t, h] = tanh(x[n, t, d] W_dh + b[n, t-1, k] U_kh)
@@ -84,6 +88,7 @@ CASES = {
     "lstm_grad": (LSTM, ["Wf", "Uf", "bf", "Wo", "Uo", "Ug", "Ui", "c0"]),
     "backward_grad": (BACKWARD, ["W", "U"]),
     "depth2_grad": (DEPTH2, ["W", "U", "V"]),
+    "skip1_grad": (SKIP1, ["W", "U"]),
     "same_step_grad": (SAME_STEP, ["W", "U", "V"]),
 }
 
