@@ -104,7 +104,6 @@ def bptt(x, W, U, b, y):
 # ---------------------------------------------------------------- (a) derivation and generation
 def derive_once(T: int) -> dict:
     import eingrad as eg
-
     from eingrad.codegen.compile import CompiledFunction
 
     a = arrays(T, N=32, D=64, H=128)

@@ -387,7 +387,7 @@ class CompiledFunction:
                 program = self.obj.program if self.extra is not None else self.obj
                 ranks = {name: program.rank(name) for name in self.inputs}
                 size_vars = self._size_vars(self._sized_statements(), ranks, set())
-                for _, rec, plan in self._plans():
+                for _, _, plan in self._plans():
                     root = size_vars.find(("a", *plan.length_of))
                     found |= {(name, axis) for name, rank in ranks.items() for axis in range(rank)
                               if size_vars.find(("a", name, axis)) == root}
@@ -509,7 +509,7 @@ class CompiledFunction:
         members = {m: rec for rec in self.program.recurrences for m in rec.members}
         ordinary = [(k, stmt, sizes) for k, stmt, sizes in planned if stmt.target not in members]
         gen.plan(find_stacks(ordinary, set(self.program.inputs)))
-        hoisted = [(stmt, sizes) for r, _, plan in self._plans() for stmt, sizes in zip(plan.hoisted, steps[r][0])]
+        hoisted = [(stmt, sizes) for r, _, plan in self._plans() for stmt, sizes in zip(plan.hoisted, steps[r][0], strict=True)]
         gen.formed_inverses = formed_inverses([stmt for _, stmt, _ in ordinary] + [stmt for stmt, _ in hoisted],
                                               [sz for _, _, sz in ordinary] + [sz for _, sz in hoisted])
         loops: list[str] = []

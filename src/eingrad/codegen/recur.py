@@ -29,12 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import expr as E
-
 from ..errors import check_allocation
 from ..recurrence import StepRead
+from .buffers import resolve_stacks
 from .emit import Generator, statement_text
 from .linalg import formed_inverses
-from .buffers import resolve_stacks
 from .lines import OUT, Line, complete_uses, debug_checks, release_dead, write_in_place, written
 
 __all__ = ["HELPERS", "LoopCode", "emit_loop", "laid_out"]
