@@ -46,6 +46,12 @@ L = sum_{t,n,h}(y[t,n,h] s[t,n,h])"""
 SKIP1 = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-2, n, k] U_kh)
 L = sum_{t,n,h}(y[t,n,h] s[t,n,h])"""
 
+# Members with the recurrence index on different axes, and a member with no other index.
+MIXED_AXES = """a[t, n] = tanh(x[t, n, d] w_d + b[n, t-1])
+b[n, t] = a[t, n] * 0.5 + 0.3 b[n, t-1] + c[t-1]
+c[t] = 0.5 c[t-1] + sum_n(a[t, n]) + δ[t, 0] c0
+L = sum_{t,n}(y[t, n, h] a[t, n] b[n, t]) + sum_t(c[t]^2)"""
+
 # A member read at its own step by a later member (a, then b reading a[t]), the
 # recurrence along the second axis, and an input read at a shift of the step.
 SAME_STEP = """a[n, t, h] = tanh(x[n, t, d] W_dh + b[n, t-1, k] U_kh)
@@ -60,7 +66,7 @@ def _rng_arrays(program, T, seed=0, N=3, D=4, H=5):
     out = {}
     for name in program.inputs:
         stmt_shape = _shape_of(program, name, sizes)
-        out[name] = rng.normal(size=stmt_shape) * (0.5 if len(stmt_shape) == 2 else 1.0)
+        out[name] = np.asarray(rng.normal(size=stmt_shape) * (0.5 if len(stmt_shape) == 2 else 1.0))
     return out
 
 
@@ -89,6 +95,7 @@ CASES = {
     "backward_grad": (BACKWARD, ["W", "U"]),
     "depth2_grad": (DEPTH2, ["W", "U", "V"]),
     "skip1_grad": (SKIP1, ["W", "U"]),
+    "mixed_axes_grad": (MIXED_AXES, ["w", "c0"]),
     "same_step_grad": (SAME_STEP, ["W", "U", "V"]),
 }
 
