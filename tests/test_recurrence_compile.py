@@ -381,3 +381,13 @@ def test_what_is_the_same_at_every_step_is_computed_once():
     loop = fn.source[fn.source.index("def _recurrence_0"):]
     before, _, inside = loop.partition("for _tau")
     assert "h0 @ V" in before and "@ V" not in inside and inside.count("@") == 1
+
+
+def test_a_step_that_cannot_run_is_the_same_positioned_error_as_in_evaluate():
+    program = eg.parse("s[t, n] = 0.5 s[t-1, n] * δ[t, n] + x[t, n]")
+    arrays = {"x": np.ones((3, 3))}
+    with pytest.raises(eg.ProgramError) as want:
+        eg.evaluate(program, **arrays)
+    with pytest.raises(eg.ProgramError) as got:
+        eg.compile(program)(**arrays)
+    assert str(got.value) == str(want.value) and "line 1" in str(got.value)
