@@ -487,6 +487,10 @@ class _StepContext:
                     drop.add(id(shift))
                 factors = e.body.factors if isinstance(e.body, E.Mul) else (e.body,)
                 kept = [f for f in factors if id(f) not in drop]
+                for j in ties:  # the delta's 0 outside the array is a factor's 0 there
+                    if not any(isinstance(f, Tensor) and j in f.indices for f in kept):
+                        raise self.fail(f"a shifted read of {j!r} with no tensor factor of its own",
+                                        ties[j][2].span)
                 binds = tuple(i for i in e.binds if i not in ties)
                 body = self.transform(E.mul(*kept), inner)
                 return E.sum_(binds, body) if binds else body
