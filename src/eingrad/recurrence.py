@@ -435,7 +435,7 @@ class _StepContext:
     def fail(self, what: str, span) -> ProgramError:
         t = self.stmt.indices[self.rec.axis_of(self.stmt.target)]
         return _error(f"{what} in the recurrence along {t!r}", self.program.source, [span, self.stmt.target_span],
-                      hint=_SUPPORTED + f"; compute it in a statement of its own, outside the recurrence")
+                      hint=_SUPPORTED + "; compute it in a statement of its own, outside the recurrence")
 
     def read(self, ref: Tensor, offsets: dict[str, int]) -> Tensor:
         at = [q for q, i in enumerate(ref.indices) if i in offsets]

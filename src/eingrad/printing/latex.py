@@ -24,7 +24,6 @@ from ..expr import (
     Size,
     Sum,
     Tensor,
-    index_names,
     position_text,
 )
 from ..functions import FUNCTIONS

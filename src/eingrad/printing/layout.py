@@ -123,7 +123,7 @@ def read_parts(e: Expr) -> tuple[E.Tensor, dict[str, Expr], tuple[int, ...]] | N
     tensor = factors[h]
     if not isinstance(tensor, E.Tensor) or any(tensor.indices.count(i) != 1 for i in e.indices):
         return None
-    for i, k in fixing.items():
+    for k in fixing.values():
         f = factors[k]
         inside = f.table.indices if isinstance(f, E.Pick) else tuple(n for _, n in f.terms)
         if set(inside) & set(e.indices):
