@@ -68,6 +68,12 @@ def _ties_of(e: Expr) -> dict[str, tuple[str, int, Shift]]:
     factors = e.body.factors if isinstance(e.body, E.Mul) else (e.body,)
     out = {}
     for f in factors:
+        if isinstance(f, E.Delta) and len(f.indices) == 2 and len(set(f.indices)) == 2:
+            a, b = f.indices  # δ_jt: j = t
+            if (a in e.binds) != (b in e.binds):
+                j, t = (a, b) if a in e.binds else (b, a)
+                out.setdefault(j, (t, 0, f))
+            continue
         if isinstance(f, Shift):
             tie = _tie(f, e.binds)
             if tie is not None and tie[0] not in out:
@@ -202,7 +208,7 @@ def _check_group(group, statements, order, reads, source) -> Recurrence:
                     raise _error(f"{r.ref.name!r} is read at {position_text(shift.terms, shift.offset)}, "
                                  "not at a constant shift of one index", source, [r.ref.span, shift.span],
                                  hint=_SUPPORTED)
-            shifted = [(q, r.ties[i]) for q, i in enumerate(r.ref.indices) if i in r.ties]
+            shifted = [(q, r.ties[i]) for q, i in enumerate(r.ref.indices) if i in r.ties and r.ties[i][1]]
             if len(shifted) > 1:
                 raise _error(f"{r.ref.name!r} is read at shifts of two indices", source, [r.ref.span],
                              hint=_SUPPORTED + ": one recurrence index per group")
@@ -478,13 +484,19 @@ class _StepContext:
         if isinstance(e, (E.Delta, E.Size)):
             raise self.fail("a delta or size of the recurrence index", getattr(e, "span", None))
         if isinstance(e, E.Sum):
-            ties = {j: tie for j, tie in _ties_of(e).items() if tie[0] in offsets}
-            if ties:
-                inner = dict(offsets)
-                drop = set()
-                for j, (t, c, shift) in ties.items():
-                    inner[j] = offsets[t] + c
+            found = _ties_of(e)
+            ties: dict = {}
+            inner = dict(offsets)
+            drop = set()
+            while True:  # a tie may fix an index through another (m = o-2, o = t+2)
+                more = {j: tie for j, tie in found.items() if j not in ties and tie[0] in inner}
+                if not more:
+                    break
+                for j, (t, c, shift) in more.items():
+                    ties[j] = (t, c, shift)
+                    inner[j] = inner[t] + c
                     drop.add(id(shift))
+            if ties:
                 factors = e.body.factors if isinstance(e.body, E.Mul) else (e.body,)
                 kept = [f for f in factors if id(f) not in drop]
                 for j in ties:  # the delta's 0 outside the array is a factor's 0 there
