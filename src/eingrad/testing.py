@@ -1302,7 +1302,7 @@ class RandomRecurrence:
 
         def f(x):
             env = {**inputs, wrt: x}
-            values: dict[int, Any] = {}
+            values: dict[int, object] = {}
             for tau in order:
                 local = {k: (env[k][tau] if k in self.per_step else env[k]) for k in self.step.input_shapes
                          if k != self.state}
