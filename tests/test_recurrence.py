@@ -284,3 +284,25 @@ def test_the_unrolled_program_gives_the_same_gradient():
     recurrent = eg.evaluate(eg.grad(RNN, wrt=["W", "U", "b"]), **{k: v for k, v in a.items() if k != "h0"})
     for name in ("dLdW", "dLdU", "dLdb"):
         np.testing.assert_allclose(recurrent[name], unrolled[name], rtol=1e-12)
+
+
+def test_explain_through_a_recurrence_shows_the_unrolling_argument_once():
+    e = eg.explain(RNN, "U")
+    text = str(e)
+    assert "unrolled along t" in text and "reverse topological order" in text
+    assert "dLds[t+1, n, j]" in text
+    assert str(e.derivative) == "dLdU_kh = (1 - s_tnh^2) dLds_tnh s[t-1, n, k]"
+    assert "\\mathit{dLds}_{t+1, n, j}" in e.latex()
+
+
+def test_the_cli_derives_and_explains_a_recurrence(capsys):
+    from eingrad.cli import main
+
+    assert main(["grad", RNN, "--wrt", "W", "U", "b"]) == 0
+    out = capsys.readouterr().out
+    assert "dLds[t+1, n, j]" in out
+    assert main(["explain", RNN, "--wrt", "W"]) == 0
+    assert "unrolled along t" in capsys.readouterr().out
+    assert main(["diff", RNN, "--wrt", "W"]) == 1
+    err = capsys.readouterr().err
+    assert "recurrence" in err and "Traceback" not in err

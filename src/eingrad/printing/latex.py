@@ -170,7 +170,7 @@ class LatexRenderer:
                 return f"\\sqrt{{{arg}}}", ATOM
             return f"{FUNCTIONS[e.fn].latex}\\left({arg}\\right)", ATOM
         if isinstance(e, Sum):
-            if path in self.hidden and (lookup := self.render_lookup(e, path)) is not None:
+            if (lookup := self.render_lookup(e, path)) is not None:  # X_{n, t-1}: the read's own sum
                 return lookup
             if path in self.hidden:
                 return self.render(e.body, path + (0,))

@@ -165,7 +165,7 @@ class TextRenderer:
             others = tuple(i for i in e.indices if i not in means)
             return (f"Σ{index_suffix(others)} {text}", TAIL) if others else (text, ATOM)
         if isinstance(e, Sum):
-            if path in self.hidden and (read := read_parts(e)) is not None:
+            if (read := read_parts(e)) is not None:  # X[n, t-1]: the sum is the read's own
                 return self.render_read(e, read, path)
             if path in self.hidden:
                 return self.render(e.body, path + (0,))

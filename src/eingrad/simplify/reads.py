@@ -17,7 +17,22 @@ the array that factor reads 0, so the product is 0, as the delta made it.
 
 from __future__ import annotations
 
-from ..expr import Add, Expr, Mul, Shift, Sum, Tensor, add, factors_of, index_names, mul, rebuild, sum_, walk
+from ..expr import (
+    Add,
+    Expr,
+    Mul,
+    Shift,
+    Sum,
+    Tensor,
+    add,
+    factors_of,
+    index_names,
+    mentions,
+    mul,
+    rebuild,
+    sum_,
+    walk,
+)
 from ..names import fresh_index
 
 __all__ = ["split_shifted_reads"]
@@ -27,7 +42,7 @@ def split_shifted_reads(e: Expr) -> Expr:
     """``Σ_k A_k B_k δ[k, t+1] = A[t+1] B[t+1]``: one shifted read per tensor (see above)."""
     if not any(isinstance(n, Shift) for n in walk(e)):
         return e
-    return _split(e, set(index_names(e)))
+    return _split(e, set(index_names(e)) | set(mentions(e)))  # no index named like a tensor
 
 
 def _split(e: Expr, taken: set[str]) -> Expr:
