@@ -700,6 +700,10 @@ def _check_request(program: Program, wrt: str, order: object, output: str | None
     return output
 
 
+class ThroughRecurrenceError(DiffError):
+    """A derivative that runs through a recurrence (LANGUAGE.md §12): only ``grad`` gives it."""
+
+
 def _check_no_recurrence(program: Program, statements: list[Statement], wrt: str, output: str) -> None:
     """A derivative through a recurrence (LANGUAGE.md §12) is itself a recurrence: ``diff``
     gives one expression, so it refuses; ``grad`` derives the reverse recurrence."""
@@ -717,7 +721,7 @@ def _check_no_recurrence(program: Program, statements: list[Statement], wrt: str
         through = [m for m in rec.members if m in depends]
         if through and output in depends:
             stmt = program.statement(through[0])
-            raise DiffError(
+            raise ThroughRecurrenceError(
                 f"the derivative of {output!r} with respect to {wrt!r} runs through the recurrence "
                 f"{through[0]!r}, which diff cannot write as one expression (it is a recurrence itself)",
                 source=program.source,

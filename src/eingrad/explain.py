@@ -164,7 +164,6 @@ def explain_recurrence(program: Program, wrt: str, output: str | None = None) ->
 
     output = output or program.output
     grads = gradient_program(program, [wrt], output)
-    by_target = {s.target: s for s in grads.statements}
     steps: list[ExplainStep] = []
     for rec in program.recurrences:
         stmt0 = program.statement(rec.members[0])
@@ -192,23 +191,18 @@ def explain_recurrence(program: Program, wrt: str, output: str | None = None) ->
     steps.append(ExplainStep(
         f"{wrt} is read at every step: its gradient sums each step's contribution over the steps",
         result.target + index_suffix(result.indices), result.latex().split(" = ", 1)[0], result.expr))
-    assert result.target in by_target
     return Explanation(GradientResult(program, output, wrt, result), tuple(steps))
 
 
 def explain_derivative(program: Program, wrt: str, output: str | None = None) -> Explanation:
     """The derivation of ``∂output/∂wrt`` in steps (first order); through a recurrence, the
     gradient's (:func:`explain_recurrence`)."""
-    from .diff import DiffError
+    from .diff import ThroughRecurrenceError
 
-    if program.recurrences:
-        try:
-            differentiate(program, wrt, 1, output)
-        except DiffError as err:
-            if "recurrence" not in str(err):
-                raise
-            return explain_recurrence(program, wrt, output)
-    result = differentiate(program, wrt, 1, output)
+    try:
+        result = differentiate(program, wrt, 1, output)
+    except ThroughRecurrenceError:
+        return explain_recurrence(program, wrt, output)
     output = result.output
     out_stmt = program.statement(output)
     wrt_indices = result.wrt_indices[0]
