@@ -306,3 +306,29 @@ def test_the_cli_derives_and_explains_a_recurrence(capsys):
     assert main(["diff", RNN, "--wrt", "W"]) == 1
     err = capsys.readouterr().err
     assert "recurrence" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("src", [
+    # the recurrence axis second
+    """s[n, t, h] = tanh(x[n, t, d] W_dh + s[n, t-1, k] U_kh)
+L = sum_{n,t,h}(G[n,t,h] s[n,t,h])""",
+    # a bidirectional RNN: two groups, one running each way
+    """f[t, n, h] = tanh(x[t, n, d] W_dh + f[t-1, n, k] U_kh)
+b[t, n, h] = tanh(x[t, n, d] V_dh + b[t+1, n, k] R_kh)
+L = sum_{t,n,h}(G[t,n,h] f[t,n,h] b[t,n,h])""",
+    # two stacked layers, the second reading the first at the same step
+    """f[t, n, h] = tanh(x[t, n, d] W_dh + f[t-1, n, k] U_kh)
+g[t, n, h] = tanh(f[t, n, d] V_dh + g[t-1, n, k] R_kh)
+L = sum_{t,n,h}(G[t,n,h] g[t,n,h])""",
+])
+def test_layouts_and_several_recurrences_against_finite_differences(src):
+    p = eg.parse(src)
+    rng = np.random.default_rng(9)
+    sizes = {"t": 4, "n": 2, "d": 3, "h": 3, "k": 3}
+    a = {name: rng.normal(size=tuple(sizes[i] for i in p.first_use(name).indices)) * 0.7 for name in p.inputs}
+    wrt = [name for name in p.inputs if name not in ("G", "x")]
+    g = eg.evaluate(eg.grad(p, wrt=wrt), **a)
+    for name in wrt:
+        def f(value, name=name):
+            return float(eg.evaluate(p, **{**a, name: value})["L"])
+        np.testing.assert_allclose(g["dLd" + name], central_differences(f, a[name]), rtol=1e-6, atol=1e-8)
