@@ -292,7 +292,17 @@ class SizeVars:
         given = self.values(shapes, declared)
         used: set[int] = set()
         value: dict[Node, int] = {}
+        # The sizes index arithmetic reads keep their values: a valid size computed from
+        # them may be tied to an array's axis by a later statement (a pooled map's size and
+        # the next layer's weights), which other values would contradict.
+        shifted = {self.find(("i", key, i)) for key, shift in self.shifts for i in shift.indices}
         for root in self.source:
+            if root in shifted and root in given:
+                value[root] = given[root]
+                used.add(given[root])
+        for root in self.source:
+            if root in value:
+                continue
             n = given.get(root, default)
             while n in used:
                 n += 1

@@ -1,0 +1,164 @@
+"""Compiled index arithmetic (LANGUAGE.md §11) without dense shift arrays (codegen/conv.py).
+
+A product with a shifted delta is lowered to a zero-padded strided window of the array it
+reads (``_window``) or, for the derivative with respect to that array, to a scatter of
+strided slices (``_unwindow``); the dense 0/1 mask (``_shift``) is kept only where neither
+applies.  Each program's gradient is compiled on numpy, torch and jax and compared with
+``evaluate`` (itself checked against autograd in test_shifts.py), and its generated code is
+checked to build no mask.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import eingrad as eg
+
+CASES = {
+    "conv1": ("Y[n,i] = X[n, i+k] K[k]\nL = sum_n(sum_i(tanh(Y[n,i])^2))",
+              ["X", "K"], {"X": (3, 13), "K": (4,)}, None),
+    "conv1_channels": ("Y[n,o,i] = X[n, c, i+k] K[o, c, k]\nL = sum_n(sum_o(sum_i(tanh(Y[n,o,i])^2)))",
+                       ["X", "K"], {"X": (2, 3, 11), "K": (5, 3, 3)}, None),
+    "stride2": ("Y[n,i] = X[n, 2i+k-1] K[k]\nL = sum_n(sum_i(tanh(Y[n,i])^2))",
+                ["X", "K"], {"X": (3, 16), "K": (3,)}, None),
+    "dilated": ("Y[n,i] = X[n, i+2k] K[k]\nL = sum_n(sum_i(Y[n,i]^2))", ["X", "K"], {"X": (2, 14), "K": (3,)}, None),
+    "conv2": ("Y[n,o,i,j] = X[n, c, i+k, j+l] K[o, c, k, l]\nL = sum_n(sum_o(sum_i(sum_j(tanh(Y[n,o,i,j])^2))))",
+              ["X", "K"], {"X": (2, 3, 7, 6), "K": (4, 3, 3, 2)}, None),
+    "conv2_stride2": ("Y[n,o,i,j] = X[n, c, 2i+k, 2j+l] K[o, c, k, l]\nL = sum_n(sum_o(sum_i(sum_j(Y[n,o,i,j]^2))))",
+                      ["X", "K"], {"X": (2, 2, 9, 8), "K": (3, 2, 3, 3)}, None),
+    "max_pool": ("P[n,i] = max_k(X[n, 2i+k])\nL = sum_n(sum_i(P[n,i]^2))", ["X"], {"X": (3, 11)}, {"k": 2}),
+    "max_pool2": ("P[n,i,j] = max_a(max_b(X[n, 2i+a, 2j+b]))\nL = sum_n(sum_i(sum_j(P[n,i,j]^3)))",
+                  ["X"], {"X": (2, 6, 7)}, {"a": 2, "b": 2}),
+    "mean_pool": ("P[n,i] = mean_a(X[n, 2i+a])\nL = sum_n(sum_i(P[n,i]^2))", ["X"], {"X": (2, 9)}, {"a": 3}),
+    "flipped": ("y[i] = x[i-k+3] w[k]\nL = sum_i(y[i]^2)", ["x", "w"], {"x": (12,), "w": (4,)}, {"i": 9}),
+    "unit_shift": ("h[t,n,m] = tanh(s[t-1, n, k] U[k,m] + x[t,n,m])\nL = sum_t(sum_n(sum_m(h[t,n,m]^2)))",
+                   ["s", "U"], {"s": (6, 3, 4), "U": (4, 5), "x": (6, 3, 5)}, None),
+    "unit_shift_ahead": ("y[t,n] = s[t+1, n] - s[t, n]\nL = sum_t(sum_n(y[t,n]^2))",
+                         ["s"], {"s": (7, 3)}, {"t": 7}),
+    "padded_both_ends": ("Y[n,i] = X[n, i+k-1] K[k]\nL = sum_n(sum_i(Y[n,i]^2))",
+                         ["X", "K"], {"X": (2, 9), "K": (3,)}, {"i": 9}),
+}
+
+
+def _arrays(shapes, dtype=np.float64):
+    rng = np.random.default_rng(sum(map(sum, shapes.values())))
+    return {k: rng.standard_normal(v).astype(dtype) for k, v in shapes.items()}
+
+
+def _to(backend, arrays):
+    if backend == "torch":
+        import torch
+
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
+    return arrays
+
+
+def _tol(backend):  # jax computes in float32 unless its 64-bit mode is on
+    return {"rtol": 2e-4, "atol": 2e-4} if backend == "jax" else {"rtol": 1e-9, "atol": 1e-10}
+
+
+def _body(fn) -> str:
+    return fn.source.split("def compiled")[1]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_lowered_gradient_matches_evaluate_and_builds_no_mask(backend, case):
+    pytest.importorskip(backend)
+    src, wrt, shapes, sizes = CASES[case]
+    program = eg.grad(eg.parse(src), wrt=wrt)
+    arrays = _arrays(shapes)
+    expected = eg.evaluate(program, sizes=sizes, **arrays)
+    fn = eg.compile(program, backend=backend)
+    body = _body(fn)
+    assert "_shift(" not in body, body
+    assert "_window(" in body and "_unwindow(" in body
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.PrecisionWarning if hasattr(eg, "PrecisionWarning") else Warning)
+        out = fn(sizes=sizes, **_to(backend, arrays))
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(out[name]), value, err_msg=name, **_tol(backend))
+
+
+def test_window_is_a_view_on_numpy_and_never_an_output():
+    # a valid convolution reads no zeros: the window is a strided view of X, no copy ...
+    fn = eg.compile("Y[n,i] = X[n, i+k] K[k]")
+    assert "_window(X, 1, (1, 1), 0, (size_i, size_k))" in fn.source
+    # ... and a window that is itself the result is copied into an array of its own
+    fn = eg.compile("W[n,i,k] = X[n, i+k]", )
+    X = np.arange(12.0).reshape(2, 6)
+    W = fn(X=X, sizes={"k": 3})["W"]
+    assert W.flags.writeable and W.flags.owndata or W.base is not X
+    W[...] = -1
+    np.testing.assert_array_equal(X, np.arange(12.0).reshape(2, 6))
+
+
+def test_recurrence_weight_gradient_is_one_matrix_product_on_a_shifted_slice():
+    # LANGUAGE.md §12's s[t-1, n, k]: the weight gradient is one tensordot over (t, n) of the
+    # state shifted one step (a row of zeros in front), its transpose one shifted slice.
+    src, wrt, _, _ = CASES["unit_shift"]
+    body = _body(eg.compile(eg.grad(eg.parse(src), wrt=wrt)))
+    assert "_window(s, 0, (1,), -1, (size_t,))" in body
+    assert "_unwindow(" in body and ", (1,), -1, size_j)" in body
+    (line,) = [ln for ln in body.splitlines() if ln.strip().startswith("dLdU =")]
+    assert "tensordot" in line and "axes=((0, 1), (0, 1))" in line
+
+
+@pytest.mark.parametrize("text, shapes, sizes", [
+    ("y[i] = x[i+5]", {"x": (4,)}, {"i": 3}),             # every read past the end
+    ("y[i] = x[i-9]", {"x": (4,)}, {"i": 3}),             # every read before the start
+    ("y = x[2] + x[-1] + x[7]", {"x": (4,)}, None),      # one element, inside and outside
+    ("y[i] = x[3i+k] w[k]", {"x": (10,), "w": (2,)}, None),
+])
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_reads_outside_the_array_are_zero(backend, text, shapes, sizes):
+    pytest.importorskip(backend)
+    arrays = _arrays(shapes)
+    program = eg.parse(text)
+    fn = eg.compile(program, backend=backend)
+    assert "_shift(" not in _body(fn)
+    out = fn(sizes=sizes, **_to(backend, arrays))
+    for name, value in eg.evaluate(program, sizes=sizes, **arrays).items():
+        np.testing.assert_allclose(np.asarray(out[name]), value, **_tol(backend))
+
+
+def test_float32_stays_float32():
+    src, wrt, shapes, sizes = CASES["conv1_channels"]
+    arrays = _arrays(shapes, np.float32)
+    out = eg.compile(eg.grad(eg.parse(src), wrt=wrt))(**arrays)
+    assert all(v.dtype == np.float32 for v in out.values() if hasattr(v, "dtype"))
+
+
+def test_dask_keeps_the_dense_mask_and_is_right():
+    pytest.importorskip("dask")
+    src, wrt, shapes, sizes = CASES["conv1"]
+    program = eg.grad(eg.parse(src), wrt=wrt)
+    arrays = _arrays(shapes)
+    fn = eg.compile(program, backend="dask")
+    assert "_shift(" in _body(fn)
+    out = fn(**arrays)
+    for name, value in eg.evaluate(program, **arrays).items():
+        np.testing.assert_allclose(np.asarray(out[name]), value, rtol=1e-9, atol=1e-10)
+
+
+def test_what_is_not_lowered_keeps_the_mask():
+    # the window's own derivative: δ[j, i+k] with j and i both kept (a dense result anyway)
+    d = eg.diff("Y[i] = X[i+k] K[k]", "X")
+    fn = eg.compile(d)
+    X, K = _arrays({"X": (8,), "K": (3,)}).values()
+    np.testing.assert_allclose(np.asarray(fn(X=X, K=K)), eg.evaluate(d, X=X, K=K), atol=1e-12)
+
+
+def test_a_valid_size_tied_to_a_later_array_compiles():
+    # the pooled map's size (the valid size rule) is the next layer's weight axis: the code
+    # is planned at the sizes given for what index arithmetic reads (not at sizes moved
+    # apart to avoid coincidences, which would contradict the rule)
+    program = eg.grad(eg.parse("P[n,r] = max_p(X[n, 2r+p])\nZ[n,v] = P[n,r] W[r,v]\nL = sum_n(sum_v(Z[n,v]^2))"),
+                      wrt=["W", "X"])
+    arrays = _arrays({"X": (2, 8), "W": (4, 3)})
+    out = eg.compile(program)(sizes={"p": 2}, **arrays)
+    for name, value in eg.evaluate(program, sizes={"p": 2}, **arrays).items():
+        np.testing.assert_allclose(out[name], value, rtol=1e-12, atol=1e-12)
