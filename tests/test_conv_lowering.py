@@ -77,7 +77,7 @@ def test_lowered_gradient_matches_evaluate_and_builds_no_mask(backend, case):
     assert "_shift(" not in body, body
     assert "_window(" in body and "_unwindow(" in body
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", eg.PrecisionWarning if hasattr(eg, "PrecisionWarning") else Warning)
+        warnings.simplefilter("ignore", eg.PrecisionWarning)
         out = fn(sizes=sizes, **_to(backend, arrays))
     for name, value in expected.items():
         np.testing.assert_allclose(np.asarray(out[name]), value, err_msg=name, **_tol(backend))
@@ -162,3 +162,69 @@ def test_a_valid_size_tied_to_a_later_array_compiles():
     out = eg.compile(program)(sizes={"p": 2}, **arrays)
     for name, value in eg.evaluate(program, sizes={"p": 2}, **arrays).items():
         np.testing.assert_allclose(out[name], value, rtol=1e-12, atol=1e-12)
+
+
+def test_cupy_helpers_are_numpys_without_writeable():
+    # CuPy's as_strided takes no ``writeable``: its helpers, run with numpy standing in for
+    # cupy (the same API), give numpy's windows and scatters
+    from eingrad.codegen.conv import HELPERS
+
+    assert "writeable" not in HELPERS["cupy"] and "writeable" in HELPERS["numpy"]
+    spaces = {}
+    for name in ("numpy", "cupy"):
+        spaces[name] = {"xp": np}
+        exec(HELPERS[name], spaces[name])  # noqa: S102 - the library's own helper source
+    v = np.arange(24.0).reshape(2, 12)
+    for coefs, offset, sizes in [((1, 1), 0, (8, 5)), ((2, 1), -1, (5, 3)), ((1, -1), 2, (10, 3)), ((1,), -1, (12,))]:
+        w = spaces["cupy"]["_window"](v, 1, coefs, offset, sizes)
+        np.testing.assert_array_equal(w, spaces["numpy"]["_window"](v, 1, coefs, offset, sizes))
+        g = np.ones(w.shape)
+        np.testing.assert_array_equal(spaces["cupy"]["_unwindow"](g, 1, coefs, offset, 12),
+                                      spaces["numpy"]["_unwindow"](g, 1, coefs, offset, 12))
+        # the adjoint: <window(v), g> = <v, unwindow(g)>
+        g = np.random.default_rng(0).standard_normal(w.shape)
+        np.testing.assert_allclose(np.sum(w * g), np.sum(v * spaces["numpy"]["_unwindow"](g, 1, coefs, offset, 12)))
+
+
+_HELPER_CASES = [((1, 1), 0, (8, 5)), ((2, 1), -1, (5, 3)), ((1, -1), 2, (10, 3)), ((1,), -1, (12,)),
+                 ((1,), 1, (12,)), ((-2, 3), 4, (4, 2)), ((3, 1, 1), -2, (3, 2, 2)), ((), 5, ()), ((), 20, ()),
+                 ((1, 1), 30, (4, 2)), ((1, 1), 0, (0, 3))]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_window_and_unwindow_helpers_against_a_loop(backend):
+    xp = pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "jax.numpy"}[backend])
+    from eingrad.codegen.conv import HELPERS
+
+    space = {"xp": xp}
+    exec(HELPERS[backend], space)  # noqa: S102 - the library's own helper source
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal((2, 12, 3))
+    as_array = (lambda a: xp.from_numpy(a)) if backend == "torch" else xp.asarray
+    for coefs, offset, sizes in _HELPER_CASES:
+        expected = np.zeros((2, *sizes, 3))
+        for t in np.ndindex(*sizes):
+            p = offset + sum(a * i for a, i in zip(coefs, t, strict=True))
+            if 0 <= p < 12:
+                expected[(slice(None), *t)] = v[:, p]
+        got = np.asarray(space["_window"](as_array(v), 1, coefs, offset, sizes))
+        np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=str((coefs, offset, sizes)))
+        g = rng.standard_normal(expected.shape)
+        back = np.asarray(space["_unwindow"](as_array(g), 1, coefs, offset, 12))
+        assert back.shape == v.shape
+        np.testing.assert_allclose(np.sum(v * back), np.sum(expected * g), rtol=1e-5, atol=1e-9,
+                                   err_msg=str((coefs, offset, sizes)))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("src", ["y = x[2]", "y = x[-1]", "y = x[2]^2 + x[0] x[3]"])
+def test_derivative_of_a_constant_position_compiles(backend, src):
+    # δ[i, 2] alone (a mask: the derivative's value is that array) was written as a number
+    # to fill an array with, which torch refuses
+    pytest.importorskip(backend)
+    x = np.arange(1.0, 5.0)
+    d = eg.diff(src, "x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.PrecisionWarning)
+        got = eg.compile(d, backend=backend)(**_to(backend, {"x": x}))
+    np.testing.assert_allclose(np.asarray(got), eg.evaluate(d, x=x), **_tol(backend))

@@ -53,6 +53,9 @@ def _reach(coefs, offset, sizes, n):
 _SLICES = '''
 def _slices(coefs, offset, sizes):
     import itertools
+    if not sizes:  # a constant position: one entry
+        yield offset, ()
+        return
     long = max(range(len(sizes)), key=lambda p: sizes[p])
     a, s = coefs[long], sizes[long]
     for entry in itertools.product(*(range(m) if p != long else (None,) for p, m in enumerate(sizes))):
@@ -68,13 +71,14 @@ def _window(v, axis, coefs, offset, sizes):
     lo, hi, before, after = _reach(coefs, offset, sizes, n)
     if 0 in shape or hi < 0 or lo >= n:
         return xp.zeros(shape, dtype=v.dtype)
+    v = v[(slice(None),) * axis + (slice(max(lo, 0), min(hi, n - 1) + 1),)]  # what is read
     if before or after:
         widths = [(0, 0)] * v.ndim
         widths[axis] = (before, after)
         v = xp.pad(v, widths)
     step = v.strides[axis]
     strides = tuple(v.strides[:axis]) + tuple(a * step for a in coefs) + tuple(v.strides[axis + 1:])
-    start = v[(slice(None),) * axis + (slice(offset + before, None),)]
+    start = v[(slice(None),) * axis + (slice(offset - lo, None),)]  # (entry 0 is position lo)
     return xp.lib.stride_tricks.as_strided(start, shape, strides, writeable=False)
 
 def _unwindow(g, axis, coefs, offset, n):
@@ -107,18 +111,19 @@ def _window(v, axis, coefs, offset, sizes):
     lo, hi, before, after = _reach(coefs, offset, sizes, n)
     if 0 in shape or hi < 0 or lo >= n:
         return xp.zeros(shape, dtype=v.dtype, device=v.device)
+    v = v.narrow(axis, max(lo, 0), min(hi, n - 1) + 1 - max(lo, 0))  # what is read
     if before or after:
         padded = list(v.shape)
-        padded[axis] = before + n + after
+        padded[axis] = hi - lo + 1
         z = xp.zeros(padded, dtype=v.dtype, device=v.device)
-        z.narrow(axis, before, n).copy_(v)
+        z.narrow(axis, before, v.shape[axis]).copy_(v)
         v = z
     if any(a < 0 for a in coefs):  # (no negative strides in torch): a gather
-        picked = v.index_select(axis, _positions(coefs, offset + before, sizes, v.device))
+        picked = v.index_select(axis, _positions(coefs, offset - lo, sizes, v.device))
         return picked.reshape(shape)
     step = v.stride(axis)
     strides = tuple(v.stride()[:axis]) + tuple(a * step for a in coefs) + tuple(v.stride()[axis + 1:])
-    return v.as_strided(shape, strides, v.storage_offset() + (offset + before) * step)
+    return v.as_strided(shape, strides, v.storage_offset() + (offset - lo) * step)  # (entry 0: position lo)
 
 def _unwindow(g, axis, coefs, offset, n):
     m = len(coefs)
@@ -150,14 +155,14 @@ def _window(v, axis, coefs, offset, sizes):
     lo, hi, before, after = _reach(coefs, offset, sizes, n)
     if 0 in shape or hi < 0 or lo >= n:
         return xp.zeros(shape, dtype=v.dtype)
+    v = v[(slice(None),) * axis + (slice(max(lo, 0), min(hi, n - 1) + 1),)]  # what is read
     if before or after:
         widths = [(0, 0)] * v.ndim
         widths[axis] = (before, after)
         v = xp.pad(v, widths)
-    if len(coefs) == 1 and coefs[0] == 1:  # a shifted slice
-        index = (slice(None),) * axis + (slice(offset + before, offset + before + sizes[0]),)
-        return v[index]
-    return xp.take(v, _positions(coefs, offset + before, sizes), axis=axis)
+    if len(coefs) == 1 and coefs[0] == 1:  # a shifted slice (entry 0 is position lo)
+        return v[(slice(None),) * axis + (slice(offset - lo, offset - lo + sizes[0]),)]
+    return xp.take(v, _positions(coefs, offset - lo, sizes), axis=axis)
 
 def _unwindow(g, axis, coefs, offset, n):
     m = len(coefs)
@@ -174,7 +179,10 @@ def _unwindow(g, axis, coefs, offset, n):
     return out[skip + (slice(before, before + n),)]
 '''
 
-HELPERS = {"numpy": _NUMPY, "cupy": _NUMPY, "torch": _TORCH, "jax": _JAX}
+# CuPy: numpy's helpers (its as_strided takes no ``writeable``).
+_CUPY = _NUMPY.replace(", writeable=False)", ")")
+
+HELPERS = {"numpy": _NUMPY, "cupy": _CUPY, "torch": _TORCH, "jax": _JAX}
 
 
 @lru_cache(maxsize=65536)

@@ -296,7 +296,7 @@ class Generator:
         # The dense part, then each delta term added into the diagonal it lives on,
         # through a strided view.
         zeros = False  # the target is a fresh array of zeros
-        if any(isinstance(n, (Tensor, Delta)) for t in dense_terms for n in E.walk(t)):
+        if any(isinstance(n, (Tensor, Delta, E.Shift)) for t in dense_terms for n in E.walk(t)):
             self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, copy=bool(delta_terms))
         else:
             # A constant (zeros under a delta, a zero derivative, L = 0.5): a Python number,
