@@ -75,7 +75,10 @@ def test_lowered_gradient_matches_evaluate_and_builds_no_mask(backend, case):
     fn = eg.compile(program, backend=backend)
     body = _body(fn)
     assert "_shift(" not in body, body
-    assert "_window(" in body and "_unwindow(" in body
+    assert "_window(" in body
+    # the derivative wrt the shifted array is a scatter, or for one unit term (turned
+    # around by the simplifier, δ[t, j+1]) a window of the upstream gradient
+    assert "_unwindow(" in body or case.startswith("unit_shift")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", eg.PrecisionWarning)
         out = fn(sizes=sizes, **_to(backend, arrays))
@@ -100,11 +103,31 @@ def test_recurrence_weight_gradient_is_one_matrix_product_on_a_shifted_slice():
     # LANGUAGE.md §12's s[t-1, n, k]: the weight gradient is one tensordot over (t, n) of the
     # state shifted one step (a row of zeros in front), its transpose one shifted slice.
     src, wrt, _, _ = CASES["unit_shift"]
-    body = _body(eg.compile(eg.grad(eg.parse(src), wrt=wrt)))
+    gradient = eg.grad(eg.parse(src), wrt=wrt)
+    assert "δ[t, j+1]" in str(gradient)  # dLds reads the upstream gradient one step ahead
+    body = _body(eg.compile(gradient))
     assert "_window(s, 0, (1,), -1, (size_t,))" in body
-    assert "_unwindow(" in body and ", (1,), -1, size_j)" in body
+    assert ", 0, (1,), 1, (size_j,))" in body  # its transpose: a window one step ahead
     (line,) = [ln for ln in body.splitlines() if ln.strip().startswith("dLdU =")]
     assert "tensordot" in line and "axes=((0, 1), (0, 1))" in line
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_a_written_unit_shift_by_a_summed_index_is_one_shifted_slice(backend):
+    # δ[j, t-1] as written (not simplified): the scatter of one unit term, a single slice
+    pytest.importorskip(backend)
+    program = eg.parse("y[j, n] = sum_t(g[t, n] δ[j, t-1])")
+    fn = eg.compile(program, backend=backend)
+    body = _body(fn)
+    assert "_unwindow(g, 0, (1,), -1, size_j)" in body and "_shift(" not in body
+    g = _arrays({"g": (6, 3)})["g"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.PrecisionWarning)
+        for j in (6, 4, 9):
+            got = np.asarray(fn(sizes={"j": j}, **_to(backend, {"g": g}))["y"])
+            expected = np.zeros((j, 3))
+            expected[:min(j, 5)] = g[1:1 + min(j, 5)]
+            np.testing.assert_allclose(got, expected, **_tol(backend))
 
 
 @pytest.mark.parametrize("text, shapes, sizes", [
@@ -120,7 +143,9 @@ def test_reads_outside_the_array_are_zero(backend, text, shapes, sizes):
     program = eg.parse(text)
     fn = eg.compile(program, backend=backend)
     assert "_shift(" not in _body(fn)
-    out = fn(sizes=sizes, **_to(backend, arrays))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.PrecisionWarning)
+        out = fn(sizes=sizes, **_to(backend, arrays))
     for name, value in eg.evaluate(program, sizes=sizes, **arrays).items():
         np.testing.assert_allclose(np.asarray(out[name]), value, **_tol(backend))
 
@@ -228,3 +253,23 @@ def test_derivative_of_a_constant_position_compiles(backend, src):
         warnings.simplefilter("ignore", eg.PrecisionWarning)
         got = eg.compile(d, backend=backend)(**_to(backend, {"x": x}))
     np.testing.assert_allclose(np.asarray(got), eg.evaluate(d, x=x), **_tol(backend))
+
+
+def test_a_unit_shift_by_a_summed_index_turns_around():
+    # the derivative wrt s[t-1] reads the upstream gradient one step ahead: δ[t, j+1]
+    program = eg.parse("y[t,n] = s[t-1, n] w[n]\nL = sum_t(sum_n(y[t,n]^2))")
+    gradient = eg.grad(program, wrt=["s"])
+    assert "dLds_jn = s_jn^0 w_n δ[t, j+1] dLdy_tn" in str(gradient)
+    steps = str(eg.explain(program, "s", "L"))
+    assert "a unit shift by a summed index reads the other way" in steps and "δ[t, i+1]" in steps
+    # a convolution's delta (two terms) keeps its form
+    assert "δ[j, i+k]" in str(eg.grad(eg.parse(CASES["conv1"][0]), wrt=["X"]))
+    rng = np.random.default_rng(4)
+    s, w = rng.standard_normal((5, 2)), rng.standard_normal(2)
+    y = np.zeros((5, 2))
+    y[1:] = s[:-1] * w
+    expected = np.zeros((5, 2))
+    expected[:-1] = 2 * y[1:] * w
+    for got in (eg.evaluate(gradient, s=s, w=w, sizes={"t": 5})["dLds"],
+                eg.compile(gradient)(s=s, w=w, sizes={"t": 5})["dLds"]):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
