@@ -273,3 +273,19 @@ def test_a_unit_shift_by_a_summed_index_turns_around():
     for got in (eg.evaluate(gradient, s=s, w=w, sizes={"t": 5})["dLds"],
                 eg.compile(gradient)(s=s, w=w, sizes={"t": 5})["dLds"]):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_the_generic_source_of_a_convolution_beside_an_array_of_its_valid_size():
+    # i is sized by index arithmetic in Y's statement and by G in L's: the source written
+    # before any call (sizes picked apart) makes X exactly as long as the rule needs
+    src = "Y[n,o,i] = X[n, c, i+k] K[o, c, k]\nL = sum_n(sum_o(sum_i(Y[n,o,i] G[n,o,i])))"
+    fn = eg.compile(eg.grad(eg.parse(src), wrt=["X", "K"]), outputs=["dLdX", "dLdK"])
+    source = fn.source
+    assert "_window(X, 2, (1, 1), 0, (size_i, size_k))" in source and "_shift(" not in source
+    namespace = {"xp": np}
+    exec(source, namespace)  # noqa: S102 - generated from validated names
+    arrays = _arrays({"X": (2, 3, 10), "K": (4, 3, 3), "G": (2, 4, 8)})
+    out = namespace["compiled"](arrays)
+    expected = eg.evaluate(eg.grad(eg.parse(src), wrt=["X", "K"]), **arrays)
+    for name in ("dLdX", "dLdK"):
+        np.testing.assert_allclose(out[name], expected[name], rtol=1e-12, atol=1e-12)
