@@ -273,3 +273,33 @@ def test_char_lm_embedding_gradient_is_a_scatter_and_matches_evaluate(char_lm):
         np.testing.assert_allclose(out[name], expected[name], rtol=1e-10, atol=1e-12)
     body = fn.source.split("def compiled")[1]
     assert body.count("_scatter_add(") >= 3 and "_gather(E, x1" in body
+
+
+# ---------------------------------------------------------------- CNN (index arithmetic)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return load_example("cnn_digits")
+
+
+def test_cnn_digits_learns_in_a_few_epochs(cnn):
+    result = cnn.train(epochs=3)  # the script trains 30 (99% on the 450 held-out images)
+    assert result["test_size"] == 450
+    assert result["test_accuracy"] >= 0.93
+    assert result["losses"][-1] < 0.3 * result["losses"][0]
+
+
+def test_cnn_gradient_is_windows_and_scatters_and_matches_evaluate(cnn):
+    rng = np.random.default_rng(2)
+    params = cnn.init_params(3, rng)
+    X, y = rng.random((4, 8, 8)), np.array([0, 3, 9, 3])
+    gradient = eg.grad(eg.parse(cnn.MODEL), wrt=cnn.PARAMETERS)
+    fn = eg.compile(gradient, outputs=["L", "dLdK", "dLdW"])
+    out = fn(X=X, y=y, sizes=cnn.POOL, **params)
+    expected = eg.evaluate(gradient, X=X, y=y, sizes=cnn.POOL, **params)
+    for name in ("L", "dLdK", "dLdW"):
+        np.testing.assert_allclose(out[name], expected[name], rtol=1e-10, atol=1e-12)
+    body = fn.source.split("def compiled")[1]
+    assert "_shift(" not in body  # no dense shift array: strided windows and slice scatters
+    assert body.count("_window(") >= 4 and body.count("_unwindow(") == 2
