@@ -1,13 +1,18 @@
-"""An RNN trained by backpropagation through time on noisy sine waves, in index notation.
+"""An RNN trained by backpropagation through time on noisy sine waves of different lengths.
 
-The guide's recursion ``s_t = tanh(x_t W + s_{t-1} U + b)`` (``s_0 = 0``) is
-unrolled over ``T`` steps with ``eg.ProgramBuilder``; a linear read-out
-predicts, at every step, the next value of the clean wave from the noisy values
-seen so far.  ``eg.grad`` walks the unrolled graph in reverse topological order
-(the guide's dynamic programme: ``dLds_t`` from ``dLds_{t+1}``) and sums every
-path's contribution into ``dLdU``, ``dLdW`` and ``dLdb``; ``eg.compile`` makes
-it numpy code; plain full-batch Adam trains it.  The gradient is checked once
-against central differences of the loss.
+The guide's recursion ``s_t = tanh(x_t W + s_{t-1} U + b)`` (``s_0 = 0``) is written
+once, with the time as an index (LANGUAGE.md §12)::
+
+    s[t, n, h] = tanh(x[t, n] W_h + s[t-1, n, k] U_kh + b_h)
+
+A linear read-out predicts, at every step, the next value of the clean wave from the
+noisy values seen so far.  ``eg.grad`` derives backprop through time once, as a
+recurrence running backwards (``dLds[t]`` reads ``dLds[t+1]``), and the shared
+parameters' gradients as sums over the steps; ``eg.compile`` makes it one loop that
+serves every sequence length, so the batches here have lengths 10 to 25 with no new
+code.  The guide's own way, unrolled with ``eg.ProgramBuilder`` (one name per step),
+gives the same gradient (``unrolled_program``).  Plain full-batch Adam trains it; the
+gradient is checked once against central differences of the loss.
 
 Run ``python examples/rnn_sine.py``.
 """
@@ -22,13 +27,22 @@ import eingrad as eg
 
 PARAMETERS = ["W", "U", "b", "V", "c"]
 
+#: The RNN and its mean squared error, for any number of steps |t| and sequences |n|.
+MODEL = """
+s[t, n, h] = tanh(x[t, n] W_h + s[t-1, n, k] U_kh + b_h)
+e[t, n] = s[t, n, h] V_h + c - y[t, n]
+L = sum_{t,n}(e[t, n]^2) / (|t| |n|)
+"""
 
-def rnn_program(steps: int) -> eg.Program:
-    """The RNN unrolled over ``steps`` steps, with its mean squared error ``L``.
 
-    ``x{t}_n`` is the noisy input at step t for sequence n, ``y{t}_n`` the target (the
-    clean value at step t + 1); ``e{t}_n`` is the prediction error at step t.
-    """
+def rnn_program() -> eg.Program:
+    """The RNN as a recurrence along ``t``: ``x[t, n]`` is the noisy input at step t for
+    sequence n, ``y[t, n]`` the target (the clean value at step t + 1), ``e`` the error."""
+    return eg.parse(MODEL)
+
+
+def unrolled_program(steps: int) -> eg.Program:
+    """The same RNN unrolled over ``steps`` steps, the guide's way (one name per step)."""
     builder = eg.ProgramBuilder()
     builder.add("s1_nh = tanh(x1_n W_h + b_h)")  # s0 = 0
     for t in range(2, steps + 1):
@@ -41,16 +55,16 @@ def rnn_program(steps: int) -> eg.Program:
 
 
 def make_data(sequences: int, steps: int, noise: float, rng: np.random.Generator):
-    """Sine waves of random frequency, phase and amplitude; noisy inputs, clean next values."""
+    """Sine waves of random frequency, phase and amplitude: noisy inputs ``x[t, n]`` and the
+    clean next values ``y[t, n]``, with the whole waves (sequence first) for the baselines."""
     freq = rng.uniform(0.15, 0.45, size=(sequences, 1))
     phase = rng.uniform(0, 2 * np.pi, size=(sequences, 1))
     amp = rng.uniform(0.5, 1.0, size=(sequences, 1))
     t = np.arange(steps + 1)[None, :]
     clean = amp * np.sin(freq * t + phase)
     noisy = clean + noise * rng.standard_normal(clean.shape)
-    inputs = {f"x{k + 1}": noisy[:, k] for k in range(steps)}
-    targets = {f"y{k + 1}": clean[:, k + 1] for k in range(steps)}
-    return inputs, targets, noisy, clean
+    data = {"x": np.ascontiguousarray(noisy[:, :-1].T), "y": np.ascontiguousarray(clean[:, 1:].T)}
+    return data, noisy, clean
 
 
 def init_params(hidden: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -99,7 +113,7 @@ class Adam:
 
 
 def train(
-    steps: int = 25,
+    lengths: tuple[int, ...] = (10, 15, 20, 25),
     hidden: int = 24,
     epochs: int = 600,
     sequences: int = 128,
@@ -108,34 +122,34 @@ def train(
     seed: int = 0,
     verbose: bool = False,
 ) -> dict:
-    """Train; returns the loss per epoch, the test MSE, two baselines and the gradient check."""
+    """Train on one batch per length in ``lengths``, a batch per epoch in turn; returns the
+    loss per epoch, the test MSE (sequences of the longest length), two baselines, the
+    gradient check, and how many functions were compiled (one serves every length)."""
     rng = np.random.default_rng(seed)
-    program = rnn_program(steps)
+    program = rnn_program()
     gradient = eg.grad(program, wrt=PARAMETERS)
     step = eg.compile(gradient, outputs=["L", *(f"dLd{p}" for p in PARAMETERS)])
-    loss = eg.compile(program)
-    x_train, y_train, _, _ = make_data(sequences, steps, noise, rng)
-    x_test, y_test, noisy_test, clean_test = make_data(sequences, steps, noise, rng)
-    train_data = {**x_train, **y_train}
+    loss = eg.compile(program, outputs=["L"])
+    batches = [make_data(sequences // len(lengths) or 1, length, noise, rng)[0] for length in lengths]
+    test, noisy_test, clean_test = make_data(sequences, max(lengths), noise, rng)
     params = init_params(hidden, rng)
 
-    out = step(**train_data, **params)
-    grad_error = finite_difference_check(
-        loss, {p: out[f"dLd{p}"] for p in PARAMETERS}, params, train_data, rng
-    )
+    out = step(**batches[0], **params)
+    grad_error = finite_difference_check(loss, {p: out[f"dLd{p}"] for p in PARAMETERS}, params, batches[0], rng)
     if verbose:
         print(f"gradient check at the initial parameters: max relative error {grad_error:.1e}")
 
     optimizer = Adam(params, lr)
     losses = []
     for epoch in range(epochs):
-        out = step(**train_data, **params)
+        out = step(**batches[epoch % len(batches)], **params)
         losses.append(float(out["L"]))
         optimizer.step(params, {p: out[f"dLd{p}"] for p in PARAMETERS})
         if verbose and (epoch % max(1, epochs // 10) == 0 or epoch == epochs - 1):
-            print(f"  epoch {epoch + 1:4d}  training MSE {losses[-1]:.5f}")
+            print(f"  epoch {epoch + 1:4d}  sequences of {len(batches[epoch % len(batches)]['x']):2d} steps"
+                  f"  training MSE {losses[-1]:.5f}")
 
-    test_mse = float(loss(**x_test, **y_test, **params)["L"])
+    test_mse = float(loss(**test, **params)["L"])
     return {
         "losses": losses,
         "test_mse": test_mse,
@@ -143,24 +157,27 @@ def train(
         "persistence_mse": float(np.mean((noisy_test[:, :-1] - clean_test[:, 1:]) ** 2)),
         "zero_mse": float(np.mean(clean_test[:, 1:] ** 2)),
         "grad_check_error": grad_error,
+        "compiled_functions": len(step._cache),
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=25, help="time steps unrolled")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[10, 15, 20, 25], help="sequence lengths")
     parser.add_argument("--hidden", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print("the gradient program of the RNN unrolled over 3 steps (eg.grad), in reverse topological order:")
-    print("  " + str(eg.grad(rnn_program(3), wrt=PARAMETERS)).replace("\n", "\n  "))
-    print(f"\ntraining the RNN unrolled over {args.steps} steps, {args.hidden} hidden units:")
-    result = train(args.steps, args.hidden, args.epochs, seed=args.seed, verbose=True)
+    print("backprop through time (eg.grad of the recurrence), derived once for every length:")
+    print("  " + str(eg.grad(rnn_program(), wrt=PARAMETERS)).replace("\n", "\n  "))
+    print(f"\ntraining the RNN on sequences of {', '.join(map(str, args.lengths))} steps, "
+          f"{args.hidden} hidden units:")
+    result = train(tuple(args.lengths), args.hidden, args.epochs, seed=args.seed, verbose=True)
     print(f"training MSE: first epoch {result['losses'][0]:.4f}, last {result['losses'][-1]:.4f} "
           f"({result['losses'][0] / result['losses'][-1]:.0f}× lower)")
     print(f"test MSE {result['test_mse']:.4f}; baselines: repeat the current noisy value "
           f"{result['persistence_mse']:.4f}, predict zero {result['zero_mse']:.4f}")
+    print(f"compiled gradient functions for {len(args.lengths)} lengths: {result['compiled_functions']}")
     return result
 
 

@@ -100,35 +100,64 @@ def test_mlp_main_prints_the_gradient_program(mlp, capsys):
 
 
 def test_rnn_loss_falls_and_gradient_matches_finite_differences(rnn):
-    result = rnn.train(steps=8, hidden=8, epochs=150, sequences=32)
+    result = rnn.train(lengths=(6, 9), hidden=8, epochs=150, sequences=32)
     assert result["grad_check_error"] < 1e-5
     assert result["losses"][-1] < result["losses"][0] / 5
     assert result["test_mse"] < result["zero_mse"] / 5
     assert result["test_mse"] < result["persistence_mse"]
+    assert result["compiled_functions"] == 1  # one function for both lengths
 
 
 def test_rnn_program_is_the_guides_recursion(rnn):
-    program = rnn.rnn_program(3)
-    assert program.inputs[:3] == ["x1", "W", "b"]
+    program = rnn.rnn_program()
+    assert program.recurrences and program.recurrences[0].members == ("s",)
     rng = np.random.default_rng(3)
     params = rnn.init_params(4, rng)
-    xs = [rng.standard_normal(5) for _ in range(3)]
-    ys = [rng.standard_normal(5) for _ in range(3)]
-    arrays = {**params, **{f"x{t + 1}": x for t, x in enumerate(xs)}, **{f"y{t + 1}": y for t, y in enumerate(ys)}}
+    x, y = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
     s, errors = np.zeros((5, 4)), []
-    for x, y in zip(xs, ys, strict=True):  # numpy, written independently
-        s = np.tanh(np.outer(x, params["W"]) + s @ params["U"] + params["b"])
-        errors.append(s @ params["V"] + params["c"] - y)
+    for xt, yt in zip(x, y, strict=True):  # numpy, written independently
+        s = np.tanh(np.outer(xt, params["W"]) + s @ params["U"] + params["b"])
+        errors.append(s @ params["V"] + params["c"] - yt)
     expected = np.mean(np.square(errors))
-    assert float(eg.evaluate(program, arrays)["L"]) == pytest.approx(expected, rel=1e-12)
+    assert float(eg.evaluate(program, x=x, y=y, **params)["L"]) == pytest.approx(expected, rel=1e-12)
 
 
-def test_rnn_main_prints_the_unrolled_gradient(rnn, capsys):
-    result = rnn.main(["--steps", "4", "--hidden", "6", "--epochs", "10"])
+def test_rnn_recurrence_and_unrolled_gradients_agree(rnn):
+    rng = np.random.default_rng(4)
+    params = rnn.init_params(4, rng)
+    x, y = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    recurrent = eg.compile(eg.grad(rnn.rnn_program(), wrt=rnn.PARAMETERS))(x=x, y=y, **params)
+    unrolled = eg.evaluate(eg.grad(rnn.unrolled_program(3), wrt=rnn.PARAMETERS),
+                           **{f"x{t + 1}": x[t] for t in range(3)}, **{f"y{t + 1}": y[t] for t in range(3)},
+                           **params)
+    for name in rnn.PARAMETERS:
+        np.testing.assert_allclose(recurrent[f"dLd{name}"], unrolled[f"dLd{name}"], rtol=1e-10, atol=1e-13)
+
+
+def test_rnn_main_prints_backprop_through_time(rnn, capsys):
+    result = rnn.main(["--lengths", "4", "6", "--hidden", "6", "--epochs", "10"])
     text = capsys.readouterr().out
-    assert "dLds2_nh = " in text and "dLdU_kh = " in text
+    assert "dLds[t+1, n, j]" in text and "dLdU_kh = " in text
     assert "gradient check" in text
     assert len(result["losses"]) == 10
+
+
+@pytest.fixture(scope="module")
+def lstm():
+    return load_example("lstm")
+
+
+def test_lstm_gradient_matches_finite_differences_and_it_learns(lstm):
+    result = lstm.train(steps=8, hidden=6, epochs=120, sequences=16)
+    assert result["grad_check_error"] < 1e-5
+    assert result["losses"][-1] < result["losses"][0] / 3
+    assert result["test_mse"] < result["zero_mse"]
+
+
+def test_lstm_main_prints_the_cells_adjoints(lstm, capsys):
+    lstm.main(["--steps", "5", "--hidden", "4", "--epochs", "3"])
+    text = capsys.readouterr().out
+    assert "dLdc_tnk = " in text and "dLdc[t+1, n, k]" in text
 
 
 # ---------------------------------------------------------------- Newton
@@ -244,3 +273,33 @@ def test_char_lm_embedding_gradient_is_a_scatter_and_matches_evaluate(char_lm):
         np.testing.assert_allclose(out[name], expected[name], rtol=1e-10, atol=1e-12)
     body = fn.source.split("def compiled")[1]
     assert body.count("_scatter_add(") >= 3 and "_gather(E, x1" in body
+
+
+# ---------------------------------------------------------------- CNN (index arithmetic)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return load_example("cnn_digits")
+
+
+def test_cnn_digits_learns_in_a_few_epochs(cnn):
+    result = cnn.train(epochs=3)  # the script trains 30 (99% on the 450 held-out images)
+    assert result["test_size"] == 450
+    assert result["test_accuracy"] >= 0.93
+    assert result["losses"][-1] < 0.3 * result["losses"][0]
+
+
+def test_cnn_gradient_is_windows_and_scatters_and_matches_evaluate(cnn):
+    rng = np.random.default_rng(2)
+    params = cnn.init_params(3, rng)
+    X, y = rng.random((4, 8, 8)), np.array([0, 3, 9, 3])
+    gradient = eg.grad(eg.parse(cnn.MODEL), wrt=cnn.PARAMETERS)
+    fn = eg.compile(gradient, outputs=["L", "dLdK", "dLdW"])
+    out = fn(X=X, y=y, sizes=cnn.POOL, **params)
+    expected = eg.evaluate(gradient, X=X, y=y, sizes=cnn.POOL, **params)
+    for name in ("L", "dLdK", "dLdW"):
+        np.testing.assert_allclose(out[name], expected[name], rtol=1e-10, atol=1e-12)
+    body = fn.source.split("def compiled")[1]
+    assert "_shift(" not in body  # no dense shift array: strided windows and slice scatters
+    assert body.count("_window(") >= 4 and body.count("_unwindow(") == 2

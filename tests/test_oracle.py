@@ -49,6 +49,7 @@ from eingrad.testing import (
     Soft,
     Times,
     random_program,
+    random_recurrence,
 )
 
 autograd = pytest.importorskip("autograd")
@@ -191,3 +192,47 @@ def test_random_programs_with_gathers_agree_with_autograd(seed):
         warnings.simplefilter("ignore", eg.ZeroDerivativeWarning)
         warnings.filterwarnings("ignore", "Output seems independent of input", UserWarning)
         check_program(seed, gather=True)
+
+
+def check_recurrence(seed: int) -> bool:
+    """A random recurrence (LANGUAGE.md §12): its value and the gradient of its loss with respect
+    to every input against autograd running the written tree step by step; False when the
+    random statement cannot recur (no array sizes its steps)."""
+    rng = np.random.default_rng([seed, 12])
+    rr = random_recurrence(rng)
+    if rr is None:
+        return False
+    program = eg.parse(rr.text)
+    assert program.recurrences, rr.text
+    arrays = rr.random_inputs(rng)
+    context = f"seed {seed}; the program:\n{rr.text}"
+    try:
+        value = eg.evaluate(program, **arrays)["loss"]
+    except eg.SizeError:
+        return False  # an index only the recurrence's own reads carry
+    wrts = list(rr.input_shapes)
+    close(value, rr.autograd_loss(wrts[0], arrays)(arrays[wrts[0]]), "the forward value", context)
+    gprog = eg.grad(program, wrt=wrts)
+    assert any(rec.direction == -rec_fwd.direction for rec in gprog.recurrences
+               for rec_fwd in program.recurrences) or not gprog.recurrences, str(gprog)
+    values = eg.evaluate(gprog, **{k: v for k, v in arrays.items() if k in gprog.inputs})
+    for name, target in zip(wrts, gprog.targets[-len(wrts):], strict=True):
+        expected = autograd.grad(rr.autograd_loss(name, arrays))(arrays[name])
+        close(values[target], expected, f"grad: {target} against autograd", context)
+    # The gradient program prints, parses back and evaluates the same.
+    again = eg.evaluate(eg.parse(str(gprog)), **{k: v for k, v in arrays.items() if k in gprog.inputs})
+    for target in gprog.targets[-len(wrts):]:
+        close(again[target], values[target], f"{target} printed and parsed back", context)
+    return True
+
+
+def test_random_recurrences_agree_with_autograd():
+    """150 random recurrences (forward and backward, shifts of 1 and 2, initial states)."""
+    checked = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", eg.ZeroDerivativeWarning)
+        warnings.simplefilter("ignore", eg.SurprisingSumWarning)
+        warnings.filterwarnings("ignore", "Output seems independent of input", UserWarning)
+        for seed in range(FIRST, FIRST + PROGRAMS // 2):
+            checked += check_recurrence(seed)
+    assert checked >= PROGRAMS // 4

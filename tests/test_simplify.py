@@ -23,6 +23,7 @@ from eingrad.expr import (
     Const,
     Delta,
     Expr,
+    Shift,
     Size,
     Sum,
     Tensor,
@@ -243,6 +244,13 @@ CASES.update({
          parse("inv_ij(A_ij + A_ji)", "ij"), None),
     ],
 })
+
+# Index arithmetic (LANGUAGE.md §11): δ[j, t-1] with t summed reads the other way, δ[t, j+1]
+_g_t = T("g", "t")
+CASES["unit_shift_turns_around"] = [
+    (sum_(["t"], mul(_g_t, Shift("j", ((1, "t"),), -1))), sum_(["t"], mul(_g_t, Shift("t", ((1, "j"),), 1))),
+     sum_(["t"], mul(_g_t, Shift("t", ((1, "j"),), 1))), None),
+]
 
 CASE_LIST = [(name, k, case) for name, cases in CASES.items() for k, case in enumerate(cases)]
 

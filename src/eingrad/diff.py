@@ -700,6 +700,37 @@ def _check_request(program: Program, wrt: str, order: object, output: str | None
     return output
 
 
+class ThroughRecurrenceError(DiffError):
+    """A derivative that runs through a recurrence (LANGUAGE.md §12): only ``grad`` gives it."""
+
+
+def _check_no_recurrence(program: Program, statements: list[Statement], wrt: str, output: str) -> None:
+    """A derivative through a recurrence (LANGUAGE.md §12) is itself a recurrence: ``diff``
+    gives one expression, so it refuses; ``grad`` derives the reverse recurrence."""
+    if not program.recurrences:
+        return
+    depends = {wrt}
+    while True:
+        before = len(depends)
+        for stmt in statements:
+            if any(ref.name in depends for ref in E.tensor_refs(stmt.expr)):
+                depends.add(stmt.target)
+        if len(depends) == before:
+            break
+    for rec in program.recurrences:
+        through = [m for m in rec.members if m in depends]
+        if through and output in depends:
+            stmt = program.statement(through[0])
+            raise ThroughRecurrenceError(
+                f"the derivative of {output!r} with respect to {wrt!r} runs through the recurrence "
+                f"{through[0]!r}, which diff cannot write as one expression (it is a recurrence itself)",
+                source=program.source,
+                spans=stmt.target_span,
+                hint=f"use eg.grad(program, wrt=[{wrt!r}]) for the gradient of a scalar, a reverse "
+                f"recurrence; for a non-scalar output pass seed= (a vector-Jacobian product)",
+            )
+
+
 def require_input(program: Program, name: object, error: type[EingradError], what: str) -> None:
     """Raise ``error`` unless ``name`` is an input of ``program`` (wrt names inputs)."""
     if isinstance(name, str) and name in program.index_inputs:
@@ -747,6 +778,7 @@ def differentiate(
 
     output = _check_request(program, wrt, order, output)
     statements = list(program.needed_for([output]).statements)
+    _check_no_recurrence(program, statements, wrt, output)
     taken: set[str] = set()
     for stmt in program.statements:
         taken.update(stmt.indices)

@@ -24,7 +24,7 @@ from .names import fresh_index
 from .program import Program
 from .simplify import Step, simplify
 
-__all__ = ["Explanation", "ExplainStep", "explain_derivative"]
+__all__ = ["Explanation", "ExplainStep", "GradientResult", "explain_derivative", "explain_recurrence"]
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,72 @@ def _simplification_steps(trace: list[Step], lhs: str, lhs_latex: str) -> list[E
     return [ExplainStep(step.identity, lhs, lhs_latex, step.whole) for step in trace]
 
 
+@dataclass(frozen=True)
+class GradientResult:
+    """The result of an explanation through a recurrence: the gradient statement of ``wrt``
+    (a recurrence's derivative is a recurrence, so it is a statement of a gradient program)."""
+
+    program: Program
+    output: str
+    wrt: str
+    statement: object  # Statement
+
+    def __str__(self) -> str:
+        return str(self.statement)
+
+    def latex(self) -> str:
+        return self.statement.latex()
+
+
+def explain_recurrence(program: Program, wrt: str, output: str | None = None) -> Explanation:
+    """The gradient through a recurrence (LANGUAGE.md §12), in the guide's words: unrolled, the
+    recurrence is a chain of statements, one per step; reverse mode visits them last to first,
+    so each step's adjoint takes what the next step passes back: a recurrence running the other
+    way, the same statement at every step, derived once."""
+    from .printing.text import index_suffix
+    from .reverse import gradient_program
+
+    output = output or program.output
+    grads = gradient_program(program, [wrt], output)
+    steps: list[ExplainStep] = []
+    for rec in program.recurrences:
+        stmt0 = program.statement(rec.members[0])
+        t = stmt0.indices[rec.axis_of(rec.members[0])]
+        members = ", ".join(rec.members)
+        back = "earlier" if rec.direction > 0 else "later"
+        last = "last" if rec.direction > 0 else "first"
+        steps.append(ExplainStep(
+            f"{members} read{'s' if len(rec.members) == 1 else ''} {back} steps of {t}: unrolled along {t}, "
+            f"this is one statement per step, the same at every step (the guide's RNN); reverse mode "
+            f"visits the steps in reverse topological order, from the {last} step", "", "", None))
+        for m in reversed(rec.members):
+            stmt = program.statement(m)
+            adjoint = next((s for s in grads.statements if s.like == m and s.target not in program.targets), None)
+            if adjoint is None:
+                continue
+            lhs = adjoint.target + index_suffix(adjoint.indices)
+            steps.append(ExplainStep(
+                f"the adjoint of {m}{index_suffix(stmt.indices)} collects what later statements read of it "
+                f"and what the next step passes back through its shifted read "
+                f"(∂{m}[{t}{'+' if rec.direction > 0 else '-'}1]/∂{m}[{t}]): "
+                f"a recurrence running the other way, zero past the end",
+                lhs, adjoint.latex().split(" = ", 1)[0], adjoint.expr))
+    result = grads.statements[-1]
+    steps.append(ExplainStep(
+        f"{wrt} is read at every step: its gradient sums each step's contribution over the steps",
+        result.target + index_suffix(result.indices), result.latex().split(" = ", 1)[0], result.expr))
+    return Explanation(GradientResult(program, output, wrt, result), tuple(steps))
+
+
 def explain_derivative(program: Program, wrt: str, output: str | None = None) -> Explanation:
-    """The derivation of ``∂output/∂wrt`` in steps (first order)."""
-    result = differentiate(program, wrt, 1, output)
+    """The derivation of ``∂output/∂wrt`` in steps (first order); through a recurrence, the
+    gradient's (:func:`explain_recurrence`)."""
+    from .diff import ThroughRecurrenceError
+
+    try:
+        result = differentiate(program, wrt, 1, output)
+    except ThroughRecurrenceError:
+        return explain_recurrence(program, wrt, output)
     output = result.output
     out_stmt = program.statement(output)
     wrt_indices = result.wrt_indices[0]

@@ -42,6 +42,7 @@ from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
 from .simplify.engine import fold_softmax
 from .simplify.forward import drop_centred_sums, spread_sign, use_forward_values
+from .simplify.reads import split_shifted_reads
 from .simplify.rules import like_terms_combine
 
 __all__ = ["GradError", "gradient_program"]
@@ -261,6 +262,9 @@ def _group_adjoints(program, group, wrt, depends, current, adjoints, names, adjo
     ``dLds[t]`` times ``∂s[t]/∂s[t-1]``.  The adjoint statements read each other at the
     opposite shifts: a recurrence running the other way, derived once whatever |t| is.
     """
+    for stmt in group:  # the output's seed (seed=, or 1) is its adjoint's first term
+        if stmt.target in current:
+            adjoints.setdefault(stmt.target, []).insert(0, _Contribution(current[stmt.target], ()))
     for stmt in group:
         name = _unique_name(prefix + stmt.target, names)
         names.add(name)
@@ -291,7 +295,7 @@ def _folded(stmt: Statement, forward: list[Statement]) -> Statement:
     own values where they recur (``P_nc`` for ``softmax_c(Z_nc)``)."""
     # Only the forward statements the gradient program keeps (those its output needs).
     folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, forward)), forward)
-    folded = spread_sign(folded)
+    folded = split_shifted_reads(spread_sign(folded))
     return stmt if folded is stmt.expr else replace(stmt, expr=folded)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import MissingInputError, RankError, SizeError, Span, UnknownInputError
-from .expr import Delta, Expr, MatFn, Pick, Shift, Size, Tensor, position_text, walk
+from .expr import Delta, Expr, MatFn, Pick, Shift, Size, Sum, Tensor, position_text, walk
 from .program import Program, Statement
 
 __all__ = ["ShapeInfo", "infer_shapes", "statement_sizes"]
@@ -93,9 +93,12 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=(), pa
                 if index not in size:
                     size[index] = n
                     origin[index] = (node, axis)
-    # A declared size constrains the index wherever it occurs in this statement.
+    # A declared size constrains the index wherever it occurs in this statement, except where
+    # it names the summed axis of a read (the parser's own name in x[t-1] or Z[n, y[n]]).
+    reads = {n.index for n in walk(expr) if isinstance(n, (Shift, Pick))} & {
+        i for n in walk(expr) if isinstance(n, Sum) for i in n.indices}
     for index, n in declared.items():
-        if not _occurs(expr, index):
+        if not _occurs(expr, index) or index in reads:
             continue
         if index in size and size[index] != int(n):
             first, axis = origin[index]
@@ -364,11 +367,21 @@ def _recurrence_shapes(program: Program, rec, all_shapes: dict, declared: dict) 
             if stmt.target in all_shapes:
                 continue
             shapes = {k: v for k, v in all_shapes.items()}
-            if any(ref.name not in shapes and not program.is_target(ref.name) for ref in _refs(stmt.expr)):
-                return  # an input is missing: the full pass reports it
             size = _statement_sizes(stmt.expr, shapes, declared, program.source, stmt.indices, partial=True)
             if all(i in size for i in stmt.indices):
                 all_shapes[stmt.target] = tuple(size[i] for i in stmt.indices)
+    for stmt in members:
+        if stmt.target not in all_shapes:
+            size = _statement_sizes(stmt.expr, all_shapes, declared, program.source, stmt.indices, partial=True)
+            missing = next(i for i in stmt.indices if i not in size)
+            raise SizeError(
+                f"the size of index {missing!r} of {stmt.target!r} cannot be determined: only the "
+                "recurrence's own reads carry it",
+                source=program.source,
+                spans=[stmt.target_span] if stmt.target_span else None,
+                hint=f"read an input with {missing!r} in the recurrence, or declare it, "
+                f"e.g. sizes={{{missing!r}: 10}}",
+            )
 
 
 def _refs(e: Expr):

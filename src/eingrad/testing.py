@@ -1202,3 +1202,161 @@ def random_program(
     """
     builder = _Builder(rng, max_depth, linalg, selections, gather)
     return builder.program(int(rng.integers(1, max_statements + 1)))
+
+
+# ---------------------------------------------------------------- random recurrences (LANGUAGE.md §12)
+
+
+@dataclass(frozen=True, slots=True)
+class _TimeRef:
+    """A reference as the recurrence writes it: ``X[τ, i, j]`` or ``Y[τ-1, i, j]``."""
+
+    ref: Ref
+    name: str
+    position: str
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.ref.free
+
+    @property
+    def bounds(self) -> Interval:
+        return self.ref.bounds
+
+    def render(self) -> tuple[str, int]:
+        return f"{self.name}[{', '.join((self.position, *self.ref.indices))}]", ATOM
+
+
+def _map_refs(node, fn):
+    """The written tree with every ``Ref`` replaced by ``fn(ref)`` (other nodes rebuilt)."""
+    import dataclasses
+
+    if isinstance(node, Ref):
+        return fn(node)
+    if not dataclasses.is_dataclass(node):
+        return node
+    changes = {}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes[f.name] = _map_refs(value, fn)
+        elif isinstance(value, tuple) and value and all(dataclasses.is_dataclass(v) for v in value):
+            changes[f.name] = tuple(_map_refs(v, fn) for v in value)
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+@dataclass(frozen=True)
+class RandomRecurrence:
+    """A random recurrence along the index ``τ`` and a loss ``loss`` that reads it.
+
+    The recurrence is a random statement (``random_program``) whose previous state is
+    an input ``state`` of the target's shape: ``Y[τ, I] = rhs`` with ``state`` read as
+    ``Y[τ-c, ...]`` (``τ+c`` for one running backwards), some inputs read per step
+    (``X[τ, ...]``), and sometimes an initial state ``δ[τ, first] Y0[I]``.  The
+    oracle (``autograd_loss``) runs the written tree step by step with ``autograd.numpy``.
+    """
+
+    step: RandomProgram
+    state: str
+    offset: int  # the shift of the read: -1, -2 (forward) or +1 (backward)
+    per_step: tuple[str, ...]  # inputs read at each step (a leading time axis)
+    steps: int
+    initial: bool
+    text: str
+    decay: bool = False  # a term 1/2 Y[τ-c, I] added to the statement
+
+    @property
+    def target(self) -> str:
+        return self.step.statements[0].target
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = {}
+        for name, shape in self.step.input_shapes.items():
+            if name == self.state:
+                continue
+            shapes[name] = ((self.steps,) + shape) if name in self.per_step else shape
+        target_shape = self._target_shape
+        if self.initial:
+            shapes["Y0"] = target_shape
+        shapes["G"] = (self.steps,) + target_shape
+        return shapes
+
+    @property
+    def _target_shape(self) -> tuple[int, ...]:
+        stmt = self.step.statements[0]
+        return tuple(self.step.index_sizes[i] for i in stmt.indices)
+
+    def random_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {name: rng.uniform(-1.0, 1.0, size=shape) for name, shape in self.input_shapes.items()}
+
+    def autograd_loss(self, wrt: str, inputs: Mapping[str, np.ndarray]) -> Callable:
+        """``loss`` as a function of ``wrt``: the steps run in a Python loop with ``autograd.numpy``."""
+        import autograd.numpy as anp
+
+        stmt = self.step.statements[0]
+        emitter = _AutogradEmitter(self.step.index_sizes)
+        shape = self._target_shape
+        order = range(self.steps) if self.offset < 0 else range(self.steps - 1, -1, -1)
+        first = 0 if self.offset < 0 else self.steps - 1
+
+        def f(x):
+            env = {**inputs, wrt: x}
+            values: dict[int, object] = {}
+            for tau in order:
+                local = {k: (env[k][tau] if k in self.per_step else env[k]) for k in self.step.input_shapes
+                         if k != self.state}
+                prev = tau + self.offset
+                local[self.state] = values[prev] if prev in values else anp.zeros(shape)
+                value = emitter.statement(stmt, local)
+                if self.decay:
+                    value = value + 0.5 * local[self.state]
+                if self.initial and tau == first:
+                    value = value + env["Y0"]
+                values[tau] = value
+            ys = anp.stack([values[k] for k in range(self.steps)])
+            return anp.sum(env["G"] * ys)
+
+        return f
+
+
+def random_recurrence(rng: np.random.Generator, *, max_depth: int = 2) -> RandomRecurrence | None:
+    """A random recurrence (see :class:`RandomRecurrence`), or None when the random statement
+    has no input of its target's shape to be the previous state."""
+    step = random_program(rng, max_statements=1, max_depth=max_depth, linalg=False, selections=True)
+    stmt = step.statements[0]
+    target_shape = tuple(step.index_sizes[i] for i in stmt.indices)
+    states = [name for name, shape in step.input_shapes.items() if shape == target_shape]
+    # The previous state: an input of the target's shape, and/or a term 1/2 Y[τ-c, I] added.
+    state = states[int(rng.integers(len(states)))] if states else "state"
+    decay = not states or bool(rng.random() < 0.3)
+    offset = int(rng.choice([-1, -1, -2, 1]))
+    others = [name for name in step.input_shapes if name != state]
+    if not others:
+        return None  # nothing but the previous state: no array gives the number of steps
+    per_step = tuple(name for name in others if rng.random() < 0.5) or (others[int(rng.integers(len(others)))],)
+    steps = int(rng.integers(1, 5))
+    initial = bool(rng.random() < 0.4)
+    shift = f"τ{offset:+d}"
+
+    def written(ref: Ref):
+        if ref.name == state:
+            return _TimeRef(ref, stmt.target, shift)
+        if ref.name in per_step:
+            return _TimeRef(ref, ref.name, "τ")
+        return ref
+
+    rhs = _map_refs(stmt.rhs, written)
+    lhs = f"{stmt.target}[{', '.join(('τ', *stmt.indices))}]"
+    rest = ", ".join(stmt.indices)
+    first = 0 if offset < 0 else steps - 1
+    body = rhs.render()[0]
+    if decay:
+        body = f"({body}) + 0.5 {stmt.target}[{', '.join((shift, *stmt.indices))}]"
+    if initial:
+        body = f"({body}) + δ[τ, {first}] Y0[{rest}]" if rest else f"({body}) + δ[τ, {first}] Y0"
+    ys = f"{stmt.target}[{', '.join(('τ', *stmt.indices))}]"
+    gs = f"G[{', '.join(('τ', *stmt.indices))}]"
+    loss = f"loss = sum_{{{','.join(('τ', *stmt.indices))}}}({gs} {ys})"
+    text = f"{lhs} = {body}\n{loss}"
+    return RandomRecurrence(step, state, offset, per_step, steps, initial, text, decay)

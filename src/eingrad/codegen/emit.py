@@ -31,6 +31,8 @@ from ..expr import Add, Call, Const, Delta, Expr, LogSumExp, Mul, Pow, Size, Sum
 from ..names import is_name
 from ..program import Program, Statement
 from .buffers import resolve_stacks
+from .conv import HELPERS as CONV_HELPERS
+from .conv import contract_shifts
 from .gather import HELPERS as GATHER_HELPERS
 from .gather import contract_picks, distributed, without_unit_powers
 from .linalg import emit_matfn, solved_factors
@@ -144,6 +146,7 @@ class Generator:
     size_vars: SizeVars | None = None
     codes: dict[str, str | None] = field(default_factory=dict)
     literal: bool = False
+    views: set[str] = field(default_factory=set)  # temporaries that are read-only windows (§11)
 
     # ---------------------------------------------------------------- plumbing
     def temp(
@@ -293,7 +296,7 @@ class Generator:
         # The dense part, then each delta term added into the diagonal it lives on,
         # through a strided view.
         zeros = False  # the target is a fresh array of zeros
-        if any(isinstance(n, (Tensor, Delta)) for t in dense_terms for n in E.walk(t)):
+        if any(isinstance(n, (Tensor, Delta, E.Shift)) for t in dense_terms for n in E.walk(t)):
             self.finish(target, self.emit(E.add(*dense_terms)), stmt.indices, copy=bool(delta_terms))
         else:
             # A constant (zeros under a delta, a zero derivative, L = 0.5): a Python number,
@@ -313,6 +316,7 @@ class Generator:
     def finish(self, target: str, value: Value, indices, copy: bool = False) -> None:
         code = self.aligned(value, tuple(indices))
         missing = [i for i in indices if i not in value.labels]
+        copy = copy or value.code in self.views  # a window's strided view: an array of its own
         uses = (value.code,) if value.temp or value.code in self.names.values() else ()
         if missing or not value.labels and indices:
             code = self.op("broadcast", x=code, shape=self.shape_code(indices))
@@ -710,6 +714,9 @@ class Generator:
         if any(isinstance(f, E.Pick) for f in factors):
             return contract_picks(self, factors, out)  # a gather or a scatter-add (§10)
         factors = without_unit_powers(factors)
+        if any(isinstance(f, E.Shift) for f in factors) and (
+                lowered := contract_shifts(self, factors, out)) is not None:
+            return lowered  # a window (im2col) or a scatter, never the dense mask (§11)
         if any(isinstance(f, Add) for f in factors) and (spread := distributed(self, factors, out)) is not None:
             return spread  # a product with a sum of scatters: one scatter per term (§10)
         if any(isinstance(f, E.MatFn) for f in factors):
@@ -917,6 +924,8 @@ class Generator:
             source = SIZE_HELPERS.lstrip("\n") + "\n\n" + source
         if any("_gather(" in line or "_scatter_add(" in line or "_index_equal(" in line for line in body):
             source = GATHER_HELPERS[self.backend.name].lstrip("\n") + "\n\n" + source
+        if any("_window(" in line or "_unwindow(" in line for line in body):
+            source = CONV_HELPERS[self.backend.name].lstrip("\n") + "\n\n" + source
         return GeneratedCode(source, outputs, inputs)
 
 

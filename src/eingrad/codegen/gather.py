@@ -203,9 +203,12 @@ def distributed(gen, factors: list, out: tuple[str, ...]):
 
 def without_unit_powers(factors: list) -> list:
     """``factors`` less each ``X^0`` whose indices other factors carry, where a factor
-    holds a lookup's delta: ``X^0`` is 1 wherever ``X`` is (it only carries the shape a
-    scatter's gradient text needs), and multiplying by it would be a dense array of ones."""
-    if not any(isinstance(f, Expr) and E.integer_tensors(f) for f in factors):  # (cached per node)
+    holds a lookup's delta or a shifted one (§11): ``X^0`` is 1 wherever ``X`` is (it only
+    carries the shape a scatter's gradient text needs), and multiplying by it would be a
+    dense array of ones."""
+    from .conv import has_shift
+
+    if not any(isinstance(f, Expr) and (E.integer_tensors(f) or has_shift(f)) for f in factors):  # (cached)
         return factors
     out = []
     for k, f in enumerate(factors):

@@ -12,6 +12,7 @@ from itertools import permutations
 from .. import expr as E
 from ..canonical import canonical
 from ..expr import Add, Const, Delta, Expr, LogSumExp, Mul, Sum, factors_of
+from .conv import has_shift
 
 __all__ = ["deltas_outside", "merged_contractions", "merged_reductions", "regrouped_sum", "softmax_parts"]
 
@@ -80,8 +81,8 @@ def merged_reductions(terms: list[tuple[bool, Expr]], sizes: dict[str, int]) -> 
         if not isinstance(term, Sum) or len(term.indices) != len(target) or term.free != first.free:
             return None
         factors = factors_of(term.body)
-        if not any(term.body.free <= set(f.free) for f in factors):
-            return None
+        if not any(term.body.free <= set(f.free) for f in factors) or has_shift(term.body):
+            return None  # (x[2] + x[7]: two windows, not x times a sum of shift masks)
         own = sorted(term.indices, key=lambda i: (sizes[i], i))
         if [sizes[i] for i in own] != [sizes[i] for i in target]:
             return None
@@ -232,6 +233,8 @@ def _merged_pair(first: tuple[bool, Expr], second: tuple[bool, Expr], sizes: dic
         rest_b = E.mul(*(f for q, f in enumerate(b.body.factors) if q != at))
         if rest_a.free != rest_b.free or not all(i in sizes for i in factor.free | rest_a.free):
             continue
+        if has_shift(rest_a) or has_shift(rest_b):
+            continue  # x[2] + x[7]: two windows (codegen.conv), not x times a sum of shift masks
         added = 1
         for i in rest_a.free:
             added *= sizes[i]

@@ -292,16 +292,50 @@ class SizeVars:
         given = self.values(shapes, declared)
         used: set[int] = set()
         value: dict[Node, int] = {}
+        # The sizes index arithmetic reads keep their values: a valid size computed from
+        # them may be tied to an array's axis by a later statement (a pooled map's size and
+        # the next layer's weights), which other values would contradict.
+        shifted = {self.find(("i", key, i)) for key, shift in self.shifts for i in shift.indices}
         for root in self.source:
+            if root in shifted and root in given:
+                value[root] = given[root]
+                used.add(given[root])
+        for root in self.source:
+            if root in value:
+                continue
             n = given.get(root, default)
             while n in used:
                 n += 1
             used.add(n)
             value[root] = n
+        self._fit_shifts(value, set(given), used)
         out_shapes = {name: tuple(value[self.find(("a", name, axis))] for axis in range(rank))
                       for name, rank in self.passed.items()}
         out_declared = {name: value[self.find(("d", name))] for name in self.declared}
         return out_shapes, out_declared
+
+    def _fit_shifts(self, value: dict[Node, int], given: set[Node], used: set[int]) -> None:
+        """Sizes chosen (not given) for an array read with index arithmetic whose position's
+        indices are all sized by arrays too (``Y[n,o,i] = X[n, c, i+k] K[o,c,k]`` with
+        ``G[n,o,i]`` beside ``Y``): the array's axis is made exactly as long as the valid
+        size rule needs, |j| = 1 + c + Σ a·(|t| − 1), so that the rule gives each index the
+        size chosen for it (sizes picked apart independently contradict it)."""
+        for _ in range(len(self.shifts) + 1):  # a chain (conv, then pool) settles in order
+            changed = False
+            for key, shift in self.shifts:
+                j = self.find(("i", key, shift.index))
+                roots = [self.find(("i", key, t)) for _, t in shift.terms]
+                if j in given or j not in value or any(r not in value for r in roots) \
+                        or any(a <= 0 for a, _ in shift.terms) or not shift.terms:
+                    continue
+                n = 1 + shift.offset + sum(a * (value[r] - 1) for (a, _), r in zip(shift.terms, roots, strict=True))
+                if n > 0 and n != value[j]:
+                    used.discard(value[j])
+                    value[j] = n
+                    used.add(n)
+                    changed = True
+            if not changed:
+                return
 
     def undetermined(self) -> set[str]:
         """Index names (as they must be declared) whose size no passed array gives."""

@@ -24,11 +24,10 @@ from ..expr import (
     Size,
     Sum,
     Tensor,
-    index_names,
     position_text,
 )
 from ..functions import FUNCTIONS
-from .layout import hidden_sums, mean_parts, softmax_parts
+from .layout import hidden_sums, mean_parts, read_parts, softmax_parts
 from .text import TextRenderer, _AbsoluteView, format_number, is_negative
 
 CMP, ADD, MUL, UNARY, POW, ATOM = 0, 1, 2, 3, 4, 5
@@ -116,9 +115,7 @@ class LatexRenderer:
             table = latex_symbol(e.table.name) + latex_indices(e.table.indices)
             return "\\delta_{" + latex_symbol(e.index) + ", " + table + "}", ATOM
         if isinstance(e, Shift):  # δ[j, 2i+k]: \delta_{j, 2i+k}
-            position = "".join(latex_symbol(p) if p.isalpha() else p
-                               for p in re.split(r"([A-Za-z][A-Za-z0-9]*)", position_text(e.terms, e.offset)))
-            return "\\delta_{" + latex_symbol(e.index) + ", " + position + "}", ATOM
+            return "\\delta_{" + latex_symbol(e.index) + ", " + _latex_position(e) + "}", ATOM
         if isinstance(e, Size):
             return f"\\lvert {latex_symbol(e.index)} \\rvert", ATOM
         if isinstance(e, Add):
@@ -173,7 +170,7 @@ class LatexRenderer:
                 return f"\\sqrt{{{arg}}}", ATOM
             return f"{FUNCTIONS[e.fn].latex}\\left({arg}\\right)", ATOM
         if isinstance(e, Sum):
-            if path in self.hidden and (lookup := self.render_lookup(e, path)) is not None:
+            if (lookup := self.render_lookup(e, path)) is not None:  # X_{n, t-1}: the read's own sum
                 return lookup
             if path in self.hidden:
                 return self.render(e.body, path + (0,))
@@ -188,29 +185,28 @@ class LatexRenderer:
         raise TypeError(f"cannot print {type(e).__name__}")
 
     def render_lookup(self, e: Sum, path: tuple[int, ...]) -> tuple[str, int] | None:
-        """A hidden ``Σ_c Z_nc δ[c, y[n]]`` as the gather it is, ``Z_{n, y_{n}}`` (LANGUAGE.md §10),
-        where ``c`` occurs once in one tensor and nowhere else; None otherwise."""
-        factors = e.body.factors if isinstance(e.body, Mul) else ()
-        for kp, pick in enumerate(factors):
-            if not isinstance(pick, Pick) or pick.index not in e.indices:
-                continue
-            c = pick.index
-            holders = [k for k, f in enumerate(factors) if k != kp and c in index_names(f)]
-            if len(holders) != 1 or not isinstance(factors[holders[0]], Tensor):
-                continue
-            tensor = factors[holders[0]]
-            if tensor.indices.count(c) != 1:
-                continue
-            table = latex_symbol(pick.table.name) + latex_indices(pick.table.indices)
-            parts = [table if i == c else latex_symbol(i) for i in tensor.indices]
-            text = latex_symbol(tensor.name) + "_{" + ", ".join(parts) + "}"
-            rest = [k for k in range(len(factors)) if k not in (kp, holders[0])]
-            if not rest:
-                return text, ATOM
-            others, _ = self.render_product(Mul(tuple(factors[k] for k in rest)), path + (0,),
-                                            tuple(path + (0, k) for k in rest))
-            return f"{others} {text}", MUL
-        return None
+        """A hidden read at positions as the user writes it: ``Z_{n, y_{n}}`` for
+        ``Σ_c Z_nc δ[c, y[n]]`` (LANGUAGE.md §10), ``s_{t-1, n}`` for ``Σ_j s_jn δ[j, t-1]`` (§11);
+        None unless each summed index occurs once in one tensor and in its delta."""
+        read = read_parts(e)
+        if read is None:
+            return None
+        tensor, fixed, rest = read
+        parts = []
+        for i in tensor.indices:
+            f = fixed.get(i)
+            if isinstance(f, Pick):
+                parts.append(latex_symbol(f.table.name) + latex_indices(f.table.indices))
+            elif isinstance(f, Shift):
+                parts.append(_latex_position(f))
+            else:
+                parts.append(latex_symbol(i))
+        text = latex_symbol(tensor.name) + "_{" + ", ".join(parts) + "}"
+        if not rest:
+            return text, ATOM
+        others, _ = self.render_product(Mul(tuple(e.body.factors[k] for k in rest)), path + (0,),
+                                        tuple(path + (0, k) for k in rest))
+        return f"{others} {text}", MUL
 
     def render_matfn(self, e: MatFn, path: tuple[int, ...]) -> str:
         """A^{-1}_{ij}, (A_{ik} B_{kj})^{-1}_{ij}, \\det_{ij}(...), \\log\\lvert\\det_{ij}(...)\\rvert."""
@@ -272,6 +268,12 @@ class LatexRenderer:
             else:
                 parts.append(self.wrap(factor.base, fpath + (0,), POW))
         return f"{sign}\\frac{{{num}}}{{{' '.join(parts)}}}", (UNARY if sign else ATOM)
+
+
+def _latex_position(e: Shift) -> str:
+    """``2i+k-1`` with each index name as LaTeX writes it."""
+    return "".join(latex_symbol(p) if p.isalpha() else p
+                   for p in re.split(r"([A-Za-z][A-Za-z0-9]*)", position_text(e.terms, e.offset)))
 
 
 def _hidden(e: Expr, free: tuple[str, ...]) -> frozenset:

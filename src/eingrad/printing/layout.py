@@ -52,7 +52,7 @@ def _parses_back(e: Expr, free, render, hidden: frozenset) -> bool:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            same = parse_expression(render(e, hidden), free) == e
+            same = same_tree(parse_expression(render(e, hidden), free), e)
         except EingradError:
             same = False
     return same and not caught
@@ -69,13 +69,67 @@ def _hidden_greedy(e: Expr, free: tuple[str, ...], render: Callable[[Expr, froze
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                same = parse_expression(render(e, trial), free) == e
+                same = same_tree(parse_expression(render(e, trial), free), e)
             except EingradError:
                 same = False
         # A hidden sum that makes the re-parse warn (log(p_i)) prints clearer as Σ_i.
         if same and not caught:
             hidden = trial
     return hidden
+
+
+def same_tree(a: Expr, b: Expr) -> bool:
+    """``a == b``, up to the names of the summed indices of reads (``Σ_j s_jn δ[j, t-1]`` is
+    printed ``s[t-1, n]``, whose sum the parser names afresh)."""
+    if a == b:
+        return True
+    if not any(isinstance(n, (E.Shift, E.Pick)) for n in E.walk(b)):
+        return False
+    return _canonical_reads(a, [0]) == _canonical_reads(b, [0])
+
+
+def _canonical_reads(e: Expr, counter: list[int]) -> Expr:
+    if not e.children:
+        return e
+    if isinstance(e, Sum) and (parts := read_parts(e)) is not None:
+        tensor = parts[0]
+        order = [i for i in tensor.indices if i in e.indices]
+        mapping = {}
+        for i in order:
+            mapping[i] = f"\u0000{counter[0]}"
+            counter[0] += 1
+        return Sum(tuple(mapping[i] for i in order), E.rename_indices(e.body, mapping))
+    return E.rebuild(e, tuple(_canonical_reads(c, counter) for c in e.children))
+
+
+def read_parts(e: Expr) -> tuple[E.Tensor, dict[str, Expr], tuple[int, ...]] | None:
+    """``(X, {k: the delta that fixes k}, the other factors' positions)`` when ``e`` is a sum
+    that only reads ``X`` at positions fixed by deltas, as the parser builds ``X[n, t-1]``
+    (a shift, §11) and ``Z[n, y[n]]`` (a lookup, §10): each summed index occurs once in
+    ``X``, once as a delta's own index, and nowhere else; else None."""
+    if not isinstance(e, Sum) or not isinstance(e.body, E.Mul):
+        return None
+    factors = e.body.factors
+    fixing: dict[str, int] = {}
+    for k, f in enumerate(factors):
+        if isinstance(f, (E.Shift, E.Pick)) and f.index in e.indices and f.index not in fixing:
+            fixing[f.index] = k
+    if set(fixing) != set(e.indices):
+        return None
+    holders = {k for k, f in enumerate(factors) if k not in fixing.values() and set(e.indices) & E.index_names(f)}
+    if len(holders) != 1:
+        return None
+    (h,) = holders
+    tensor = factors[h]
+    if not isinstance(tensor, E.Tensor) or any(tensor.indices.count(i) != 1 for i in e.indices):
+        return None
+    for k in fixing.values():
+        f = factors[k]
+        inside = f.table.indices if isinstance(f, E.Pick) else tuple(n for _, n in f.terms)
+        if set(inside) & set(e.indices):
+            return None
+    rest = tuple(k for k in range(len(factors)) if k != h and k not in fixing.values())
+    return tensor, {i: factors[k] for i, k in fixing.items()}, rest
 
 
 def _at(e: Expr, path: Path) -> Expr:

@@ -25,7 +25,7 @@ from ..expr import (
     Tensor,
     position_text,
 )
-from .layout import hidden_sums, mean_parts, softmax_parts
+from .layout import hidden_sums, mean_parts, read_parts, softmax_parts
 
 CMP, ADD, MUL, UNARY, POW, ATOM = 0, 1, 2, 3, 4, 5
 TAIL = MUL  # Σ_n x_n without parentheses: fine at the end of a product, else parenthesised
@@ -165,6 +165,8 @@ class TextRenderer:
             others = tuple(i for i in e.indices if i not in means)
             return (f"Σ{index_suffix(others)} {text}", TAIL) if others else (text, ATOM)
         if isinstance(e, Sum):
+            if (read := read_parts(e)) is not None:  # X[n, t-1]: the sum is the read's own
+                return self.render_read(e, read, path)
             if path in self.hidden:
                 return self.render(e.body, path + (0,))
             body, prec = self.render(e.body, path + (0,))
@@ -177,6 +179,24 @@ class TextRenderer:
         if isinstance(e, MatFn):
             return f"{e.op}{index_suffix(e.axes)}({self.render(e.body, path + (0,))[0]})", ATOM
         raise TypeError(f"cannot print {type(e).__name__}")
+
+    def render_read(self, e: Sum, read, path: tuple[int, ...]) -> tuple[str, int]:
+        """``X[n, t-1]``, ``Z[n, y[n]]``: a read at positions (LANGUAGE.md §10–11), as the user writes it."""
+        tensor, fixed, rest = read
+        parts = []
+        for i in tensor.indices:
+            f = fixed.get(i)
+            if isinstance(f, Pick):
+                parts.append(f"{f.table.name}[{', '.join(f.table.indices)}]")
+            elif isinstance(f, Shift):
+                parts.append(position_text(f.terms, f.offset))
+            else:
+                parts.append(i)
+        text = f"{tensor.name}[{', '.join(parts)}]"
+        if not rest:
+            return text, ATOM
+        others = self.render_rest(e.body, rest, path + (0,))
+        return f"{others} {text}", MUL
 
     def wrap(self, e: Expr, path: tuple[int, ...], min_prec: int) -> str:
         text, prec = self.render(e, path)

@@ -23,6 +23,7 @@ from ..expr import (
     Expr,
     Mul,
     Pow,
+    Shift,
     Size,
     Sum,
     add,
@@ -175,6 +176,25 @@ def delta_eats_summed_index(e: Expr) -> Expr | None:
         if len(remaining) > 1:  # δ_jkl eats j: δ_kl stays; δ_jk eats j: nothing stays
             rest.append(Delta(remaining))
         return sum_([i for i in e.indices if i != eaten], mul(*rest))
+    return None
+
+
+def unit_shift_turns_around(e: Expr) -> Expr | None:
+    """Σ_t A_t δ[j, t+c] = Σ_t A_t δ[t, j-c]: a unit shift by a summed index reads the other way
+    Makes the delta's index the summed one (a shift whose index is summed is left alone).
+    ``δ[j, t-1]`` with ``t`` summed and ``j`` kept (the derivative with respect to
+    ``s[t-1]``) is ``δ[t, j+1]``: the upstream gradient read one step ahead, the shift
+    the other way (LANGUAGE.md §11); both are 1 exactly where j = t + c."""
+    if not isinstance(e, Sum):
+        return None
+    factors = factors_of(e.body)
+    for k, f in enumerate(factors):
+        if not (isinstance(f, Shift) and len(f.terms) == 1 and f.terms[0][0] == 1):
+            continue
+        t, j = f.terms[0][1], f.index
+        if t in e.indices and j not in e.indices:
+            turned = Shift(t, ((1, j),), -f.offset, f.span)
+            return sum_(e.indices, mul(*factors[:k], turned, *factors[k + 1:]))
     return None
 
 
@@ -367,6 +387,7 @@ RULES: list[Rule] = [
     sum_of_sums_in_product,
     summed_delta_is_one,
     delta_eats_summed_index,
+    unit_shift_turns_around,
     distribute_over_delta_terms,
     sum_moves_past_factors,
     delta_unifies_indices,
@@ -388,6 +409,7 @@ APPLIES_TO: dict[str, tuple[type, ...]] = {
     "delta_of_one_index": (Delta,),
     "summed_delta_is_one": (Sum,),
     "delta_eats_summed_index": (Sum,),
+    "unit_shift_turns_around": (Sum,),
     "delta_unifies_indices": (Mul, Sum),
     "delta_power": (Pow,),
     "sum_over_absent_index": (Sum,),

@@ -93,4 +93,22 @@ EXAMPLES: list[dict] = [
         "program": _rnn(3),
         "wrt": ["W", "U", "b"], "mode": "grad", "order": 1,
     },
+    {
+        "name": "The guide's RNN as a recurrence: BPTT derived once",
+        "program": (
+            "s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] U_kh + b_h)\n"
+            "L = sum_{t,n,h}((s[t, n, h] - y[t, n, h])^2)"
+        ),
+        "wrt": ["W", "U", "b"], "mode": "grad", "order": 1,
+    },
+    {
+        "name": "A character-level RNN: embedding, recurrence, cross-entropy",
+        "program": (
+            "x[t, n, d] = E[tok[t, n], d]\n"
+            "s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] U_kh + b_h)\n"
+            "Z[t, n, c] = s[t, n, h] V_hc\n"
+            "L = sum_{t,n}(logsumexp_c(Z[t, n, c]) - Z[t, n, y[t, n]]) / (|t| |n|)"
+        ),
+        "wrt": ["E", "W", "U", "V"], "mode": "grad", "order": 1,
+    },
 ]
