@@ -305,3 +305,26 @@ def test_two_shifts_sizing_one_index_take_the_smaller_valid_size(text):
     x2, z2 = rng.normal(size=6), rng.normal(size=12)
     expected2 = np.array([x2[i:i + 3] @ K + z2[i:i + 3] @ K for i in range(4)])
     np.testing.assert_allclose(fn(x=x2, z=z2, K=K)["y"], expected2, rtol=1e-12)
+
+
+CONV_WITH_LOSS = "Y[n,i] = X[n, i+k] K[k]\nL = sum_{n,i}(G[n,i] Y[n,i])"
+STRIDED_WITH_LOSS = "Y[n,i] = X[n, 2i+k] K[k]\nL = sum_{n,i}(G[n,i] Y[n,i])"
+
+
+@pytest.mark.parametrize("src", [CONV_WITH_LOSS, STRIDED_WITH_LOSS])
+def test_random_inputs_fit_a_position_that_another_statement_sizes(src):
+    """i is sized by the arithmetic in Y's statement and by G in L's: the drawn X is exactly as
+    long as the valid size rule needs (check_backward and the CLI)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from eingrad.cli import main
+
+    stride = 2 if "2i" in src else 1
+
+    def user(X, K, G):
+        windows = sliding_window_view(X, K.shape[0], axis=1)[:, ::stride][:, :G.shape[1]]
+        return np.einsum("nik,ni->k", windows, G)
+
+    assert eg.check_backward(src, "K", user).ok
+    assert main(["check", src, "--wrt", "K", "X"]) == 0
+    assert main(["compile", src, "--wrt", "K"]) == 0

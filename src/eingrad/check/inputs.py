@@ -117,6 +117,7 @@ def plan_sizes(program: Program, sizes: Mapping[str, int] | None, given: Mapping
         if find(node) not in size and find(node) not in valid:
             size[find(node)] = next(fresh)
     _draw_valid_sizes(valid, find, size, fresh, given_roots)
+    _fit_shifted_arrays(program, find, size, given_roots, valid)
 
     names = list(program.inputs) + program.targets
     shapes = {name: tuple(size[find(("t", name, a))] for a in range(program.rank(name))) for name in names}
@@ -172,6 +173,27 @@ def _draw_valid_sizes(valid: dict, find, size: dict, fresh, given_roots: set) ->
     for root, (k, shift, i) in valid.items():
         a = next(a for a, n in shift.terms if n == i)
         size[root] = max(0, (size[find(("s", k, shift.index))] - 1 - reach(k, shift, i)) // a + 1)
+
+
+def _fit_shifted_arrays(program: Program, find, size: dict, given_roots: set, valid: dict) -> None:
+    """An index that a statement sizes only by index arithmetic but that another statement (or
+    an input) sizes too, ``i`` of ``Y[n,i] = X[n, i+k] K[k]`` beside ``G[n,i]``: the array read
+    is drawn exactly as long as the valid size rule needs for that size, so that both agree."""
+    for k, stmt in enumerate(program.statements):
+        carried = {i for node in E.walk(stmt.expr) if isinstance(node, (E.Tensor, E.Delta)) for i in node.indices}
+        for node in E.walk(stmt.expr):
+            if not isinstance(node, E.Shift):
+                continue
+            loose = [(a, i) for a, i in node.terms if i not in carried]
+            if len(loose) != 1 or loose[0][0] <= 0 or find(("s", k, loose[0][1])) in valid:
+                continue
+            a, i = loose[0]
+            j = find(("s", k, node.index))
+            if j in given_roots or find(("s", k, i)) not in size:
+                continue
+            reach = node.offset + sum(b * (size.get(find(("s", k, n)), 1) - 1)
+                                      for b, n in node.terms if n != i and b > 0)
+            size[j] = max(1, reach + a * (size[find(("s", k, i))] - 1) + 1)
 
 
 def check_sizes(program: Program, sizes: object) -> dict[str, int] | None:

@@ -13,7 +13,7 @@ import numpy as np
 from ..api import evaluate, parse
 from ..diff import DiffError, require_input
 from ..errors import EingradError, check_allocation
-from ..expr import Delta, Pick, Tensor, all_indices, walk
+from ..expr import Delta, Pick, Shift, Tensor, all_indices, walk
 from ..program import Program
 
 __all__ = [
@@ -204,10 +204,39 @@ def tensor_shapes(program: Program, sizes: Mapping[str, int], default: int | Non
     index names the program links to it (see :class:`_Axes`), else ``default``."""
     axes = _Axes(program)
     given = axes.sized(sizes)
+    fitted = _fitted_to_shifts(program, axes, given, default)
     return {
-        name: tuple(given.get(axes.find((name, axis)), ("", default))[1] for axis in range(program.rank(name)))
+        name: tuple(fitted.get(axes.find((name, axis)), given.get(axes.find((name, axis)), ("", default))[1])
+                    for axis in range(program.rank(name)))
         for name in [*program.inputs, *program.targets]
     }
+
+
+def _fitted_to_shifts(program: Program, axes: _Axes, given: dict, default: int | None) -> dict[tuple, int]:
+    """The axes read through index arithmetic (``X`` of ``Y[n,i] = X[n, i+k] K[k]``) whose
+    position index that statement sizes by the arithmetic alone: each as long as the valid
+    size rule needs for the size ``i`` has elsewhere (``G[n,i]``), so that both agree."""
+    def size(x: tuple) -> int | None:
+        return given.get(axes.find(x), ("", default))[1]
+
+    fitted: dict[tuple, int] = {}
+    for k, stmt in enumerate(program):
+        carried = {i for node in walk(stmt.expr) if isinstance(node, (Tensor, Delta)) for i in node.indices}
+        for node in walk(stmt.expr):
+            if not isinstance(node, Shift):
+                continue
+            loose = [(a, i) for a, i in node.terms if i not in carried]
+            j = axes.find((k, node.index))
+            if len(loose) != 1 or loose[0][0] <= 0 or j in given:
+                continue
+            a, i = loose[0]
+            sizes = [size((k, n)) for _, n in node.terms]
+            if any(n is None for n in sizes):
+                continue
+            reach = node.offset + sum(b * (n - 1) for (b, name), n in zip(node.terms, sizes, strict=True)
+                                      if name != i and b > 0)
+            fitted[j] = max(1, reach + a * (size((k, i)) - 1) + 1)
+    return fitted
 
 
 def input_shapes(program: Program, sizes: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
