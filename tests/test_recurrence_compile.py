@@ -254,7 +254,8 @@ def test_the_loop_runs_the_step_and_hoists_what_reads_no_member():
     src = fn.source
     main = src[src.index("def compiled"):]
     loop = src[src.index("def _recurrence_0"):]
-    assert "sPre = xp.tensordot(x, W" in main and "_recurrence_0(size_t, size_n, size_h" in main
+    assert "xp.tensordot(x, W" in main and "_recurrence_0(size_t, size_n, size_h" in main
+    assert main.index("xp.tensordot(x, W") < main.index("_recurrence_0(")  # x W + b: before the loop
     body = loop[loop.index("for _tau"):]
     assert body.count("@") == 1 and ".shape" not in body and "_sizes_disagree" not in body
 
@@ -378,9 +379,12 @@ L = sum_{t,n}(s[t, n]^2)"""), wrt=["h0"])
 def test_what_is_the_same_at_every_step_is_computed_once():
     fn = eg.compile(eg.parse(RNN_INVARIANT), outputs=["s"])
     fn(**_rng_arrays(eg.parse(RNN_INVARIANT), 3))
+    # the initial state's h0 V is part of the array made before the loop (x W + δ[t,0] h0 V)
+    main = fn.source[fn.source.index("def compiled"):]
     loop = fn.source[fn.source.index("def _recurrence_0"):]
-    before, _, inside = loop.partition("for _tau")
-    assert "h0 @ V" in before and "@ V" not in inside and inside.count("@") == 1
+    _, _, inside = loop.partition("for _tau")
+    assert "h0 @ V" in main and main.index("h0 @ V") < main.index("_recurrence_0(")
+    assert "@ V" not in inside and inside.count("@") == 1
 
 
 def test_a_step_that_cannot_run_is_the_same_positioned_error_as_in_evaluate():

@@ -407,6 +407,12 @@ def _hoist(e: Expr, members: set[str], target: str, hoisted: list, fresh, progra
         return e
     if isinstance(e, E.Pick):
         return e
+    if isinstance(e, E.Add):
+        # the terms that read no member go before the loop together: x W + b is one array
+        rest = [t for t in e.terms if not (E.mentions(t) & members)]
+        if len(rest) > 1 and _worth_hoisting(E.add(*rest)):
+            reading = [_hoist(t, members, target, hoisted, fresh, program) for t in e.terms if t not in rest]
+            return E.add(_hoist(E.add(*rest), members, target, hoisted, fresh, program), *reading)
     children = tuple(_hoist(c, members, target, hoisted, fresh, program) for c in e.children)
     if all(a is b for a, b in zip(children, e.children, strict=True)):
         return e
