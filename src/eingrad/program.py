@@ -277,24 +277,112 @@ class ProgramBuilder:
         program = b.build()
 
     Each ``add`` checks its text at once (so an error points at the line just
-    added); ``build`` checks the program as a whole.
+    added); ``build`` checks the program as a whole.  ``build`` reuses each
+    chunk's statements as ``add`` parsed them, their positions moved to where the
+    chunk starts in the program's text: the program parsed from that text, without
+    parsing it again (one statement per step of a long loop, parsed twice, was half
+    the time of building it).
     """
 
     def __init__(self) -> None:
         self._chunks: list[str] = []
+        # Per chunk: its statements as parsed by add, and how many leading newlines
+        # strip("\n") took from the text they were parsed from; None to parse it again.
+        self._parsed: list[tuple[tuple[Statement, ...], int] | None] = []
 
     def add(self, text: str) -> ProgramBuilder:
         """Append one or more statements (text in the language); returns self."""
-        from .syntax import parse_program
+        from .syntax import parse_program, parser
 
-        parse_program(text)  # syntax and index rules of the new text alone
+        warned = parser.warnings_issued
+        program = parse_program(text)  # syntax and index rules of the new text alone
         self._chunks.append(text.strip("\n"))
+        # A chunk that warned is parsed again (its warnings then show the whole program's
+        # positions); a byte-order mark is only skipped at the start of a text.
+        reuse = parser.warnings_issued == warned and "\ufeff" not in text
+        lead = len(text) - len(text.lstrip("\n"))
+        self._parsed.append((program.statements, lead) if reuse else None)
         return self
 
     def build(self) -> Program:
         from .syntax import parse_program
 
-        return parse_program("\n".join(self._chunks))
+        text = "\n".join(self._chunks)
+        statements: list[Statement] = []
+        start = 0
+        for chunk, parsed in zip(self._chunks, self._parsed, strict=True):
+            moved = None if parsed is None else _moved_statements(parsed[0], start - parsed[1])
+            if moved is None:
+                return parse_program(text)
+            statements.extend(moved)
+            start += len(chunk) + 1
+        if not statements:
+            return parse_program(text)
+        return Program(tuple(statements), text)
 
     def __len__(self) -> int:
         return len(self._chunks)
+
+
+def _moved_statements(statements: tuple[Statement, ...], by: int) -> list[Statement] | None:
+    """``statements`` with every position (of the statement, its target and each node
+    that has one) moved ``by`` characters; None if a node is of a kind not known here."""
+    out = []
+    memo: dict[int, Expr] = {}
+    for stmt in statements:
+        expr = _moved(stmt.expr, by, memo)
+        if expr is None:
+            return None
+        out.append(Statement(stmt.target, stmt.indices, expr, _moved_span(stmt.span, by),
+                             _moved_span(stmt.target_span, by), stmt.like, stmt.sizes_from))
+    return out
+
+
+def _moved_span(span: Span | None, by: int) -> Span | None:
+    return None if span is None else Span(span.start + by, span.end + by)
+
+
+def _moved(e: Expr, by: int, memo: dict[int, Expr]) -> Expr | None:
+    """``e`` with its positions moved ``by`` characters, the same tree built as it is
+    (not through the smart constructors); None for a kind of node not known here."""
+    from . import expr as E
+
+    hit = memo.get(id(e))
+    if hit is not None:
+        return hit
+    out: Expr | None
+    if isinstance(e, Tensor):
+        out = Tensor(e.name, e.indices, _moved_span(e.span, by))
+    elif isinstance(e, E.Delta):
+        out = E.Delta(e.indices, _moved_span(e.span, by))
+    elif isinstance(e, E.Shift):
+        out = E.Shift(e.index, e.terms, e.offset, _moved_span(e.span, by))
+    elif isinstance(e, (E.Const, E.Size)):
+        out = e
+    else:
+        kids = [_moved(c, by, memo) for c in e.children]
+        if any(k is None for k in kids):
+            return None
+        children = tuple(kids)
+        if isinstance(e, E.Add):
+            out = E.Add(children)
+        elif isinstance(e, E.Mul):
+            out = E.Mul(children)
+        elif isinstance(e, E.Pow):
+            out = E.Pow(children[0], e.exponent)
+        elif isinstance(e, E.Call):
+            out = E.Call(e.fn, children[0])
+        elif isinstance(e, (E.Sum, E.LogSumExp, E.Reduce)):
+            out = e.rebind(e.indices, children[0])
+        elif isinstance(e, E.Choose):
+            out = E.Choose(e.op, children)
+        elif isinstance(e, E.Compare):
+            out = E.Compare(e.op, children[0], children[1])
+        elif isinstance(e, E.MatFn):
+            out = E.MatFn(e.op, e.axes, children[0], _moved_span(e.span, by))
+        elif isinstance(e, E.Pick) and isinstance(children[0], Tensor):
+            out = E.Pick(e.index, children[0], _moved_span(e.span, by))
+        else:
+            return None
+    memo[id(e)] = out
+    return out

@@ -22,6 +22,7 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -41,7 +42,7 @@ from .names import fresh_index
 from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
 from .simplify.engine import fold_softmax
-from .simplify.forward import drop_centred_sums, spread_sign, use_forward_values
+from .simplify.forward import ForwardTable, drop_centred_sums, spread_sign, use_forward_values
 from .simplify.rules import like_terms_combine
 
 __all__ = ["GradError", "gradient_program"]
@@ -146,8 +147,36 @@ def gradient_program(
     prefix: str | None = None,
 ) -> Program:
     """The forward statements the gradients need, then one statement per adjoint and per input."""
-    with _without_cyclic_gc():
+    with _without_cyclic_gc(), _forward_tables():
         return _gradient_program(program, wrt, output, seed, prefix)
+
+
+# The forward statements' definitions indexed for _folded, by the identity of the
+# statement list it is given, for the duration of one gradient_program call.
+_FORWARD_TABLES: ContextVar[dict[int, tuple[list, ForwardTable]] | None] = ContextVar("forward_tables", default=None)
+
+
+@contextmanager
+def _forward_tables():
+    """Index the forward statements once per gradient program, not once per emitted
+    statement (which made an unrolled loop's gradient quadratic in its length)."""
+    token = _FORWARD_TABLES.set({})
+    try:
+        yield
+    finally:
+        _FORWARD_TABLES.reset(token)
+
+
+def _forward_table(forward: list[Statement]) -> ForwardTable:
+    """The :class:`ForwardTable` of ``forward``, built once per list while a gradient
+    program is built (the list is not changed meanwhile); built afresh outside one."""
+    tables = _FORWARD_TABLES.get()
+    if tables is None:
+        return ForwardTable(forward)
+    entry = tables.get(id(forward))
+    if entry is None or entry[0] is not forward:
+        entry = tables[id(forward)] = (forward, ForwardTable(forward))
+    return entry[1]
 
 
 def _gradient_program(
@@ -246,7 +275,8 @@ def _folded(stmt: Statement, forward: list[Statement]) -> Statement:
     so that it prints as ``softmax_k(z_k)`` (the same value), and with the forward pass's
     own values where they recur (``P_nc`` for ``softmax_c(Z_nc)``)."""
     # Only the forward statements the gradient program keeps (those its output needs).
-    folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, forward)), forward)
+    table = _forward_table(forward)
+    folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, table)), table)
     folded = spread_sign(folded)
     return stmt if folded is stmt.expr else replace(stmt, expr=folded)
 
