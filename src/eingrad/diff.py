@@ -490,18 +490,22 @@ def user_names(
         ))
 
     out = rename_binders(e, frozenset(), frozenset())
+    rename_binders = None  # noqa: F841 - breaks the closure's cycle: refcounting frees it now, not the collector
     # Sizes of indices no tensor carries: the name of one that carries an axis of that size.
     carried: dict[tuple, list[str]] = {}
     carried_names: set[str] = set()
+    sizes: list[Size] = []
     for node in E.walk(out):
         if isinstance(node, (Tensor, Delta)):
             carried_names.update(node.indices)
         if isinstance(node, Tensor):
             for axis, i in enumerate(node.indices):
                 carried.setdefault(name_class.get(i, classes.of(node.name, axis)), []).append(i)
+        elif isinstance(node, Size):
+            sizes.append(node)
     size_map: dict[str, str] = {}
-    for node in E.walk(out):
-        if isinstance(node, Size) and node.index not in carried_names and node.index in name_class:
+    for node in sizes:  # in the order a walk meets them
+        if node.index not in carried_names and node.index in name_class:
             names = carried.get(name_class[node.index])
             if names:
                 own = classes.own_name(*sized[node.index]) if node.index in sized else None

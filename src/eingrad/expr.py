@@ -174,7 +174,8 @@ class Const(Expr):
         _finish(self, (), (self.value,))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Const) and self.value == other.value
+        # Equal values hash alike: the hashes rule most pairs out before Fraction's __eq__.
+        return isinstance(other, Const) and self._hash == other._hash and self.value == other.value
 
     def __repr__(self) -> str:
         return f"Const(Fraction({self.value.numerator}, {self.value.denominator}))"
@@ -265,7 +266,8 @@ class Pow(Expr):
         return power(children[0], self.exponent)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Pow) and self.exponent == other.exponent and self.base == other.base
+        return (isinstance(other, Pow) and self._hash == other._hash and self.exponent == other.exponent
+                and self.base == other.base)
 
     def __repr__(self) -> str:
         e = self.exponent
@@ -292,7 +294,7 @@ class Call(Expr):
         return call(self.fn, children[0])
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Call) and self.fn == other.fn and self.arg == other.arg
+        return isinstance(other, Call) and self._hash == other._hash and self.fn == other.fn and self.arg == other.arg
 
     def __repr__(self) -> str:
         return f"Call({self.fn!r}, {self.arg!r})"
@@ -304,6 +306,7 @@ class _Binder(Expr):
     def __eq__(self, other: object) -> bool:
         return (
             type(self) is type(other)
+            and self._hash == other._hash  # type: ignore[attr-defined]
             and self.indices == other.indices  # type: ignore[attr-defined]
             and self.body == other.body  # type: ignore[attr-defined]
         )

@@ -296,6 +296,8 @@ def _total(contributions: list[Expr], indices: tuple[str, ...]) -> tuple[Expr, t
     total = rename_bound_apart(add(*(c.expr for c in contributions)), avoid=set(indices) | sized_names)
     combined = like_terms_combine(total)
     total = combined if combined is not None else total
+    if not sized_names:  # no size to keep (most adjoints): no need to look for sizes
+        return total, ()
     sizes = {node.index for node in E.walk(total) if isinstance(node, E.Size)}
     sized = tuple(entry for c in contributions for entry in c.sizes_from if entry[0] in sizes)
     return total, sized
@@ -309,6 +311,8 @@ def _readable_sizes(
 
     While contributions are collected, each size has a name used nowhere else, so that
     sums of contributions cannot confuse two sizes; a finished statement can say |n|."""
+    if not sized:  # no size to name
+        return e, sized
     carried = {i for node in E.walk(e) if isinstance(node, (Tensor, E.Delta)) for i in node.indices}
     carried |= {i for node in E.walk(e) for i in node.binds}
     ugly = {name for name, _, _ in sized if name not in carried}
@@ -356,7 +360,7 @@ def _readable(stmt: Statement, classes: AxisClasses) -> Statement:
         expr = mul(E.power(Tensor(stmt.like, stmt.indices), 0), expr)
         carried |= set(stmt.indices)
     renamed = {mapping.get(i, i): src for i, src in sized.items()}
-    while True:
+    while renamed:  # sizes to carry come from sizes_from: none without it
         sizes = {node.index for node in E.walk(expr) if isinstance(node, E.Size)}
         loose = sorted((sizes - carried) & renamed.keys())
         if not loose:

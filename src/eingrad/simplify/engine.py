@@ -103,7 +103,9 @@ def rename_bound_apart(
         kids = tuple(visit(c) for c in node.children)
         return node if kids == node.children else node.with_children(kids)
 
-    return visit(e)
+    out = visit(e)
+    visit = None  # noqa: F841 - breaks the closure's cycle: refcounting frees it now, not the collector
+    return out
 
 
 @lru_cache(maxsize=65536)

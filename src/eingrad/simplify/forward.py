@@ -119,7 +119,9 @@ def use_forward_values(e: Expr, statements: Iterable) -> Expr:
         memo[node] = out
         return out
 
-    return visit(e)
+    out = visit(e)
+    visit = None  # noqa: F841 - breaks the closure's cycle: refcounting frees its memo now
+    return out
 
 
 def _is_softmax(node: Expr) -> bool:
