@@ -648,6 +648,26 @@ def test_program_builder_build_parses_again_a_chunk_that_warned():
     _same_with_positions(program, eg.parse("y_i = x_i\nL = log(y_i)"))
 
 
+def test_program_builder_build_restores_the_garbage_collector():
+    # build pauses the cyclic collector while it puts the program together, and leaves it
+    # as it found it, also when the program is refused.
+    import gc
+
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            b = eg.ProgramBuilder()
+            b.add("y_i = x_i")
+            assert len(b.build()) == 1 and gc.isenabled() == enabled
+            b.add("y_i = 2 x_i")
+            with pytest.raises(eg.ProgramError, match="assigned twice"):
+                b.build()
+            assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
 def test_grad_indexes_the_forward_statements_once(monkeypatch):
     # Every emitted statement is folded against the forward definitions (tanh's s_t);
     # indexing them once per statement made an unrolled loop's gradient quadratic.

@@ -76,6 +76,11 @@ def _finish(node: Expr, free: Iterable[str], key: tuple) -> None:
     object.__setattr__(node, "_hash", hash((type(node).__name__,) + key))
 
 
+def _same_fraction(a: Fraction, b: Fraction) -> bool:
+    """``a == b`` for two Fractions (kept in lowest terms), without Fraction.__eq__'s type checks."""
+    return a.numerator == b.numerator and a.denominator == b.denominator
+
+
 class Expr:
     """Base class of all nodes."""
 
@@ -174,8 +179,9 @@ class Const(Expr):
         _finish(self, (), (self.value,))
 
     def __eq__(self, other: object) -> bool:
-        # Equal values hash alike: the hashes rule most pairs out before Fraction's __eq__.
-        return isinstance(other, Const) and self._hash == other._hash and self.value == other.value
+        # Equal values hash alike: the hashes rule most pairs out; then both values are
+        # Fractions in lowest terms, equal when their parts are (Fraction.__eq__ is slower).
+        return isinstance(other, Const) and self._hash == other._hash and _same_fraction(self.value, other.value)
 
     def __repr__(self) -> str:
         return f"Const(Fraction({self.value.numerator}, {self.value.denominator}))"
@@ -266,8 +272,8 @@ class Pow(Expr):
         return power(children[0], self.exponent)
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Pow) and self._hash == other._hash and self.exponent == other.exponent
-                and self.base == other.base)
+        return (isinstance(other, Pow) and self._hash == other._hash
+                and _same_fraction(self.exponent, other.exponent) and self.base == other.base)
 
     def __repr__(self) -> str:
         e = self.exponent
@@ -572,10 +578,14 @@ def integer_tensors(e: Expr) -> frozenset[str]:
     """The names of the tensors ``e`` reads as indices (the tables of its picks); cached."""
     if isinstance(e, Pick):
         return frozenset((e.table.name,))
-    out: frozenset[str] = frozenset()
+    out: frozenset[str] = _NO_NAMES
     for child in e.children:
         out |= integer_tensors(child)
-    return out
+    return out or _NO_NAMES  # one empty set for the many nodes without picks
+
+
+#: The empty set of names, shared (a set per cached node is work for the garbage collector).
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 #: Linear-algebra functions of a matrix (LANGUAGE.md §9): ``inv`` keeps its axes, the others bind them.
@@ -892,7 +902,9 @@ def walk(e: Expr) -> Iterator[Expr]:
     while stack:
         node = stack.pop()
         yield node
-        stack.extend(reversed(node.children))
+        children = node.children
+        if children:  # leaves (most nodes) add nothing
+            stack.extend(children[::-1])
 
 
 def tensor_refs(e: Expr) -> Iterator[Tensor]:
@@ -935,6 +947,10 @@ def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
         mapping = _unshadowed(e, mapping)
     if isinstance(e, Tensor):
         return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span)
+    if isinstance(e, Mul):  # the commonest nodes first
+        return Mul(tuple(rename_indices(f, mapping) for f in e.factors))
+    if isinstance(e, Sum):
+        return Sum(tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping))
     if isinstance(e, Delta):
         return Delta(tuple(mapping.get(i, i) for i in e.indices), e.span)
     if isinstance(e, Const):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from . import expr as E
 from .errors import ProgramError, Span
 from .expr import Expr, Tensor, tensor_refs
 
@@ -310,18 +313,37 @@ class ProgramBuilder:
         text = "\n".join(self._chunks)
         statements: list[Statement] = []
         start = 0
-        for chunk, parsed in zip(self._chunks, self._parsed, strict=True):
-            moved = None if parsed is None else _moved_statements(parsed[0], start - parsed[1])
-            if moved is None:
-                return parse_program(text)
-            statements.extend(moved)
-            start += len(chunk) + 1
-        if not statements:
-            return parse_program(text)
-        return Program(tuple(statements), text)
+        with _without_cyclic_gc():
+            for chunk, parsed in zip(self._chunks, self._parsed, strict=True):
+                moved = None if parsed is None else _moved_statements(parsed[0], start - parsed[1])
+                if moved is None:
+                    break
+                statements.extend(moved)
+                start += len(chunk) + 1
+            else:
+                if statements:
+                    return Program(tuple(statements), text)
+        return parse_program(text)
 
     def __len__(self) -> int:
         return len(self._chunks)
+
+
+@contextmanager
+def _without_cyclic_gc():
+    """Pause Python's cyclic garbage collector while a program is put together.
+
+    Expression trees are immutable and acyclic, so reference counting frees what
+    is dropped; a full pass of the collector over a heap that grows with the
+    program (a long loop's statements) cost more than building it.  Its state is
+    restored afterwards (as :func:`eingrad.reverse.gradient_program` does)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _moved_statements(statements: tuple[Statement, ...], by: int) -> list[Statement] | None:
@@ -345,44 +367,45 @@ def _moved_span(span: Span | None, by: int) -> Span | None:
 def _moved(e: Expr, by: int, memo: dict[int, Expr]) -> Expr | None:
     """``e`` with its positions moved ``by`` characters, the same tree built as it is
     (not through the smart constructors); None for a kind of node not known here."""
-    from . import expr as E
-
     hit = memo.get(id(e))
     if hit is not None:
         return hit
+    kind = type(e)
     out: Expr | None
-    if isinstance(e, Tensor):
-        out = Tensor(e.name, e.indices, _moved_span(e.span, by))
-    elif isinstance(e, E.Delta):
-        out = E.Delta(e.indices, _moved_span(e.span, by))
-    elif isinstance(e, E.Shift):
-        out = E.Shift(e.index, e.terms, e.offset, _moved_span(e.span, by))
-    elif isinstance(e, (E.Const, E.Size)):
+    if kind is Tensor:
+        out = Tensor(e.name, e.indices, _moved_span(e.span, by))  # type: ignore[attr-defined]
+    elif kind is E.Const or kind is E.Size:
         out = e
+    elif kind is E.Delta:
+        out = E.Delta(e.indices, _moved_span(e.span, by))  # type: ignore[attr-defined]
+    elif kind is E.Shift:
+        out = E.Shift(e.index, e.terms, e.offset, _moved_span(e.span, by))  # type: ignore[attr-defined]
     else:
-        kids = [_moved(c, by, memo) for c in e.children]
-        if any(k is None for k in kids):
-            return None
-        children = tuple(kids)
-        if isinstance(e, E.Add):
-            out = E.Add(children)
-        elif isinstance(e, E.Mul):
-            out = E.Mul(children)
-        elif isinstance(e, E.Pow):
-            out = E.Pow(children[0], e.exponent)
-        elif isinstance(e, E.Call):
-            out = E.Call(e.fn, children[0])
-        elif isinstance(e, (E.Sum, E.LogSumExp, E.Reduce)):
-            out = e.rebind(e.indices, children[0])
-        elif isinstance(e, E.Choose):
-            out = E.Choose(e.op, children)
-        elif isinstance(e, E.Compare):
-            out = E.Compare(e.op, children[0], children[1])
-        elif isinstance(e, E.MatFn):
-            out = E.MatFn(e.op, e.axes, children[0], _moved_span(e.span, by))
-        elif isinstance(e, E.Pick) and isinstance(children[0], Tensor):
-            out = E.Pick(e.index, children[0], _moved_span(e.span, by))
-        else:
+        children = []
+        for child in e.children:
+            moved = _moved(child, by, memo)
+            if moved is None:
+                return None
+            children.append(moved)
+        build = _REBUILD.get(kind)
+        out = None if build is None else build(e, tuple(children), by)
+        if out is None:
             return None
     memo[id(e)] = out
     return out
+
+
+#: How each kind of node with children is built again over moved children, as it was.
+_REBUILD = {
+    E.Add: lambda e, c, by: E.Add(c),
+    E.Mul: lambda e, c, by: E.Mul(c),
+    E.Pow: lambda e, c, by: E.Pow(c[0], e.exponent),
+    E.Call: lambda e, c, by: E.Call(e.fn, c[0]),
+    E.Sum: lambda e, c, by: E.Sum(e.indices, c[0]),
+    E.LogSumExp: lambda e, c, by: E.LogSumExp(e.indices, c[0]),
+    E.Reduce: lambda e, c, by: E.Reduce(e.op, e.indices, c[0]),
+    E.Choose: lambda e, c, by: E.Choose(e.op, c),
+    E.Compare: lambda e, c, by: E.Compare(e.op, c[0], c[1]),
+    E.MatFn: lambda e, c, by: E.MatFn(e.op, e.axes, c[0], _moved_span(e.span, by)),
+    E.Pick: lambda e, c, by: E.Pick(e.index, c[0], _moved_span(e.span, by)) if type(c[0]) is Tensor else None,
+}

@@ -108,6 +108,8 @@ def use_forward_values(e: Expr, statements: Iterable) -> Expr:
     memo: dict[Expr, Expr] = {}
 
     def visit(node: Expr) -> Expr:
+        if not node.children:  # a leaf is no definition (each kind matched has operands)
+            return node
         if node in memo:
             return memo[node]
         out = _match(node, table.patterns(_key(node)))
