@@ -183,7 +183,10 @@ class Program:
         for stmt in reversed(self.statements):
             if stmt.target in wanted:
                 wanted.update(ref.name for ref in tensor_refs(stmt.expr))
-        return Program(tuple(s for s in self.statements if s.target in wanted), self.source, self.unread)
+        kept = tuple(s for s in self.statements if s.target in wanted)
+        if len(kept) == len(self.statements):
+            return self  # every statement is needed: the same (immutable) program, not checked again
+        return Program(kept, self.source, self.unread)
 
     def to_dot(self, parameters: Iterable[str] = ()) -> str:
         """The computation graph in Graphviz DOT: inputs, statements, and an edge per read.

@@ -524,9 +524,13 @@ def _part_shape(part: Expr, target: str, seed_expr: Expr, cache: dict) -> _Shape
         )
         to_placeholder = {name: f"T{k}" for k, name in enumerate(names)}
         back = {placeholder: name for name, placeholder in to_placeholder.items()}
-        shape = cache[key] = _Shape(
-            to_placeholder, back, E.rename_tensors(part, to_placeholder), E.rename_tensors(seed_expr, to_placeholder)
-        )
+        # One object per renamed form: the contribution cache's keys then compare by
+        # identity, not node by node, for every step of a loop.
+        renamed_part = E.rename_tensors(part, to_placeholder)
+        renamed_seed = E.rename_tensors(seed_expr, to_placeholder)
+        renamed_part = cache.setdefault(("form", renamed_part), renamed_part)
+        renamed_seed = cache.setdefault(("form", renamed_seed), renamed_seed)
+        shape = cache[key] = _Shape(to_placeholder, back, renamed_part, renamed_seed)
     return shape
 
 
