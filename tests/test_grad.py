@@ -554,6 +554,13 @@ def test_lazy_evaluation_of_an_unknown_output():
         eg.evaluate(MLP, mlp_arrays(np.random.default_rng(0)), outputs=["Q"])
 
 
+def test_needed_for_keeps_the_program_when_every_statement_is_needed():
+    program = eg.parse("H_nh = relu(X_nd W_dh)\nZ_nc = H_nh V_hc\nQ = sum_{n,c}(Z_nc)")
+    assert program.needed_for(["Q"]) is program  # immutable: the same program, not checked again
+    fewer = program.needed_for(["H"])
+    assert fewer.targets == ["H"] and fewer.source == program.source
+
+
 def test_program_builder_builds_what_parse_builds():
     b = eg.ProgramBuilder()
     assert b.add("s0_bh = tanh(x0_bd W_dh + b_h)") is b
