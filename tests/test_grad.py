@@ -675,6 +675,22 @@ def test_program_builder_build_restores_the_garbage_collector():
         (gc.enable if was else gc.disable)()
 
 
+def test_nodes_share_their_sets_of_names_and_leaves_are_read_off():
+    # One frozenset per distinct set of names (less for the cyclic collector to traverse);
+    # a leaf's names are read off it rather than cached.
+    from eingrad.expr import Const, Delta, Size, Tensor, index_names, integer_tensors, mentions
+
+    x, y = Tensor("x", ("i", "j")), Tensor("y", ("j", "i"))
+    assert x.free is y.free == frozenset("ij")
+    assert index_names(x) == frozenset("ij") and index_names(Delta(("i", "k"))) == frozenset("ik")
+    assert index_names(Size("n")) == frozenset("n") and index_names(Const(2)) == frozenset()
+    assert mentions(x) == frozenset({"x"}) and mentions(Const(2)) == frozenset()
+    assert integer_tensors(x) == frozenset()
+    program = eg.parse("L = sum_n(Z[n, y[n]]) + sum_{n,c}(Z_nc)")
+    assert program.index_inputs == frozenset({"y"})
+    assert index_names(program.statements[0].expr) == {"c", "i", "n"}  # Σ_{n,i} Z_ni δ[i, y[n]] + Σ_cn Z_nc
+
+
 def test_grad_indexes_the_forward_statements_once(monkeypatch):
     # Every emitted statement is folded against the forward definitions (tanh's s_t);
     # indexing them once per statement made an unrolled loop's gradient quadratic.

@@ -534,8 +534,12 @@ def _occurring(e: Expr) -> frozenset[str]:
     return out.union(*(_occurring(child) for child in e.children))
 
 
-@lru_cache(maxsize=65536)
 def _has_binder(e: Expr) -> bool:
+    return bool(e.children) and _has_binder_inside(e)  # a leaf binds nothing (not cached)
+
+
+@lru_cache(maxsize=65536)
+def _has_binder_inside(e: Expr) -> bool:
     return bool(e.binds) or isinstance(e, MatFn) or any(_has_binder(child) for child in e.children)
 
 

@@ -71,8 +71,25 @@ __all__ = [
 ]
 
 
+#: One frozenset per distinct set of names, shared by the nodes (free indices) and cached
+#: results (index_names, mentions) that have it: a set per node was an object more for the
+#: cyclic garbage collector to traverse (a quarter of what a long gradient leaves).
+#: Emptied when many programs' fresh names fill it.
+_FREE_SETS: dict[frozenset, frozenset] = {}
+
+
+def _shared(names: frozenset) -> frozenset:
+    """The one frozenset equal to ``names`` (see _FREE_SETS)."""
+    shared = _FREE_SETS.get(names)
+    if shared is None:
+        if len(_FREE_SETS) >= 1 << 16:
+            _FREE_SETS.clear()
+        shared = _FREE_SETS[names] = names
+    return shared
+
+
 def _finish(node: Expr, free: Iterable[str], key: tuple) -> None:
-    object.__setattr__(node, "_free", frozenset(free))
+    object.__setattr__(node, "_free", _shared(frozenset(free)))
     object.__setattr__(node, "_hash", hash((type(node).__name__,) + key))
 
 
@@ -573,9 +590,14 @@ def position_text(terms: tuple[tuple[int, str], ...], offset: int) -> str:
     return out
 
 
-@lru_cache(maxsize=65536)
 def integer_tensors(e: Expr) -> frozenset[str]:
-    """The names of the tensors ``e`` reads as indices (the tables of its picks); cached."""
+    """The names of the tensors ``e`` reads as indices (the tables of its picks); cached
+    for every node with operands (a leaf reads none: a pick's table is its operand)."""
+    return _integer_tensors(e) if e.children else _NO_NAMES
+
+
+@lru_cache(maxsize=65536)
+def _integer_tensors(e: Expr) -> frozenset[str]:
     if isinstance(e, Pick):
         return frozenset((e.table.name,))
     out: frozenset[str] = _NO_NAMES
@@ -806,9 +828,21 @@ def compare(op: str, left: Expr, right: Expr) -> Expr:
 # ---------------------------------------------------------------- traversal helpers
 
 
-@lru_cache(maxsize=65536)
 def index_names(e: Expr) -> frozenset[str]:
-    """Every index name in ``e`` (free, bound, of sizes); cached: nodes are immutable."""
+    """Every index name in ``e`` (free, bound, of sizes); cached for nodes with operands
+    (nodes are immutable).  A leaf's are read off it: caching them only gave the cyclic
+    garbage collector an entry more per leaf to traverse."""
+    if e.children:
+        return _index_names(e)
+    if isinstance(e, (Tensor, Delta, Shift)):
+        return e.free  # their indices, as a set
+    if isinstance(e, Size):
+        return frozenset((e.index,))
+    return _NO_NAMES
+
+
+@lru_cache(maxsize=65536)
+def _index_names(e: Expr) -> frozenset[str]:
     if isinstance(e, (Tensor, Delta)):
         return frozenset(e.indices)
     if isinstance(e, Size):
@@ -822,18 +856,24 @@ def index_names(e: Expr) -> frozenset[str]:
         out = frozenset(e.axes)
     for child in e.children:
         out |= index_names(child)
-    return out
+    return _shared(out)
+
+
+def mentions(e: Expr) -> frozenset[str]:
+    """The tensor names ``e`` reads (cached for nodes with operands: nodes are immutable)."""
+    if e.children:
+        return _mentions(e)
+    return frozenset((e.name,)) if isinstance(e, Tensor) else _NO_NAMES
 
 
 @lru_cache(maxsize=65536)
-def mentions(e: Expr) -> frozenset[str]:
-    """The tensor names ``e`` reads (cached: nodes are immutable)."""
+def _mentions(e: Expr) -> frozenset[str]:
     if isinstance(e, Tensor):
         return frozenset((e.name,))
     out: frozenset[str] = frozenset()
     for child in e.children:
         out |= mentions(child)
-    return out
+    return _shared(out)
 
 
 def rename_tensors(e: Expr, mapping: dict[str, str]) -> Expr:

@@ -108,8 +108,12 @@ def rename_bound_apart(
     return out
 
 
-@lru_cache(maxsize=65536)
 def _has_binder(e: Expr) -> bool:
+    return bool(e.children) and _has_binder_inside(e)  # a leaf binds nothing (not cached)
+
+
+@lru_cache(maxsize=65536)
+def _has_binder_inside(e: Expr) -> bool:
     return bool(e.binds) or any(_has_binder(c) for c in e.children)
 
 
@@ -249,8 +253,12 @@ def simplify(
     return out
 
 
-@lru_cache(maxsize=65536)
 def _has_logsumexp(e: Expr) -> bool:
+    return bool(e.children) and _has_logsumexp_inside(e)  # a leaf is none (not cached)
+
+
+@lru_cache(maxsize=65536)
+def _has_logsumexp_inside(e: Expr) -> bool:
     return isinstance(e, LogSumExp) or any(_has_logsumexp(c) for c in e.children)
 
 
