@@ -50,36 +50,49 @@ class ForwardTable:
     gradient program (a loop unrolled τ steps folds O(τ) results against O(τ)
     definitions: indexing them once per result would be quadratic).
 
-    A named definition's kind (``_key``) is found at once; its form, the target indices
-    renamed to placeholders ``$0, $1, ...`` and written canonically, only when a result
-    holds a node of that kind (:meth:`patterns`).  ``means`` are the statements
-    ``m_I = mean_K(b)`` with their ``b``."""
+    The named definitions' kinds (``_key``) are found when a result is first folded; a
+    kind's forms, the target indices renamed to placeholders ``$0, $1, ...`` and written
+    canonically, only when a result holds a node of that kind (:meth:`patterns`).
+    ``means`` are the statements ``m_I = mean_K(b)`` with their ``b``, found when first
+    asked for."""
 
-    __slots__ = ("_forms", "_pending", "means")
+    __slots__ = ("_forms", "_means", "_pending", "_statements")
 
     def __init__(self, statements: Iterable) -> None:
-        statements = list(statements)
+        self._statements = list(statements)
         # kind -> [(position, statement, definition)], in statement order, not yet indexed
-        self._pending: dict[tuple, list] = {}
-        for position, stmt in enumerate(statements):
-            x = fold_softmax(stmt.expr)
-            if not isinstance(x, _NAMED) or len(set(stmt.indices)) != len(stmt.indices):
-                continue
-            if x.free != frozenset(stmt.indices) or len(stmt.indices) > 4:
-                continue
-            self._pending.setdefault(_key(x), []).append((position, stmt, x))
+        # (None until a result is first folded: drop_centred_sums needs only the means).
+        self._pending: dict[tuple, list] | None = None
         self._forms: dict[tuple, dict[Expr, tuple[int, object]]] = {}
-        self.means = [(s, body) for s in statements if (body := _mean_body(s.expr)) is not None]
+        self._means: list | None = None
+
+    @property
+    def means(self) -> list:
+        if self._means is None:
+            self._means = [(s, body) for s in self._statements if (body := _mean_body(s.expr)) is not None]
+        return self._means
+
+    def _kinds(self) -> dict[tuple, list]:
+        if self._pending is None:
+            self._pending = {}
+            for position, stmt in enumerate(self._statements):
+                x = fold_softmax(stmt.expr)
+                if not isinstance(x, _NAMED) or len(set(stmt.indices)) != len(stmt.indices):
+                    continue
+                if x.free != frozenset(stmt.indices) or len(stmt.indices) > 4:
+                    continue
+                self._pending.setdefault(_key(x), []).append((position, stmt, x))
+        return self._pending
 
     def __bool__(self) -> bool:
-        return bool(self._pending) or bool(self._forms)
+        return bool(self._kinds()) or bool(self._forms)
 
     def patterns(self, key: tuple) -> dict[Expr, tuple[int, object]] | None:
         """The definitions of kind ``key``: renamed canonical form -> (position, statement)
         of its first definer; None when there are none."""
         forms = self._forms.get(key)
         if forms is None:
-            pending = self._pending.pop(key, None)
+            pending = self._kinds().pop(key, None)
             if pending is None:
                 return None
             forms = self._forms[key] = {}
