@@ -535,7 +535,7 @@ def _occurring(e: Expr) -> frozenset[str]:
 
 
 def _has_binder(e: Expr) -> bool:
-    return bool(e.children) and _has_binder_inside(e)  # a leaf binds nothing (not cached)
+    return not isinstance(e, E.LEAVES) and _has_binder_inside(e)  # a leaf binds nothing (not cached)
 
 
 @lru_cache(maxsize=65536)

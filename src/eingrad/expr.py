@@ -66,6 +66,7 @@ __all__ = [
     "rebuild",
     "tensor_refs",
     "integer_tensors",
+    "LEAVES",
     "rename_indices",
     "merges_matrix_axes",
 ]
@@ -593,7 +594,7 @@ def position_text(terms: tuple[tuple[int, str], ...], offset: int) -> str:
 def integer_tensors(e: Expr) -> frozenset[str]:
     """The names of the tensors ``e`` reads as indices (the tables of its picks); cached
     for every node with operands (a leaf reads none: a pick's table is its operand)."""
-    return _integer_tensors(e) if e.children else _NO_NAMES
+    return _NO_NAMES if isinstance(e, LEAVES) else _integer_tensors(e)
 
 
 @lru_cache(maxsize=65536)
@@ -608,6 +609,10 @@ def _integer_tensors(e: Expr) -> frozenset[str]:
 
 #: The empty set of names, shared (a set per cached node is work for the garbage collector).
 _NO_NAMES: frozenset[str] = frozenset()
+
+
+#: The kinds of node without operands (a test as cheap as isinstance, not a property call).
+LEAVES = (Tensor, Const, Delta, Size, Shift)
 
 
 #: Linear-algebra functions of a matrix (LANGUAGE.md §9): ``inv`` keeps its axes, the others bind them.
@@ -832,7 +837,7 @@ def index_names(e: Expr) -> frozenset[str]:
     """Every index name in ``e`` (free, bound, of sizes); cached for nodes with operands
     (nodes are immutable).  A leaf's are read off it: caching them only gave the cyclic
     garbage collector an entry more per leaf to traverse."""
-    if e.children:
+    if not isinstance(e, LEAVES):
         return _index_names(e)
     if isinstance(e, (Tensor, Delta, Shift)):
         return e.free  # their indices, as a set
@@ -861,7 +866,7 @@ def _index_names(e: Expr) -> frozenset[str]:
 
 def mentions(e: Expr) -> frozenset[str]:
     """The tensor names ``e`` reads (cached for nodes with operands: nodes are immutable)."""
-    if e.children:
+    if not isinstance(e, LEAVES):
         return _mentions(e)
     return frozenset((e.name,)) if isinstance(e, Tensor) else _NO_NAMES
 

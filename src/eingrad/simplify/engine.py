@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from ..errors import EingradError
 from ..expr import (
+    LEAVES,
     Add,
     Call,
     Choose,
@@ -109,7 +110,7 @@ def rename_bound_apart(
 
 
 def _has_binder(e: Expr) -> bool:
-    return bool(e.children) and _has_binder_inside(e)  # a leaf binds nothing (not cached)
+    return not isinstance(e, LEAVES) and _has_binder_inside(e)  # a leaf binds nothing (not cached)
 
 
 @lru_cache(maxsize=65536)
@@ -254,7 +255,7 @@ def simplify(
 
 
 def _has_logsumexp(e: Expr) -> bool:
-    return bool(e.children) and _has_logsumexp_inside(e)  # a leaf is none (not cached)
+    return not isinstance(e, LEAVES) and _has_logsumexp_inside(e)  # a leaf is none (not cached)
 
 
 @lru_cache(maxsize=65536)

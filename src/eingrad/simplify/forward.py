@@ -13,6 +13,7 @@ from fractions import Fraction
 
 from ..canonical import canonical
 from ..expr import (
+    LEAVES,
     ZERO,
     Add,
     Call,
@@ -121,7 +122,7 @@ def use_forward_values(e: Expr, statements: Iterable) -> Expr:
     memo: dict[Expr, Expr] = {}
 
     def visit(node: Expr) -> Expr:
-        if not node.children:  # a leaf is no definition (each kind matched has operands)
+        if isinstance(node, LEAVES):  # a leaf is no definition (each kind matched has operands)
             return node
         if node in memo:
             return memo[node]
