@@ -16,7 +16,7 @@ where that is exact and cheaper: ``exp' = exp``, ``tanh' = 1 - tanh²``,
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -430,18 +430,24 @@ def user_names(
     mapping: dict[str, str] = {}
     fixed = set(free)
 
-    def candidates(index: str, body: Expr) -> list[str]:
-        names = []
+    def candidates(index: str, body: Expr) -> Iterator[str]:
+        # Lazily, each name once, in order: the loop below mostly takes the first (the
+        # own name of the first tensor axis the binder runs over), so most of the body
+        # is never walked.
+        seen: set[str] = set()
         for node in E.walk(body):
             if isinstance(node, Tensor):
                 for axis, i in enumerate(node.indices):
                     if i == index:
                         own = classes.own_name(node.name, axis)
-                        if own is not None:
-                            names.append(own)
+                        if own is not None and own not in seen:
+                            seen.add(own)
+                            yield own
         if index in name_class:
-            names += classes.names(name_class[index])
-        return list(dict.fromkeys(names))
+            for name in classes.names(name_class[index]):
+                if name not in seen:
+                    seen.add(name)
+                    yield name
 
     def rename_binders(node: Expr, around: frozenset[str], beside: frozenset[str]) -> Expr:
         # around: names bound by enclosing binders; beside: names occurring in the factors
