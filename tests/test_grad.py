@@ -554,6 +554,13 @@ def test_lazy_evaluation_of_an_unknown_output():
         eg.evaluate(MLP, mlp_arrays(np.random.default_rng(0)), outputs=["Q"])
 
 
+def test_needed_for_keeps_the_program_when_every_statement_is_needed():
+    program = eg.parse("H_nh = relu(X_nd W_dh)\nZ_nc = H_nh V_hc\nQ = sum_{n,c}(Z_nc)")
+    assert program.needed_for(["Q"]) is program  # immutable: the same program, not checked again
+    fewer = program.needed_for(["H"])
+    assert fewer.targets == ["H"] and fewer.source == program.source
+
+
 def test_program_builder_builds_what_parse_builds():
     b = eg.ProgramBuilder()
     assert b.add("s0_bh = tanh(x0_bd W_dh + b_h)") is b
@@ -606,6 +613,96 @@ def test_program_builder_build_errors_point_at_the_right_line():
         b.build()
     assert info.value.line == 2
     assert "line 3: s2_bh" in str(info.value)
+
+
+def _same_with_positions(built: eg.Program, parsed: eg.Program) -> None:
+    """Equal programs whose statements, targets and nodes also have the same spans."""
+    assert built == parsed and built.source == parsed.source
+    for a, b in zip(built.statements, parsed.statements, strict=True):
+        assert (a.span, a.target_span) == (b.span, b.target_span), a
+        nodes_a, nodes_b = list(walk(a.expr)), list(walk(b.expr))
+        assert len(nodes_a) == len(nodes_b)
+        for x, y in zip(nodes_a, nodes_b, strict=True):
+            assert type(x) is type(y) and x == y
+            assert getattr(x, "span", None) == getattr(y, "span", None), (a, x)
+
+
+@pytest.mark.parametrize("chunks", [
+    ["s0_bh = tanh(x0_bd W_dh + b_h)", "\n\ns1_bh = tanh(x1_bd W_dh + s0_bk U_kh + b_h)\n",
+     "L = sum_{b,h}((s0_bh - y0_bh)^2) + sum_{b,h}((s1_bh - y1_bh)^2)"],
+    ["Z_nc = E[tok[n], d] V_dc  # a comment", "P_nc = softmax_c(Z_nc); L = -sum_n(log(P[n, y[n]]))"],
+    ["y_i = X[n, i+k] w_k", "A_ij = inv_ij(B_ij) + det_kl(B_kl) δ_ij",
+     "m = max(a, b) + where(c > 0, c, 0) + max_i(v_i)", "q = logsumexp_i(v_i) + |i| + sum_i(v_i^2)"],
+    ["\n\nH_nh = relu(X_nd W_dh + b_h)\nZ_nc = H_nh V_hc\n\n", "L = sum_n(logsumexp_c(Z_nc) - Z_nc Y_nc)"],
+])
+def test_program_builder_reuses_each_chunk_as_parsing_the_whole_text_would(chunks):
+    # build() takes each chunk's statements as add() parsed them, positions moved to the
+    # chunk's place in the program: the same program, spans included, as parsing it all.
+    b = eg.ProgramBuilder()
+    for chunk in chunks:
+        b.add(chunk)
+    _same_with_positions(b.build(), eg.parse("\n".join(chunk.strip("\n") for chunk in chunks)))
+
+
+def test_program_builder_build_parses_again_a_chunk_that_warned():
+    # The build's warning shows the statement's line in the whole program (line 2).
+    b = eg.ProgramBuilder()
+    b.add("y_i = x_i")
+    with pytest.warns(eg.SurprisingSumWarning, match=r"line 1: L = log\(y_i\)"):
+        b.add("L = log(y_i)")
+    with pytest.warns(eg.SurprisingSumWarning, match=r"line 2: L = log\(y_i\)"):
+        program = b.build()
+    _same_with_positions(program, eg.parse("y_i = x_i\nL = log(y_i)"))
+
+
+def test_program_builder_build_restores_the_garbage_collector():
+    # build pauses the cyclic collector while it puts the program together, and leaves it
+    # as it found it, also when the program is refused.
+    import gc
+
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            b = eg.ProgramBuilder()
+            b.add("y_i = x_i")
+            assert len(b.build()) == 1 and gc.isenabled() == enabled
+            b.add("y_i = 2 x_i")
+            with pytest.raises(eg.ProgramError, match="assigned twice"):
+                b.build()
+            assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_nodes_share_their_sets_of_names_and_leaves_are_read_off():
+    # One frozenset per distinct set of names (less for the cyclic collector to traverse);
+    # a leaf's names are read off it rather than cached.
+    from eingrad.expr import Const, Delta, Size, Tensor, index_names, integer_tensors, mentions
+
+    x, y = Tensor("x", ("i", "j")), Tensor("y", ("j", "i"))
+    assert x.free is y.free == frozenset("ij")
+    assert index_names(x) == frozenset("ij") and index_names(Delta(("i", "k"))) == frozenset("ik")
+    assert index_names(Size("n")) == frozenset("n") and index_names(Const(2)) == frozenset()
+    assert mentions(x) == frozenset({"x"}) and mentions(Const(2)) == frozenset()
+    assert integer_tensors(x) == frozenset()
+    program = eg.parse("L = sum_n(Z[n, y[n]]) + sum_{n,c}(Z_nc)")
+    assert program.index_inputs == frozenset({"y"})
+    assert index_names(program.statements[0].expr) == {"c", "i", "n"}  # Σ_{n,i} Z_ni δ[i, y[n]] + Σ_cn Z_nc
+
+
+def test_grad_indexes_the_forward_statements_once(monkeypatch):
+    # Every emitted statement is folded against the forward definitions (tanh's s_t);
+    # indexing them once per statement made an unrolled loop's gradient quadratic.
+    from eingrad.simplify.forward import ForwardTable
+
+    built = []
+    init = ForwardTable.__init__
+    monkeypatch.setattr(ForwardTable, "__init__", lambda self, statements: built.append(1) or init(self, statements))
+    program = rnn_program(6, False)
+    gradient = eg.grad(program, wrt=["W", "U", "b"])
+    assert len(built) == 1
+    assert len(gradient) == len(program) + 6 + 3
 
 
 def test_to_dot_lists_inputs_statements_and_reads():

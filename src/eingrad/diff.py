@@ -16,7 +16,7 @@ where that is exact and cheaper: ``exp' = exp``, ``tanh' = 1 - tanh²``,
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -430,18 +430,24 @@ def user_names(
     mapping: dict[str, str] = {}
     fixed = set(free)
 
-    def candidates(index: str, body: Expr) -> list[str]:
-        names = []
+    def candidates(index: str, body: Expr) -> Iterator[str]:
+        # Lazily, each name once, in order: the loop below mostly takes the first (the
+        # own name of the first tensor axis the binder runs over), so most of the body
+        # is never walked.
+        seen: set[str] = set()
         for node in E.walk(body):
             if isinstance(node, Tensor):
                 for axis, i in enumerate(node.indices):
                     if i == index:
                         own = classes.own_name(node.name, axis)
-                        if own is not None:
-                            names.append(own)
+                        if own is not None and own not in seen:
+                            seen.add(own)
+                            yield own
         if index in name_class:
-            names += classes.names(name_class[index])
-        return list(dict.fromkeys(names))
+            for name in classes.names(name_class[index]):
+                if name not in seen:
+                    seen.add(name)
+                    yield name
 
     def rename_binders(node: Expr, around: frozenset[str], beside: frozenset[str]) -> Expr:
         # around: names bound by enclosing binders; beside: names occurring in the factors
@@ -490,18 +496,22 @@ def user_names(
         ))
 
     out = rename_binders(e, frozenset(), frozenset())
+    rename_binders = None  # noqa: F841 - breaks the closure's cycle: refcounting frees it now, not the collector
     # Sizes of indices no tensor carries: the name of one that carries an axis of that size.
     carried: dict[tuple, list[str]] = {}
     carried_names: set[str] = set()
+    sizes: list[Size] = []
     for node in E.walk(out):
         if isinstance(node, (Tensor, Delta)):
             carried_names.update(node.indices)
         if isinstance(node, Tensor):
             for axis, i in enumerate(node.indices):
                 carried.setdefault(name_class.get(i, classes.of(node.name, axis)), []).append(i)
+        elif isinstance(node, Size):
+            sizes.append(node)
     size_map: dict[str, str] = {}
-    for node in E.walk(out):
-        if isinstance(node, Size) and node.index not in carried_names and node.index in name_class:
+    for node in sizes:  # in the order a walk meets them
+        if node.index not in carried_names and node.index in name_class:
             names = carried.get(name_class[node.index])
             if names:
                 own = classes.own_name(*sized[node.index]) if node.index in sized else None
@@ -530,8 +540,12 @@ def _occurring(e: Expr) -> frozenset[str]:
     return out.union(*(_occurring(child) for child in e.children))
 
 
-@lru_cache(maxsize=65536)
 def _has_binder(e: Expr) -> bool:
+    return not isinstance(e, E.LEAVES) and _has_binder_inside(e)  # a leaf binds nothing (not cached)
+
+
+@lru_cache(maxsize=65536)
+def _has_binder_inside(e: Expr) -> bool:
     return bool(e.binds) or isinstance(e, MatFn) or any(_has_binder(child) for child in e.children)
 
 

@@ -66,14 +66,37 @@ __all__ = [
     "rebuild",
     "tensor_refs",
     "integer_tensors",
+    "LEAVES",
     "rename_indices",
     "merges_matrix_axes",
 ]
 
 
+#: One frozenset per distinct set of names, shared by the nodes (free indices) and cached
+#: results (index_names, mentions) that have it: a set per node was an object more for the
+#: cyclic garbage collector to traverse (a quarter of what a long gradient leaves).
+#: Emptied when many programs' fresh names fill it.
+_FREE_SETS: dict[frozenset, frozenset] = {}
+
+
+def _shared(names: frozenset) -> frozenset:
+    """The one frozenset equal to ``names`` (see _FREE_SETS)."""
+    shared = _FREE_SETS.get(names)
+    if shared is None:
+        if len(_FREE_SETS) >= 1 << 16:
+            _FREE_SETS.clear()
+        shared = _FREE_SETS[names] = names
+    return shared
+
+
 def _finish(node: Expr, free: Iterable[str], key: tuple) -> None:
-    object.__setattr__(node, "_free", frozenset(free))
+    object.__setattr__(node, "_free", _shared(frozenset(free)))
     object.__setattr__(node, "_hash", hash((type(node).__name__,) + key))
+
+
+def _same_fraction(a: Fraction, b: Fraction) -> bool:
+    """``a == b`` for two Fractions (kept in lowest terms), without Fraction.__eq__'s type checks."""
+    return a.numerator == b.numerator and a.denominator == b.denominator
 
 
 class Expr:
@@ -174,7 +197,9 @@ class Const(Expr):
         _finish(self, (), (self.value,))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Const) and self.value == other.value
+        # Equal values hash alike: the hashes rule most pairs out; then both values are
+        # Fractions in lowest terms, equal when their parts are (Fraction.__eq__ is slower).
+        return isinstance(other, Const) and self._hash == other._hash and _same_fraction(self.value, other.value)
 
     def __repr__(self) -> str:
         return f"Const(Fraction({self.value.numerator}, {self.value.denominator}))"
@@ -265,7 +290,8 @@ class Pow(Expr):
         return power(children[0], self.exponent)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Pow) and self.exponent == other.exponent and self.base == other.base
+        return (isinstance(other, Pow) and self._hash == other._hash
+                and _same_fraction(self.exponent, other.exponent) and self.base == other.base)
 
     def __repr__(self) -> str:
         e = self.exponent
@@ -292,7 +318,7 @@ class Call(Expr):
         return call(self.fn, children[0])
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Call) and self.fn == other.fn and self.arg == other.arg
+        return isinstance(other, Call) and self._hash == other._hash and self.fn == other.fn and self.arg == other.arg
 
     def __repr__(self) -> str:
         return f"Call({self.fn!r}, {self.arg!r})"
@@ -304,6 +330,7 @@ class _Binder(Expr):
     def __eq__(self, other: object) -> bool:
         return (
             type(self) is type(other)
+            and self._hash == other._hash  # type: ignore[attr-defined]
             and self.indices == other.indices  # type: ignore[attr-defined]
             and self.body == other.body  # type: ignore[attr-defined]
         )
@@ -564,15 +591,28 @@ def position_text(terms: tuple[tuple[int, str], ...], offset: int) -> str:
     return out
 
 
-@lru_cache(maxsize=65536)
 def integer_tensors(e: Expr) -> frozenset[str]:
-    """The names of the tensors ``e`` reads as indices (the tables of its picks); cached."""
+    """The names of the tensors ``e`` reads as indices (the tables of its picks); cached
+    for every node with operands (a leaf reads none: a pick's table is its operand)."""
+    return _NO_NAMES if isinstance(e, LEAVES) else _integer_tensors(e)
+
+
+@lru_cache(maxsize=65536)
+def _integer_tensors(e: Expr) -> frozenset[str]:
     if isinstance(e, Pick):
         return frozenset((e.table.name,))
-    out: frozenset[str] = frozenset()
+    out: frozenset[str] = _NO_NAMES
     for child in e.children:
         out |= integer_tensors(child)
-    return out
+    return out or _NO_NAMES  # one empty set for the many nodes without picks
+
+
+#: The empty set of names, shared (a set per cached node is work for the garbage collector).
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+#: The kinds of node without operands (a test as cheap as isinstance, not a property call).
+LEAVES = (Tensor, Const, Delta, Size, Shift)
 
 
 #: Linear-algebra functions of a matrix (LANGUAGE.md §9): ``inv`` keeps its axes, the others bind them.
@@ -793,9 +833,21 @@ def compare(op: str, left: Expr, right: Expr) -> Expr:
 # ---------------------------------------------------------------- traversal helpers
 
 
-@lru_cache(maxsize=65536)
 def index_names(e: Expr) -> frozenset[str]:
-    """Every index name in ``e`` (free, bound, of sizes); cached: nodes are immutable."""
+    """Every index name in ``e`` (free, bound, of sizes); cached for nodes with operands
+    (nodes are immutable).  A leaf's are read off it: caching them only gave the cyclic
+    garbage collector an entry more per leaf to traverse."""
+    if not isinstance(e, LEAVES):
+        return _index_names(e)
+    if isinstance(e, (Tensor, Delta, Shift)):
+        return e.free  # their indices, as a set
+    if isinstance(e, Size):
+        return frozenset((e.index,))
+    return _NO_NAMES
+
+
+@lru_cache(maxsize=65536)
+def _index_names(e: Expr) -> frozenset[str]:
     if isinstance(e, (Tensor, Delta)):
         return frozenset(e.indices)
     if isinstance(e, Size):
@@ -809,18 +861,24 @@ def index_names(e: Expr) -> frozenset[str]:
         out = frozenset(e.axes)
     for child in e.children:
         out |= index_names(child)
-    return out
+    return _shared(out)
+
+
+def mentions(e: Expr) -> frozenset[str]:
+    """The tensor names ``e`` reads (cached for nodes with operands: nodes are immutable)."""
+    if not isinstance(e, LEAVES):
+        return _mentions(e)
+    return frozenset((e.name,)) if isinstance(e, Tensor) else _NO_NAMES
 
 
 @lru_cache(maxsize=65536)
-def mentions(e: Expr) -> frozenset[str]:
-    """The tensor names ``e`` reads (cached: nodes are immutable)."""
+def _mentions(e: Expr) -> frozenset[str]:
     if isinstance(e, Tensor):
         return frozenset((e.name,))
     out: frozenset[str] = frozenset()
     for child in e.children:
         out |= mentions(child)
-    return out
+    return _shared(out)
 
 
 def rename_tensors(e: Expr, mapping: dict[str, str]) -> Expr:
@@ -889,7 +947,9 @@ def walk(e: Expr) -> Iterator[Expr]:
     while stack:
         node = stack.pop()
         yield node
-        stack.extend(reversed(node.children))
+        children = node.children
+        if children:  # leaves (most nodes) add nothing
+            stack.extend(children[::-1])
 
 
 def tensor_refs(e: Expr) -> Iterator[Tensor]:
@@ -932,6 +992,10 @@ def rename_indices(e: Expr, mapping: dict[str, str]) -> Expr:
         mapping = _unshadowed(e, mapping)
     if isinstance(e, Tensor):
         return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span)
+    if isinstance(e, Mul):  # the commonest nodes first
+        return Mul(tuple(rename_indices(f, mapping) for f in e.factors))
+    if isinstance(e, Sum):
+        return Sum(tuple(mapping.get(i, i) for i in e.indices), rename_indices(e.body, mapping))
     if isinstance(e, Delta):
         return Delta(tuple(mapping.get(i, i) for i in e.indices), e.span)
     if isinstance(e, Const):

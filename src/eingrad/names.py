@@ -77,7 +77,7 @@ def is_valid_tensor_name(text: str) -> bool:
 
 def fresh_index(taken: Iterable[str], preferred: str = "i") -> str:
     """A single-letter index name not in ``taken`` (falls back to ``i1``, ``i2``...)."""
-    used = set(taken)
+    used = taken if isinstance(taken, (set, frozenset)) else set(taken)  # read only: no copy
     order = [preferred] + list("ijklmnopqrstuvwxyzabcdefgh") + list("αβγεζηθκμνξπρστυφχψω")
     for name in order:
         if name not in used and name not in reserved_words():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from . import expr as E
 from .errors import ProgramError, Span
 from .expr import Expr, Tensor, tensor_refs
 
@@ -199,7 +202,10 @@ class Program:
                         wanted.update(rec.members)
             if len(wanted) == before or not self._index.recurrences:
                 break
-        return Program(tuple(s for s in self.statements if s.target in wanted), self.source, self.unread)
+        kept = tuple(s for s in self.statements if s.target in wanted)
+        if len(kept) == len(self.statements):
+            return self  # every statement is needed: the same (immutable) program, not checked again
+        return Program(kept, self.source, self.unread)
 
     def to_dot(self, parameters: Iterable[str] = ()) -> str:
         """The computation graph in Graphviz DOT: inputs, statements, and an edge per read.
@@ -307,24 +313,132 @@ class ProgramBuilder:
         program = b.build()
 
     Each ``add`` checks its text at once (so an error points at the line just
-    added); ``build`` checks the program as a whole.
+    added); ``build`` checks the program as a whole.  ``build`` reuses each
+    chunk's statements as ``add`` parsed them, their positions moved to where the
+    chunk starts in the program's text: the program parsed from that text, without
+    parsing it again (one statement per step of a long loop, parsed twice, was half
+    the time of building it).
     """
 
     def __init__(self) -> None:
         self._chunks: list[str] = []
+        # Per chunk: its statements as parsed by add, and how many leading newlines
+        # strip("\n") took from the text they were parsed from; None to parse it again.
+        self._parsed: list[tuple[tuple[Statement, ...], int] | None] = []
 
     def add(self, text: str) -> ProgramBuilder:
         """Append one or more statements (text in the language); returns self."""
-        from .syntax import parse_program
+        from .syntax import parse_program, parser
 
-        parse_program(text)  # syntax and index rules of the new text alone
+        warned = parser.warnings_issued
+        program = parse_program(text)  # syntax and index rules of the new text alone
         self._chunks.append(text.strip("\n"))
+        # A chunk that warned is parsed again (its warnings then show the whole program's
+        # positions); a byte-order mark is only skipped at the start of a text.
+        reuse = parser.warnings_issued == warned and "\ufeff" not in text
+        lead = len(text) - len(text.lstrip("\n"))
+        self._parsed.append((program.statements, lead) if reuse else None)
         return self
 
     def build(self) -> Program:
         from .syntax import parse_program
 
-        return parse_program("\n".join(self._chunks))
+        text = "\n".join(self._chunks)
+        statements: list[Statement] = []
+        start = 0
+        with _without_cyclic_gc():
+            for chunk, parsed in zip(self._chunks, self._parsed, strict=True):
+                moved = None if parsed is None else _moved_statements(parsed[0], start - parsed[1])
+                if moved is None:
+                    break
+                statements.extend(moved)
+                start += len(chunk) + 1
+            else:
+                if statements:
+                    return Program(tuple(statements), text)
+        return parse_program(text)
 
     def __len__(self) -> int:
         return len(self._chunks)
+
+
+@contextmanager
+def _without_cyclic_gc():
+    """Pause Python's cyclic garbage collector while a program is put together.
+
+    Expression trees are immutable and acyclic, so reference counting frees what
+    is dropped; a full pass of the collector over a heap that grows with the
+    program (a long loop's statements) cost more than building it.  Its state is
+    restored afterwards (as :func:`eingrad.reverse.gradient_program` does)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _moved_statements(statements: tuple[Statement, ...], by: int) -> list[Statement] | None:
+    """``statements`` with every position (of the statement, its target and each node
+    that has one) moved ``by`` characters; None if a node is of a kind not known here."""
+    out = []
+    memo: dict[int, Expr] = {}
+    for stmt in statements:
+        expr = _moved(stmt.expr, by, memo)
+        if expr is None:
+            return None
+        out.append(Statement(stmt.target, stmt.indices, expr, _moved_span(stmt.span, by),
+                             _moved_span(stmt.target_span, by), stmt.like, stmt.sizes_from))
+    return out
+
+
+def _moved_span(span: Span | None, by: int) -> Span | None:
+    return None if span is None else Span(span.start + by, span.end + by)
+
+
+def _moved(e: Expr, by: int, memo: dict[int, Expr]) -> Expr | None:
+    """``e`` with its positions moved ``by`` characters, the same tree built as it is
+    (not through the smart constructors); None for a kind of node not known here."""
+    hit = memo.get(id(e))
+    if hit is not None:
+        return hit
+    kind = type(e)
+    out: Expr | None
+    if kind is Tensor:
+        out = Tensor(e.name, e.indices, _moved_span(e.span, by))  # type: ignore[attr-defined]
+    elif kind is E.Const or kind is E.Size:
+        out = e
+    elif kind is E.Delta:
+        out = E.Delta(e.indices, _moved_span(e.span, by))  # type: ignore[attr-defined]
+    elif kind is E.Shift:
+        out = E.Shift(e.index, e.terms, e.offset, _moved_span(e.span, by))  # type: ignore[attr-defined]
+    else:
+        children = []
+        for child in e.children:
+            moved = _moved(child, by, memo)
+            if moved is None:
+                return None
+            children.append(moved)
+        build = _REBUILD.get(kind)
+        out = None if build is None else build(e, tuple(children), by)
+        if out is None:
+            return None
+    memo[id(e)] = out
+    return out
+
+
+#: How each kind of node with children is built again over moved children, as it was.
+_REBUILD = {
+    E.Add: lambda e, c, by: E.Add(c),
+    E.Mul: lambda e, c, by: E.Mul(c),
+    E.Pow: lambda e, c, by: E.Pow(c[0], e.exponent),
+    E.Call: lambda e, c, by: E.Call(e.fn, c[0]),
+    E.Sum: lambda e, c, by: E.Sum(e.indices, c[0]),
+    E.LogSumExp: lambda e, c, by: E.LogSumExp(e.indices, c[0]),
+    E.Reduce: lambda e, c, by: E.Reduce(e.op, e.indices, c[0]),
+    E.Choose: lambda e, c, by: E.Choose(e.op, c),
+    E.Compare: lambda e, c, by: E.Compare(e.op, c[0], c[1]),
+    E.MatFn: lambda e, c, by: E.MatFn(e.op, e.axes, c[0], _moved_span(e.span, by)),
+    E.Pick: lambda e, c, by: E.Pick(e.index, c[0], _moved_span(e.span, by)) if type(c[0]) is Tensor else None,
+}

@@ -22,6 +22,7 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -41,7 +42,7 @@ from .names import fresh_index
 from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
 from .simplify.engine import fold_softmax
-from .simplify.forward import drop_centred_sums, spread_sign, use_forward_values
+from .simplify.forward import ForwardTable, drop_centred_sums, spread_sign, use_forward_values
 from .simplify.reads import split_shifted_reads
 from .simplify.rules import like_terms_combine
 
@@ -150,8 +151,36 @@ def gradient_program(
     prefix: str | None = None,
 ) -> Program:
     """The forward statements the gradients need, then one statement per adjoint and per input."""
-    with _without_cyclic_gc():
+    with _without_cyclic_gc(), _forward_tables():
         return _gradient_program(program, wrt, output, seed, prefix)
+
+
+# The forward statements' definitions indexed for _folded, by the identity of the
+# statement list it is given, for the duration of one gradient_program call.
+_FORWARD_TABLES: ContextVar[dict[int, tuple[list, ForwardTable]] | None] = ContextVar("forward_tables", default=None)
+
+
+@contextmanager
+def _forward_tables():
+    """Index the forward statements once per gradient program, not once per emitted
+    statement (which made an unrolled loop's gradient quadratic in its length)."""
+    token = _FORWARD_TABLES.set({})
+    try:
+        yield
+    finally:
+        _FORWARD_TABLES.reset(token)
+
+
+def _forward_table(forward: list[Statement]) -> ForwardTable:
+    """The :class:`ForwardTable` of ``forward``, built once per list while a gradient
+    program is built (the list is not changed meanwhile); built afresh outside one."""
+    tables = _FORWARD_TABLES.get()
+    if tables is None:
+        return ForwardTable(forward)
+    entry = tables.get(id(forward))
+    if entry is None or entry[0] is not forward:
+        entry = tables[id(forward)] = (forward, ForwardTable(forward))
+    return entry[1]
 
 
 def _gradient_program(
@@ -294,7 +323,8 @@ def _folded(stmt: Statement, forward: list[Statement]) -> Statement:
     so that it prints as ``softmax_k(z_k)`` (the same value), and with the forward pass's
     own values where they recur (``P_nc`` for ``softmax_c(Z_nc)``)."""
     # Only the forward statements the gradient program keeps (those its output needs).
-    folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, forward)), forward)
+    table = _forward_table(forward)
+    folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, table)), table)
     folded = split_shifted_reads(spread_sign(folded))
     return stmt if folded is stmt.expr else replace(stmt, expr=folded)
 
@@ -314,6 +344,8 @@ def _total(contributions: list[Expr], indices: tuple[str, ...]) -> tuple[Expr, t
     total = rename_bound_apart(add(*(c.expr for c in contributions)), avoid=set(indices) | sized_names)
     combined = like_terms_combine(total)
     total = combined if combined is not None else total
+    if not sized_names:  # no size to keep (most adjoints): no need to look for sizes
+        return total, ()
     sizes = {node.index for node in E.walk(total) if isinstance(node, E.Size)}
     sized = tuple(entry for c in contributions for entry in c.sizes_from if entry[0] in sizes)
     return total, sized
@@ -327,6 +359,8 @@ def _readable_sizes(
 
     While contributions are collected, each size has a name used nowhere else, so that
     sums of contributions cannot confuse two sizes; a finished statement can say |n|."""
+    if not sized:  # no size to name
+        return e, sized
     carried = {i for node in E.walk(e) if isinstance(node, (Tensor, E.Delta)) for i in node.indices}
     carried |= {i for node in E.walk(e) for i in node.binds}
     ugly = {name for name, _, _ in sized if name not in carried}
@@ -374,7 +408,7 @@ def _readable(stmt: Statement, classes: AxisClasses) -> Statement:
         expr = mul(E.power(Tensor(stmt.like, stmt.indices), 0), expr)
         carried |= set(stmt.indices)
     renamed = {mapping.get(i, i): src for i, src in sized.items()}
-    while True:
+    while renamed:  # sizes to carry come from sizes_from: none without it
         sizes = {node.index for node in E.walk(expr) if isinstance(node, E.Size)}
         loose = sorted((sizes - carried) & renamed.keys())
         if not loose:
@@ -538,9 +572,13 @@ def _part_shape(part: Expr, target: str, seed_expr: Expr, cache: dict) -> _Shape
         )
         to_placeholder = {name: f"T{k}" for k, name in enumerate(names)}
         back = {placeholder: name for name, placeholder in to_placeholder.items()}
-        shape = cache[key] = _Shape(
-            to_placeholder, back, E.rename_tensors(part, to_placeholder), E.rename_tensors(seed_expr, to_placeholder)
-        )
+        # One object per renamed form: the contribution cache's keys then compare by
+        # identity, not node by node, for every step of a loop.
+        renamed_part = E.rename_tensors(part, to_placeholder)
+        renamed_seed = E.rename_tensors(seed_expr, to_placeholder)
+        renamed_part = cache.setdefault(("form", renamed_part), renamed_part)
+        renamed_seed = cache.setdefault(("form", renamed_seed), renamed_seed)
+        shape = cache[key] = _Shape(to_placeholder, back, renamed_part, renamed_seed)
     return shape
 
 

@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from ..errors import EingradError
 from ..expr import (
+    LEAVES,
     Add,
     Call,
     Choose,
@@ -103,11 +104,17 @@ def rename_bound_apart(
         kids = tuple(visit(c) for c in node.children)
         return node if kids == node.children else node.with_children(kids)
 
-    return visit(e)
+    out = visit(e)
+    visit = None  # noqa: F841 - breaks the closure's cycle: refcounting frees it now, not the collector
+    return out
+
+
+def _has_binder(e: Expr) -> bool:
+    return not isinstance(e, LEAVES) and _has_binder_inside(e)  # a leaf binds nothing (not cached)
 
 
 @lru_cache(maxsize=65536)
-def _has_binder(e: Expr) -> bool:
+def _has_binder_inside(e: Expr) -> bool:
     return bool(e.binds) or any(_has_binder(c) for c in e.children)
 
 
@@ -247,8 +254,12 @@ def simplify(
     return out
 
 
-@lru_cache(maxsize=65536)
 def _has_logsumexp(e: Expr) -> bool:
+    return not isinstance(e, LEAVES) and _has_logsumexp_inside(e)  # a leaf is none (not cached)
+
+
+@lru_cache(maxsize=65536)
+def _has_logsumexp_inside(e: Expr) -> bool:
     return isinstance(e, LogSumExp) or any(_has_logsumexp(c) for c in e.children)
 
 

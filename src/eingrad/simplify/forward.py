@@ -13,6 +13,7 @@ from fractions import Fraction
 
 from ..canonical import canonical
 from ..expr import (
+    LEAVES,
     ZERO,
     Add,
     Call,
@@ -33,7 +34,7 @@ from ..expr import (
 )
 from .engine import fold_softmax
 
-__all__ = ["drop_centred_sums", "spread_sign", "use_forward_values"]
+__all__ = ["ForwardTable", "drop_centred_sums", "spread_sign", "use_forward_values"]
 
 # Definitions worth naming where they recur: the nonlinear ones (relu, tanh, softmax,
 # max, log-sum-exp, selections). A contraction X_nd W_dh is left as it reads, and so
@@ -45,6 +46,67 @@ def _key(e: Expr) -> tuple:
     return (type(e).__name__, getattr(e, "fn", None), getattr(e, "op", None), len(e.free))
 
 
+class ForwardTable:
+    """The forward statements' definitions, indexed once for the many results of one
+    gradient program (a loop unrolled τ steps folds O(τ) results against O(τ)
+    definitions: indexing them once per result would be quadratic).
+
+    The named definitions' kinds (``_key``) are found when a result is first folded; a
+    kind's forms, the target indices renamed to placeholders ``$0, $1, ...`` and written
+    canonically, only when a result holds a node of that kind (:meth:`patterns`).
+    ``means`` are the statements ``m_I = mean_K(b)`` with their ``b``, found when first
+    asked for."""
+
+    __slots__ = ("_forms", "_means", "_pending", "_statements")
+
+    def __init__(self, statements: Iterable) -> None:
+        self._statements = list(statements)
+        # kind -> [(position, statement, definition)], in statement order, not yet indexed
+        # (None until a result is first folded: drop_centred_sums needs only the means).
+        self._pending: dict[tuple, list] | None = None
+        self._forms: dict[tuple, dict[Expr, tuple[int, object]]] = {}
+        self._means: list | None = None
+
+    @property
+    def means(self) -> list:
+        if self._means is None:
+            self._means = [(s, body) for s in self._statements if (body := _mean_body(s.expr)) is not None]
+        return self._means
+
+    def _kinds(self) -> dict[tuple, list]:
+        if self._pending is None:
+            self._pending = {}
+            for position, stmt in enumerate(self._statements):
+                x = fold_softmax(stmt.expr)
+                if not isinstance(x, _NAMED) or len(set(stmt.indices)) != len(stmt.indices):
+                    continue
+                if x.free != frozenset(stmt.indices) or len(stmt.indices) > 4:
+                    continue
+                self._pending.setdefault(_key(x), []).append((position, stmt, x))
+        return self._pending
+
+    def __bool__(self) -> bool:
+        return bool(self._kinds()) or bool(self._forms)
+
+    def patterns(self, key: tuple) -> dict[Expr, tuple[int, object]] | None:
+        """The definitions of kind ``key``: renamed canonical form -> (position, statement)
+        of its first definer; None when there are none."""
+        forms = self._forms.get(key)
+        if forms is None:
+            pending = self._kinds().pop(key, None)
+            if pending is None:
+                return None
+            forms = self._forms[key] = {}
+            for position, stmt, x in pending:
+                temp = {i: f"${k}" for k, i in enumerate(stmt.indices)}
+                forms.setdefault(canonical(rename_indices(canonical(x), temp)), (position, stmt))
+        return forms
+
+
+def _table(statements: Iterable) -> ForwardTable:
+    return statements if isinstance(statements, ForwardTable) else ForwardTable(statements)
+
+
 def use_forward_values(e: Expr, statements: Iterable) -> Expr:
     """``e`` with every subexpression equal, up to the names of its free indices, to a
     statement's definition ``T_I = f(...)`` written as that target ``T_J``.
@@ -52,24 +114,19 @@ def use_forward_values(e: Expr, statements: Iterable) -> Expr:
     Identity: ``f(x)_J = T_J`` when the program computed ``T_I = f(x)_I``; exact, the
     value is the one the forward pass holds.  Only nonlinear definitions (functions,
     softmax, reductions, selections, matrix functions) are matched, each with distinct
-    target indices that its definition all mentions."""
-    patterns: dict[tuple, list] = {}
-    for stmt in statements:
-        x = fold_softmax(stmt.expr)
-        if not isinstance(x, _NAMED) or len(set(stmt.indices)) != len(stmt.indices):
-            continue
-        if x.free != frozenset(stmt.indices) or len(stmt.indices) > 4:
-            continue
-        temp = {i: f"${k}" for k, i in enumerate(stmt.indices)}
-        patterns.setdefault(_key(x), []).append((stmt, canonical(rename_indices(canonical(x), temp))))
-    if not patterns:
+    target indices that its definition all mentions.  ``statements`` may be a
+    :class:`ForwardTable` of them, built once for many results."""
+    table = _table(statements)
+    if not table:
         return e
     memo: dict[Expr, Expr] = {}
 
     def visit(node: Expr) -> Expr:
+        if isinstance(node, LEAVES):  # a leaf is no definition (each kind matched has operands)
+            return node
         if node in memo:
             return memo[node]
-        out = _match(node, patterns.get(_key(node), ()))
+        out = _match(node, table.patterns(_key(node)))
         if out is None and _is_softmax(node):
             out = node  # softmax_k(z_k) reads as itself, not as exp(z_k - l)
         if out is None:
@@ -78,7 +135,9 @@ def use_forward_values(e: Expr, statements: Iterable) -> Expr:
         memo[node] = out
         return out
 
-    return visit(e)
+    out = visit(e)
+    visit = None  # noqa: F841 - breaks the closure's cycle: refcounting frees its memo now
+    return out
 
 
 def _is_softmax(node: Expr) -> bool:
@@ -86,26 +145,32 @@ def _is_softmax(node: Expr) -> bool:
         isinstance(f, LogSumExp) for t in node.arg.terms for f in factors_of(t))
 
 
-def _match(node: Expr, candidates) -> Expr | None:
-    if not candidates:
+def _match(node: Expr, patterns: dict | None) -> Expr | None:
+    """The first definer's target (by position), read with the first order of ``node``'s
+    free indices that makes its renamed canonical form a definition's."""
+    if not patterns:
         return None
     free = sorted(node.free)
     base = canonical(node)
-    for stmt, pattern in candidates:
-        for order in itertools.permutations(free):
-            temp = {i: f"${k}" for k, i in enumerate(order)}
-            if canonical(rename_indices(base, temp)) == pattern:
-                return Tensor(stmt.target, tuple(order))
-    return None
+    best = None
+    for order in itertools.permutations(free):
+        temp = {i: f"${k}" for k, i in enumerate(order)}
+        hit = patterns.get(canonical(rename_indices(base, temp)))
+        if hit is not None and (best is None or hit[0] < best[0][0]):
+            best = (hit, order)
+    if best is None:
+        return None
+    (_, stmt), order = best
+    return Tensor(stmt.target, tuple(order))
 
 
 def drop_centred_sums(e: Expr, statements: Iterable) -> Expr:
     """``e`` with every sum of a centred variable written as 0.
 
     Identity: ``Σ_n(x_n − m) = 0`` when the program computed ``m = mean_n(x_n)``
-    (``Σ_n x_n = |n| m``); the products and sums holding it become 0 with it."""
-    means = [(s, _mean_body(s.expr)) for s in statements]
-    means = [(s, body) for s, body in means if body is not None]
+    (``Σ_n x_n = |n| m``); the products and sums holding it become 0 with it.
+    ``statements`` may be a :class:`ForwardTable` of them."""
+    means = _table(statements).means
     if not means:
         return e
     memo: dict[Expr, Expr] = {}

@@ -29,6 +29,7 @@ from ..expr import (
     add,
     call,
     factors_of,
+    mentions,
     merges_matrix_axes,
     mul,
     neg,
@@ -313,6 +314,11 @@ def like_terms_combine(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
     split = [_split_coefficient(term) for term in e.terms]
+    # Alike terms read the same tensors and have the same free indices: where no two
+    # terms do (a loop's gradient, one term per step), none are alike, without keys.
+    readers = {(mentions(rest), rest.free) for _, rest in split}
+    if len(readers) == len(split):
+        return None
     # Only terms with the same class key (same tensors, functions, powers and free
     # indices, in the same arrangement up to summed names) can be alike: compare those
     # cheap keys first, canonical forms only where they collide.

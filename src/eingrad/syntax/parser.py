@@ -1028,6 +1028,16 @@ def _check_no_shadowing(index: str, lca: tuple[int, ...], span: Span, binder_lis
             )
 
 
+#: How many warnings parsing has issued in this process (ProgramBuilder.build parses a
+#: chunk again, to warn with the whole program's positions, when parsing it warned).
+warnings_issued = 0
+
+
+def _note_warning() -> None:
+    global warnings_issued
+    warnings_issued += 1
+
+
 def _warn_if_hidden_inside(rhs, lca, index, occ: _Occurrence, text: str) -> None:
     """``L = log(p_i)`` sums inside the log: legal, but rarely what was meant."""
     node = rhs
@@ -1046,6 +1056,7 @@ def _warn_if_hidden_inside(rhs, lca, index, occ: _Occurrence, text: str) -> None
             else:
                 what = node.kind
             where = f"{what}(...)" if isinstance(node, (RCall, RBinder, RTransform, RChoose)) else what
+            _note_warning()
             warnings.warn(
                 SurprisingSumWarning(
                     f"index {index!r} occurs once, inside {where}: it is summed inside, "
@@ -1260,6 +1271,7 @@ def _warn_if_matrix_notation(target: RTensor, rhs, span: Span, text: str) -> Non
     if len(capitals) < 2:
         return
     product = " ".join(f.name for f in capitals)
+    _note_warning()
     warnings.warn(
         MatrixNotationWarning(
             f"{target.name} = ... has no indices, so {product} is a product of scalars, "
