@@ -267,8 +267,11 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
             )
         ranks.setdefault(name, (rank, span))
 
+    refs = []
     for stmt in statements:
-        for ref in tensor_refs(stmt.expr):
+        own = list(tensor_refs(stmt.expr))
+        refs.append(own)
+        for ref in own:
             check_rank(ref.name, len(ref.indices), ref.span)
             first_use.setdefault(ref.name, ref)
         if stmt.target in assigned:
@@ -281,15 +284,18 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
             )
         check_rank(stmt.target, len(stmt.indices), stmt.target_span)
         assigned[stmt.target] = stmt
+    order = {stmt.target: k for k, stmt in enumerate(statements)}
+    if not any(order.get(ref.name, -1) >= k for k, own in enumerate(refs) for ref in own):
+        return _NameIndex(assigned, ranks, first_use, ())  # every read after its assignment
     from .recurrence import find_recurrences
 
     recurrences = tuple(find_recurrences(statements, source))
     group_of = {m: k for k, rec in enumerate(recurrences) for m in rec.members}
     done: set[str] = set()
     used_as_input: dict[str, Span | None] = {}
-    for stmt in statements:
+    for stmt, own in zip(statements, refs, strict=True):
         group = group_of.get(stmt.target)
-        for ref in tensor_refs(stmt.expr):
+        for ref in own:
             if ref.name not in done and not (group is not None and group_of.get(ref.name) == group):
                 used_as_input.setdefault(ref.name, ref.span)
         if stmt.target in used_as_input:

@@ -97,12 +97,14 @@ def rename_bound_apart(
                         aliases[new] = aliases.get(i, i)
                 seen.add(mapping.get(i, i))
             body = visit(rename_indices(node.body, mapping) if mapping else node.body)
+            if not mapping and body is node.body:
+                return node  # nothing renamed: the same node, not a copy
             indices = tuple(mapping.get(i, i) for i in node.indices)
             return node.rebind(indices, body)
         if not node.children:
             return node
         kids = tuple(visit(c) for c in node.children)
-        return node if kids == node.children else node.with_children(kids)
+        return node if all(a is b for a, b in zip(kids, node.children, strict=True)) else node.with_children(kids)
 
     out = visit(e)
     visit = None  # noqa: F841 - breaks the closure's cycle: refcounting frees it now, not the collector
