@@ -230,7 +230,7 @@ def _gradient_program(
         if target not in current and target not in adjoints:
             continue
         if target != output:
-            adjoint, sized = _total(adjoints.pop(target, []), stmt.indices)
+            adjoint, sized = _total(adjoints.pop(target, []), stmt.indices, classes)
             if adjoint == ZERO:
                 continue
             if _worth_a_statement(adjoint):
@@ -263,7 +263,7 @@ def _gradient_program(
     gradients: list[Statement] = []
     for name in wrt:
         indices = _own_indices(program, name, taken, cache)
-        adjoint, sized = _readable_sizes(program, *_total(adjoints.get(name, []), indices), indices, name)
+        adjoint, sized = _readable_sizes(program, *_total(adjoints.get(name, []), indices, classes), indices, name)
         target_name = _unique_name(prefix + name, names)
         names.add(target_name)
         if adjoint == ZERO:
@@ -308,7 +308,7 @@ def _group_adjoints(program, group, wrt, depends, current, adjoints, names, adjo
             adjoints.setdefault(read, []).append(contribution)
     out = []
     for stmt in group:
-        adjoint, sized = _total(adjoints.pop(stmt.target, []), stmt.indices)
+        adjoint, sized = _total(adjoints.pop(stmt.target, []), stmt.indices, classes)
         if adjoint == ZERO:
             adjoint = E.Mul((ZERO, Tensor(stmt.target, stmt.indices)))
         adjoint, sized = _readable_sizes(program, adjoint, sized, stmt.indices, stmt.target)
@@ -325,11 +325,36 @@ def _folded(stmt: Statement, forward: list[Statement]) -> Statement:
     # Only the forward statements the gradient program keeps (those its output needs).
     table = _forward_table(forward)
     folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, table)), table)
-    folded = split_shifted_reads(spread_sign(folded))
+    folded = spread_sign(folded)
+    if table.has_shifts:
+        folded = split_shifted_reads(folded)
     return stmt if folded is stmt.expr else replace(stmt, expr=folded)
 
 
-def _total(contributions: list[Expr], indices: tuple[str, ...]) -> tuple[Expr, tuple]:
+def _sibling_binders(terms: list[Expr], classes: AxisClasses | None) -> frozenset[str]:
+    """Bound names that run over one axis class wherever a term binds them: the terms may
+    all keep them (``n`` in each of the 1000 terms of an unrolled RNN's ``dLdW``)."""
+    if classes is None or len(terms) < 2:
+        return frozenset()
+    roots: dict[str, set] = {}
+    for term in terms:
+        bound = {i for node in E.walk(term) for i in node.binds}
+        if not bound:
+            continue
+        seen = set()
+        for node in E.walk(term):
+            if isinstance(node, Tensor):
+                for axis, i in enumerate(node.indices):
+                    if i in bound:
+                        roots.setdefault(i, set()).add(classes.of(node.name, axis))
+                        seen.add(i)
+        for i in bound - seen:  # bound but read by no tensor (a delta's, a size's): unknown
+            roots.setdefault(i, set()).update({None, ()})
+    return frozenset(i for i, r in roots.items() if len(r) == 1)
+
+
+def _total(contributions: list[Expr], indices: tuple[str, ...],
+           classes: AxisClasses | None = None) -> tuple[Expr, tuple]:
     """The sum of simplified contributions, like terms combined.
 
     Each contribution is simplified on its own; terms of a sum cannot interact
@@ -341,7 +366,9 @@ def _total(contributions: list[Expr], indices: tuple[str, ...]) -> tuple[Expr, t
     # constant along an axis), and a binder named like one would capture it.
     # Nor may a binder of one contribution share its name with a size |n| of another.
     sized_names = {entry[0] for c in contributions for entry in c.sizes_from}
-    total = rename_bound_apart(add(*(c.expr for c in contributions)), avoid=set(indices) | sized_names)
+    total = add(*(c.expr for c in contributions))
+    siblings = _sibling_binders(list(total.terms), classes) if isinstance(total, E.Add) else frozenset()
+    total = rename_bound_apart(total, avoid=set(indices) | sized_names, siblings=siblings - sized_names)
     combined = like_terms_combine(total)
     total = combined if combined is not None else total
     if not sized_names:  # no size to keep (most adjoints): no need to look for sizes

@@ -69,20 +69,36 @@ class Step:
 
 
 def rename_bound_apart(
-    e: Expr, avoid: set[str] | None = None, aliases: dict[str, str] | None = None
+    e: Expr, avoid: set[str] | None = None, aliases: dict[str, str] | None = None,
+    siblings: frozenset[str] = frozenset(),
 ) -> Expr:
     """Give every binder its own index names, distinct from each other and from free ones.
 
     With unique bound names, substituting one index for another (a delta eating
     an index) can never capture a name.  Each new name is recorded in
     ``aliases`` (new -> old), so callers that track index sizes can follow it.
+    ``siblings``: names the caller knows to mean one axis (one size) in every term of
+    ``e``, a sum of terms; binders in different terms never nest, so each term keeps them
+    (a gradient summed over 1000 steps keeps its ``n`` in every term).
     """
     # Every name in e, bound ones too: a binder whose body does not mention it (Σ_s 1)
     # still owns its name (a second binder renamed to it would clash, and its alias
     # would be overwritten).
     taken = set(avoid or ()) | index_names(e)
     seen: set[str] = set(e.free) | set(avoid or ())
+    if not (siblings and isinstance(e, Add)):
+        return _apart(e, seen, taken, aliases)
+    bound: set[str] = set()  # names other than siblings that earlier terms bind
+    terms = []
+    for term in e.terms:
+        own = seen | bound
+        terms.append(_apart(term, own, taken, aliases))
+        bound |= own - seen - siblings  # own grew by the names this term's binders took
+    return e if all(a is b for a, b in zip(terms, e.terms, strict=True)) else Add(tuple(terms))
 
+
+def _apart(e: Expr, seen: set[str], taken: set[str], aliases: dict[str, str] | None) -> Expr:
+    """``rename_bound_apart``'s walk: ``seen`` (names a binder may not take again) grows as it goes."""
     def visit(node: Expr) -> Expr:
         if not _has_binder(node):
             return node

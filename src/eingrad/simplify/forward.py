@@ -24,6 +24,7 @@ from ..expr import (
     Mul,
     Pow,
     Reduce,
+    Shift,
     Size,
     Sum,
     Tensor,
@@ -31,6 +32,7 @@ from ..expr import (
     factors_of,
     mul,
     rename_indices,
+    walk,
 )
 from .engine import fold_softmax
 
@@ -57,7 +59,7 @@ class ForwardTable:
     ``means`` are the statements ``m_I = mean_K(b)`` with their ``b``, found when first
     asked for."""
 
-    __slots__ = ("_forms", "_means", "_pending", "_statements")
+    __slots__ = ("_forms", "_means", "_pending", "_shifts", "_statements")
 
     def __init__(self, statements: Iterable) -> None:
         self._statements = list(statements)
@@ -66,6 +68,14 @@ class ForwardTable:
         self._pending: dict[tuple, list] | None = None
         self._forms: dict[tuple, dict[Expr, tuple[int, object]]] = {}
         self._means: list | None = None
+        self._shifts: bool | None = None
+
+    @property
+    def has_shifts(self) -> bool:
+        """Whether a forward statement holds index arithmetic (§11): only then can a result."""
+        if self._shifts is None:
+            self._shifts = any(isinstance(n, Shift) for s in self._statements for n in walk(s.expr))
+        return self._shifts
 
     @property
     def means(self) -> list:
