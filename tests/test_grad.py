@@ -644,6 +644,34 @@ def test_program_builder_reuses_each_chunk_as_parsing_the_whole_text_would(chunk
     _same_with_positions(b.build(), eg.parse("\n".join(chunk.strip("\n") for chunk in chunks)))
 
 
+@pytest.mark.parametrize("make", [
+    lambda t: f"s{t}_bh = tanh(x{t}_bd W_dh + s{t - 1}_bk U_kh + b_h)",
+    lambda t: f"h{t}_i = h{t - 1}_i + g{t}_i g{t}_i + x7_i",  # a name repeated, one numbered name fixed
+    # A numbered name that is an index ({j1}) is not a tensor's: such chunks are parsed.
+    lambda t: f"y{t}_i = sum_{{j{t}, k}}(A[i, j{t}] B[j{t}, k]) + y{t - 1}_i",
+    lambda t: f"s{t}_bh = s{t - 1}_bh - β{t}_h",  # a Greek name
+])
+def test_program_builder_renames_a_chunk_of_a_shape_it_has_parsed(make):
+    # A loop's chunks differ in their numbered names only; while those have as many digits,
+    # add() renames the first such chunk's statements instead of parsing: the same program,
+    # spans included, as parsing the whole text (steps 1-9, then 10-12 with two digits).
+    b = eg.ProgramBuilder()
+    chunks = ["s0_bh = x0_bh", "h0_i = c_i", "y0_i = c_i"] + [make(t) for t in range(1, 13)]
+    for chunk in chunks:
+        b.add(chunk)
+    _same_with_positions(b.build(), eg.parse("\n".join(chunks)))
+
+
+def test_program_builder_checks_a_renamed_chunk():
+    # A chunk of a known shape gets the checks of a parsed one: s3 assigned twice in it.
+    b = eg.ProgramBuilder()
+    b.add("s1_i = x1_i\ns2_i = x2_i")
+    with pytest.raises(eg.ProgramError, match=r"^'s3' is assigned twice"):
+        b.add("s3_i = x1_i\ns3_i = x2_i")
+    b.add("s4_i = x4_i\ns5_i = x5_i")
+    _same_with_positions(b.build(), eg.parse("s1_i = x1_i\ns2_i = x2_i\ns4_i = x4_i\ns5_i = x5_i"))
+
+
 def test_program_builder_build_parses_again_a_chunk_that_warned():
     # The build's warning shows the statement's line in the whole program (line 2).
     b = eg.ProgramBuilder()

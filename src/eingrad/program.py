@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from . import expr as E
 from .errors import ProgramError, Span
 from .expr import Expr, Tensor, tensor_refs
+from .names import is_valid_tensor_name
 
 __all__ = ["Statement", "Program", "ProgramBuilder"]
 
@@ -337,7 +339,14 @@ class ProgramBuilder:
         from .syntax import parse_program, parser
 
         warned = parser.warnings_issued
-        program = parse_program(text)  # syntax and index rules of the new text alone
+        shape = _chunk_shape(text)
+        statements = _renamed_chunk(shape) if shape is not None else None
+        if statements is not None:  # a chunk parsed before, up to its numbered tensor names
+            program = Program(statements, text)  # the whole-chunk checks, on the chunk's own names
+        else:
+            program = parse_program(text)  # syntax and index rules of the new text alone
+            if shape is not None and parser.warnings_issued == warned:
+                _remember_chunk(shape, program.statements)
         self._chunks.append(text.strip("\n"))
         # A chunk that warned is parsed again (its warnings then show the whole program's
         # positions); a byte-order mark is only skipped at the start of a text.
@@ -366,6 +375,78 @@ class ProgramBuilder:
 
     def __len__(self) -> int:
         return len(self._chunks)
+
+
+#: A tensor name that ends in ASCII digits where a word starts (``s10``, ``x7``; not an
+#: index ``i1`` after ``_``): what changes from one step of a loop's chunk to the next.
+_NUMBERED_NAME = re.compile(r"(?<!\w)([^\W\d_]+)([0-9]+)(?![^\W_])")
+
+#: Chunks ProgramBuilder.add parsed, by shape (see _chunk_shape): their statements, their
+#: numbered names in order, and every index name they use; None where a numbered name is
+#: not a tensor name.  Emptied when full.
+_CHUNK_SHAPES: dict[tuple, tuple[tuple[Statement, ...], tuple[str, ...], frozenset[str]] | None] = {}
+
+
+@dataclass(frozen=True)
+class _ChunkShape:
+    key: tuple  # the text with each numbered name's digits as '#', and which names are equal
+    names: tuple[str, ...]  # the numbered names, distinct, in order of first appearance
+
+
+def _chunk_shape(text: str) -> _ChunkShape | None:
+    """The shape of a chunk: its text with the digits of each numbered name hidden (each
+    digit a '#', so every position stays where it is) and which of those names are one.
+
+    A loop's chunks (``s7_bh = tanh(x7_bd W_dh + s6_bk U_kh + b_h)``) share a shape while
+    their step numbers have as many digits; parsing one of them parses all, up to the
+    names (ProgramBuilder.add then renames instead of parsing: half the time of
+    building an unrolled RNN went into parsing its 1000 statements one by one)."""
+    if "\ufeff" in text:  # a byte-order mark is skipped only at the start of a text
+        return None
+    matches = list(_NUMBERED_NAME.finditer(text))
+    if not matches:
+        return None
+    order: dict[str, int] = {}
+    pattern = tuple(order.setdefault(m.group(), len(order)) for m in matches)
+    template = _NUMBERED_NAME.sub(lambda m: m.group(1) + "#" * len(m.group(2)), text)
+    return _ChunkShape((template, pattern), tuple(order))
+
+
+def _remember_chunk(shape: _ChunkShape, statements: tuple[Statement, ...]) -> None:
+    """Keep a parsed chunk for the chunks of its shape, if its numbered names are all
+    tensor names (a target, a tensor read) and none is also an index name."""
+    tensors = {stmt.target for stmt in statements}
+    indices: set[str] = set()
+    for stmt in statements:
+        indices.update(stmt.indices)
+        indices |= E.all_indices(stmt.expr)
+        tensors |= E.mentions(stmt.expr)
+    ok = set(shape.names) <= tensors and indices.isdisjoint(shape.names)
+    if len(_CHUNK_SHAPES) >= 4096:
+        _CHUNK_SHAPES.clear()
+    _CHUNK_SHAPES[shape.key] = (statements, shape.names, frozenset(indices)) if ok else None
+
+
+def _renamed_chunk(shape: _ChunkShape) -> tuple[Statement, ...] | None:
+    """The statements of a chunk of a known shape: those parsed from the first chunk of
+    that shape, its numbered tensor names replaced by this chunk's.  The two texts differ
+    only in those names' digits, at the same positions: the parser builds the same tree
+    (it reads a name's identity, never its spelling, once it is not a reserved word), so
+    every node and position is the same but for the names.  None if not known."""
+    entry = _CHUNK_SHAPES.get(shape.key)
+    if entry is None:
+        return None
+    statements, names, indices = entry
+    if names == shape.names:
+        return statements
+    if not indices.isdisjoint(shape.names) or not all(is_valid_tensor_name(n) for n in shape.names):
+        return None
+    mapping = dict(zip(names, shape.names, strict=True))
+    return tuple(
+        Statement(mapping.get(stmt.target, stmt.target), stmt.indices, E.rename_tensors(stmt.expr, mapping),
+                  stmt.span, stmt.target_span, stmt.like, stmt.sizes_from)
+        for stmt in statements
+    )
 
 
 @contextmanager
