@@ -694,6 +694,10 @@ def test_program_builder_build_restores_the_garbage_collector():
             (gc.enable if enabled else gc.disable)()
             b = eg.ProgramBuilder()
             b.add("y_i = x_i")
+            assert gc.isenabled() == enabled  # add pauses it while it parses, too
+            with pytest.raises(eg.ParseError):
+                b.add("z_i = x_i +")
+            assert gc.isenabled() == enabled
             assert len(b.build()) == 1 and gc.isenabled() == enabled
             b.add("y_i = 2 x_i")
             with pytest.raises(eg.ProgramError, match="assigned twice"):

@@ -100,6 +100,8 @@ class Program:
         """Inputs read as indices (``y`` of ``Z[n, y[n]]``): integer arrays, never differentiated."""
         from .expr import integer_tensors
 
+        if not self._index.has_picks:
+            return frozenset()
         return frozenset().union(*(integer_tensors(s.expr) for s in self.statements))
 
     # ---- names
@@ -248,6 +250,9 @@ class _NameIndex:
     ranks: dict[str, tuple[int, Span | None]]
     first_use: dict[str, Tensor]
     recurrences: tuple = ()
+    # Whether a statement reads an index from a tensor (a pick, y of Z[n, y[n]]): without
+    # one there are no index inputs to look for (found by the walk that finds the reads).
+    has_picks: bool = True
 
 
 def _check_statements(statements: tuple[Statement, ...], source: str | None) -> _NameIndex:
@@ -270,8 +275,14 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
         ranks.setdefault(name, (rank, span))
 
     refs = []
+    has_picks = False
     for stmt in statements:
-        own = list(tensor_refs(stmt.expr))
+        own = []
+        for node in E.walk(stmt.expr):
+            if isinstance(node, Tensor):
+                own.append(node)
+            elif isinstance(node, E.Pick):
+                has_picks = True
         refs.append(own)
         for ref in own:
             check_rank(ref.name, len(ref.indices), ref.span)
@@ -288,7 +299,7 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
         assigned[stmt.target] = stmt
     order = {stmt.target: k for k, stmt in enumerate(statements)}
     if not any(order.get(ref.name, -1) >= k for k, own in enumerate(refs) for ref in own):
-        return _NameIndex(assigned, ranks, first_use, ())  # every read after its assignment
+        return _NameIndex(assigned, ranks, first_use, (), has_picks)  # every read after its assignment
     from .recurrence import find_recurrences
 
     recurrences = tuple(find_recurrences(statements, source))
@@ -308,7 +319,7 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
                 hint="statements run in order: move this statement before its first use",
             )
         done.add(stmt.target)
-    return _NameIndex(assigned, ranks, first_use, recurrences)
+    return _NameIndex(assigned, ranks, first_use, recurrences, has_picks)
 
 
 class ProgramBuilder:
@@ -344,7 +355,11 @@ class ProgramBuilder:
         if statements is not None:  # a chunk parsed before, up to its numbered tensor names
             program = Program(statements, text)  # the whole-chunk checks, on the chunk's own names
         else:
-            program = parse_program(text)  # syntax and index rules of the new text alone
+            # The collector paused as in build: a long chunk (a loss summed over 1000 steps)
+            # keeps its tokens and trees alive while it is parsed, and its passes over the
+            # heap, which holds the chunks added so far, cost a fifth of parsing it.
+            with _without_cyclic_gc():
+                program = parse_program(text)  # syntax and index rules of the new text alone
             if shape is not None and parser.warnings_issued == warned:
                 _remember_chunk(shape, program.statements)
         self._chunks.append(text.strip("\n"))
