@@ -42,7 +42,7 @@ from .names import fresh_index
 from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
 from .simplify.engine import fold_softmax
-from .simplify.forward import ForwardTable, drop_centred_sums, spread_sign, use_forward_values
+from .simplify.forward import _NAMED, ForwardTable, drop_centred_sums, spread_sign, use_forward_values
 from .simplify.reads import split_shifted_reads
 from .simplify.rules import like_terms_combine
 
@@ -324,7 +324,15 @@ def _folded(stmt: Statement, forward: list[Statement]) -> Statement:
     own values where they recur (``P_nc`` for ``softmax_c(Z_nc)``)."""
     # Only the forward statements the gradient program keeps (those its output needs).
     table = _forward_table(forward)
-    folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, table)), table)
+    folded = drop_centred_sums(stmt.expr, table)
+    # The kinds of node the statement holds, in one walk: most gradient statements (an
+    # unrolled loop's adjoints, 1000 terms of its dLdW) have no log-sum-exp to fold and
+    # no function or reduction to find among the forward values, and skip both passes.
+    kinds = {type(node) for node in E.walk(folded)}
+    if E.LogSumExp in kinds:
+        folded = fold_softmax(folded)
+    if any(issubclass(kind, _NAMED) for kind in kinds):
+        folded = use_forward_values(folded, table)
     folded = spread_sign(folded)
     if table.has_shifts:
         folded = split_shifted_reads(folded)
