@@ -650,6 +650,7 @@ def test_program_builder_reuses_each_chunk_as_parsing_the_whole_text_would(chunk
     # A numbered name that is an index ({j1}) is not a tensor's: such chunks are parsed.
     lambda t: f"y{t}_i = sum_{{j{t}, k}}(A[i, j{t}] B[j{t}, k]) + y{t - 1}_i",
     lambda t: f"s{t}_bh = s{t - 1}_bh - β{t}_h",  # a Greek name
+    lambda t: f"s{t}_bh = s{t - 1}_bh + E[tok{t}[b], h]",  # a lookup: its table renamed too
 ])
 def test_program_builder_renames_a_chunk_of_a_shape_it_has_parsed(make):
     # A loop's chunks differ in their numbered names only; while those have as many digits,

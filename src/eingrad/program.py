@@ -341,9 +341,11 @@ class ProgramBuilder:
 
     def __init__(self) -> None:
         self._chunks: list[str] = []
-        # Per chunk: its statements as parsed by add, and how many leading newlines
-        # strip("\n") took from the text they were parsed from; None to parse it again.
-        self._parsed: list[tuple[tuple[Statement, ...], int] | None] = []
+        # Per chunk: its statements as parsed by add, how many leading newlines strip("\n")
+        # took from the text they were parsed from, and whether they are placed already
+        # (their positions those of the program's text); None to parse it again.
+        self._parsed: list[tuple[tuple[Statement, ...], int, bool] | None] = []
+        self._length = 0  # where the next chunk starts in the program's text
 
     def add(self, text: str) -> ProgramBuilder:
         """Append one or more statements (text in the language); returns self."""
@@ -351,9 +353,14 @@ class ProgramBuilder:
 
         warned = parser.warnings_issued
         shape = _chunk_shape(text)
-        statements = _renamed_chunk(shape) if shape is not None else None
-        if statements is not None:  # a chunk parsed before, up to its numbered tensor names
-            program = Program(statements, text)  # the whole-chunk checks, on the chunk's own names
+        lead = len(text) - len(text.lstrip("\n"))
+        placed = _renamed_chunk(shape, self._length - lead) if shape is not None else None
+        if placed is not None:
+            # A chunk parsed before, up to its numbered tensor names: renamed, and placed
+            # where it starts in the program's text.  It passed parsing and the program's
+            # checks, which see names only as equal or not (assigned twice, one rank per
+            # tensor, read before assigned), and its shape fixes which names are equal.
+            entry: tuple | None = (placed, 0, True)
         else:
             # The collector paused as in build: a long chunk (a loss summed over 1000 steps)
             # keeps its tokens and trees alive while it is parsed, and its passes over the
@@ -362,12 +369,14 @@ class ProgramBuilder:
                 program = parse_program(text)  # syntax and index rules of the new text alone
             if shape is not None and parser.warnings_issued == warned:
                 _remember_chunk(shape, program.statements)
-        self._chunks.append(text.strip("\n"))
-        # A chunk that warned is parsed again (its warnings then show the whole program's
-        # positions); a byte-order mark is only skipped at the start of a text.
-        reuse = parser.warnings_issued == warned and "\ufeff" not in text
-        lead = len(text) - len(text.lstrip("\n"))
-        self._parsed.append((program.statements, lead) if reuse else None)
+            # A chunk that warned is parsed again (its warnings then show the whole program's
+            # positions); a byte-order mark is only skipped at the start of a text.
+            reuse = parser.warnings_issued == warned and "\ufeff" not in text
+            entry = (program.statements, lead, False) if reuse else None
+        chunk = text.strip("\n")
+        self._chunks.append(chunk)
+        self._parsed.append(entry)
+        self._length += len(chunk) + 1
         return self
 
     def build(self) -> Program:
@@ -378,7 +387,10 @@ class ProgramBuilder:
         start = 0
         with _without_cyclic_gc():
             for chunk, parsed in zip(self._chunks, self._parsed, strict=True):
-                moved = None if parsed is None else _moved_statements(parsed[0], start - parsed[1])
+                if parsed is None:
+                    moved = None
+                else:
+                    moved = list(parsed[0]) if parsed[2] else _moved_statements(parsed[0], start - parsed[1])
                 if moved is None:
                     break
                 statements.extend(moved)
@@ -442,26 +454,21 @@ def _remember_chunk(shape: _ChunkShape, statements: tuple[Statement, ...]) -> No
     _CHUNK_SHAPES[shape.key] = (statements, shape.names, frozenset(indices)) if ok else None
 
 
-def _renamed_chunk(shape: _ChunkShape) -> tuple[Statement, ...] | None:
+def _renamed_chunk(shape: _ChunkShape, by: int) -> list[Statement] | None:
     """The statements of a chunk of a known shape: those parsed from the first chunk of
-    that shape, its numbered tensor names replaced by this chunk's.  The two texts differ
-    only in those names' digits, at the same positions: the parser builds the same tree
-    (it reads a name's identity, never its spelling, once it is not a reserved word), so
-    every node and position is the same but for the names.  None if not known."""
+    that shape, its numbered tensor names replaced by this chunk's, every position moved
+    ``by`` characters.  The two texts differ only in those names' digits, at the same
+    positions: the parser builds the same tree (it reads a name's identity, never its
+    spelling, once it is not a reserved word), so every node and position is the same
+    but for the names.  None if not known."""
     entry = _CHUNK_SHAPES.get(shape.key)
     if entry is None:
         return None
     statements, names, indices = entry
-    if names == shape.names:
-        return statements
     if not indices.isdisjoint(shape.names) or not all(is_valid_tensor_name(n) for n in shape.names):
         return None
-    mapping = dict(zip(names, shape.names, strict=True))
-    return tuple(
-        Statement(mapping.get(stmt.target, stmt.target), stmt.indices, E.rename_tensors(stmt.expr, mapping),
-                  stmt.span, stmt.target_span, stmt.like, stmt.sizes_from)
-        for stmt in statements
-    )
+    mapping = {old: new for old, new in zip(names, shape.names, strict=True) if old != new}
+    return _moved_statements(statements, by, mapping)
 
 
 @contextmanager
@@ -481,16 +488,19 @@ def _without_cyclic_gc():
             gc.enable()
 
 
-def _moved_statements(statements: tuple[Statement, ...], by: int) -> list[Statement] | None:
+def _moved_statements(statements: tuple[Statement, ...], by: int,
+                      names: dict[str, str] | None = None) -> list[Statement] | None:
     """``statements`` with every position (of the statement, its target and each node
-    that has one) moved ``by`` characters; None if a node is of a kind not known here."""
+    that has one) moved ``by`` characters, and tensors renamed by ``names``; None if a
+    node is of a kind not known here."""
     out = []
     memo: dict[int, Expr] = {}
+    names = names or {}
     for stmt in statements:
-        expr = _moved(stmt.expr, by, memo)
+        expr = _moved(stmt.expr, by, memo, names)
         if expr is None:
             return None
-        out.append(Statement(stmt.target, stmt.indices, expr, _moved_span(stmt.span, by),
+        out.append(Statement(names.get(stmt.target, stmt.target), stmt.indices, expr, _moved_span(stmt.span, by),
                              _moved_span(stmt.target_span, by), stmt.like, stmt.sizes_from))
     return out
 
@@ -499,16 +509,17 @@ def _moved_span(span: Span | None, by: int) -> Span | None:
     return None if span is None else Span(span.start + by, span.end + by)
 
 
-def _moved(e: Expr, by: int, memo: dict[int, Expr]) -> Expr | None:
-    """``e`` with its positions moved ``by`` characters, the same tree built as it is
-    (not through the smart constructors); None for a kind of node not known here."""
+def _moved(e: Expr, by: int, memo: dict[int, Expr], names: dict[str, str]) -> Expr | None:
+    """``e`` with its positions moved ``by`` characters and tensors renamed by ``names``,
+    the same tree built as it is (not through the smart constructors); None for a kind of
+    node not known here."""
     hit = memo.get(id(e))
     if hit is not None:
         return hit
     kind = type(e)
     out: Expr | None
     if kind is Tensor:
-        out = Tensor(e.name, e.indices, _moved_span(e.span, by))  # type: ignore[attr-defined]
+        out = Tensor(names.get(e.name, e.name), e.indices, _moved_span(e.span, by))  # type: ignore[attr-defined]
     elif kind is E.Const or kind is E.Size:
         out = e
     elif kind is E.Delta:
@@ -518,7 +529,7 @@ def _moved(e: Expr, by: int, memo: dict[int, Expr]) -> Expr | None:
     else:
         children = []
         for child in e.children:
-            moved = _moved(child, by, memo)
+            moved = _moved(child, by, memo, names)
             if moved is None:
                 return None
             children.append(moved)
