@@ -656,6 +656,9 @@ def test_program_builder_renames_a_chunk_of_a_shape_it_has_parsed(make):
     # A loop's chunks differ in their numbered names only; while those have as many digits,
     # add() renames the first such chunk's statements instead of parsing: the same program,
     # spans included, as parsing the whole text (steps 1-9, then 10-12 with two digits).
+    from eingrad.program import _CHUNK_SHAPES
+
+    _CHUNK_SHAPES.cache_clear()  # as benchmarks clear eingrad's caches: none known before
     b = eg.ProgramBuilder()
     chunks = ["s0_bh = x0_bh", "h0_i = c_i", "y0_i = c_i"] + [make(t) for t in range(1, 13)]
     for chunk in chunks:

@@ -408,10 +408,17 @@ class ProgramBuilder:
 #: index ``i1`` after ``_``): what changes from one step of a loop's chunk to the next.
 _NUMBERED_NAME = re.compile(r"(?<!\w)([^\W\d_]+)([0-9]+)(?![^\W_])")
 
+class _ChunkShapes(dict):
+    """A dict with ``cache_clear``, as functools caches have it (benchmarks clear them all)."""
+
+    def cache_clear(self) -> None:
+        self.clear()
+
+
 #: Chunks ProgramBuilder.add parsed, by shape (see _chunk_shape): their statements, their
 #: numbered names in order, and every index name they use; None where a numbered name is
 #: not a tensor name.  Emptied when full.
-_CHUNK_SHAPES: dict[tuple, tuple[tuple[Statement, ...], tuple[str, ...], frozenset[str]] | None] = {}
+_CHUNK_SHAPES: dict[tuple, tuple[tuple[Statement, ...], tuple[str, ...], frozenset[str]] | None] = _ChunkShapes()
 
 
 @dataclass(frozen=True)
