@@ -156,13 +156,16 @@ def measure(
 
 
 def eingrad_caches() -> list[Callable[[], None]]:
-    """``cache_clear`` of every functools cache defined inside eingrad."""
+    """``cache_clear`` of every cache defined inside eingrad (functools caches, and
+    ProgramBuilder's parsed chunk shapes): of objects, not of their classes."""
     clears = []
     seen = set()
     for name, module in list(sys.modules.items()):
         if not (name == "eingrad" or name.startswith("eingrad.")) or module is None:
             continue
         for obj in vars(module).values():
+            if isinstance(obj, type):
+                continue
             clear = getattr(obj, "cache_clear", None)
             owner = getattr(obj, "__module__", "") or ""
             if callable(clear) and owner.startswith("eingrad") and id(obj) not in seen:

@@ -644,6 +644,38 @@ def test_program_builder_reuses_each_chunk_as_parsing_the_whole_text_would(chunk
     _same_with_positions(b.build(), eg.parse("\n".join(chunk.strip("\n") for chunk in chunks)))
 
 
+@pytest.mark.parametrize("make", [
+    lambda t: f"s{t}_bh = tanh(x{t}_bd W_dh + s{t - 1}_bk U_kh + b_h)",
+    lambda t: f"h{t}_i = h{t - 1}_i + g{t}_i g{t}_i + x7_i",  # a name repeated, one numbered name fixed
+    # A numbered name that is an index ({j1}) is not a tensor's: such chunks are parsed.
+    lambda t: f"y{t}_i = sum_{{j{t}, k}}(A[i, j{t}] B[j{t}, k]) + y{t - 1}_i",
+    lambda t: f"s{t}_bh = s{t - 1}_bh - β{t}_h",  # a Greek name
+    lambda t: f"s{t}_bh = s{t - 1}_bh + E[tok{t}[b], h]",  # a lookup: its table renamed too
+])
+def test_program_builder_renames_a_chunk_of_a_shape_it_has_parsed(make):
+    # A loop's chunks differ in their numbered names only; while those have as many digits,
+    # add() renames the first such chunk's statements instead of parsing: the same program,
+    # spans included, as parsing the whole text (steps 1-9, then 10-12 with two digits).
+    from eingrad.program import _CHUNK_SHAPES
+
+    _CHUNK_SHAPES.cache_clear()  # as benchmarks clear eingrad's caches: none known before
+    b = eg.ProgramBuilder()
+    chunks = ["s0_bh = x0_bh", "h0_i = c_i", "y0_i = c_i"] + [make(t) for t in range(1, 13)]
+    for chunk in chunks:
+        b.add(chunk)
+    _same_with_positions(b.build(), eg.parse("\n".join(chunks)))
+
+
+def test_program_builder_checks_a_renamed_chunk():
+    # A chunk of a known shape gets the checks of a parsed one: s3 assigned twice in it.
+    b = eg.ProgramBuilder()
+    b.add("s1_i = x1_i\ns2_i = x2_i")
+    with pytest.raises(eg.ProgramError, match=r"^'s3' is assigned twice"):
+        b.add("s3_i = x1_i\ns3_i = x2_i")
+    b.add("s4_i = x4_i\ns5_i = x5_i")
+    _same_with_positions(b.build(), eg.parse("s1_i = x1_i\ns2_i = x2_i\ns4_i = x4_i\ns5_i = x5_i"))
+
+
 def test_program_builder_build_parses_again_a_chunk_that_warned():
     # The build's warning shows the statement's line in the whole program (line 2).
     b = eg.ProgramBuilder()
@@ -666,6 +698,10 @@ def test_program_builder_build_restores_the_garbage_collector():
             (gc.enable if enabled else gc.disable)()
             b = eg.ProgramBuilder()
             b.add("y_i = x_i")
+            assert gc.isenabled() == enabled  # add pauses it while it parses, too
+            with pytest.raises(eg.ParseError):
+                b.add("z_i = x_i +")
+            assert gc.isenabled() == enabled
             assert len(b.build()) == 1 and gc.isenabled() == enabled
             b.add("y_i = 2 x_i")
             with pytest.raises(eg.ProgramError, match="assigned twice"):
@@ -904,3 +940,43 @@ def test_a_zero_gradient_still_takes_its_seed():
     np.testing.assert_array_equal(eg.compile(g, outputs=["dLdW"])(arrays)["dLdW"], np.zeros(2))
     with pytest.raises(eg.UnknownInputError):
         eg.evaluate(g, dict(arrays, Q=np.ones(2)))
+
+
+@pytest.mark.parametrize("text, avoid, siblings, kept", [
+    ("sum_k(A_ik v_k) + sum_j(B_ij w_j)", set(), frozenset(), True),  # binders apart already
+    ("sum_k(A_ik v_k) + sum_k(B_ik w_k)", set(), frozenset(), False),  # k bound twice
+    ("sum_k(A_ik v_k) + sum_k(B_ik w_k)", set(), frozenset({"k"}), True),  # ... by siblings: kept
+    ("sum_k(A_ik v_k) + B_ik", set(), frozenset({"k"}), False),  # k also free
+    ("sum_k(A_ik v_k) + sum_j(B_ij w_j)", {"j"}, frozenset(), False),  # j to avoid
+    ("sum_k(A_ik v_k) sum_k(w_k)", set(), frozenset({"k"}), False),  # k bound twice in a term
+    ("sum_k(A_ik v_k sum_j(C_jj)) + sum_j(B_ij w_j)", set(), frozenset({"k"}), False),  # j in two terms
+    ("sum_k(A_ik v_k sum_j(C_jj)) + sum_j(B_ij w_j)", set(), frozenset({"j"}), True),
+])
+def test_grad_sums_keep_binders_that_rename_bound_apart_would_keep(text, avoid, siblings, kept):
+    # _total skips rename_bound_apart where it would rename nothing; where it says so, the
+    # renaming indeed returns the sum itself, and where it does not, it renames something.
+    from eingrad.reverse import _apart_already, _binders_of
+    from eingrad.simplify import rename_bound_apart
+
+    if text.endswith("+ B_ik"):  # a binder k beside a free k: built as is (no statement has it)
+        from eingrad.expr import Sum, Tensor, add, mul
+
+        total = add(Sum(("k",), mul(Tensor("A", ("i", "k")), Tensor("v", ("k",)))), Tensor("B", ("i", "k")))
+    else:
+        total = eg.parse(f"y_i = {text}").statements[0].expr
+    terms = list(total.terms) if isinstance(total, eingrad.expr.Add) else [total]
+    assert _apart_already(total, [_binders_of(t) for t in terms], avoid, siblings) is kept
+    assert (rename_bound_apart(total, avoid=avoid, siblings=siblings) is total) is kept
+
+
+def test_forward_values_skip_results_without_a_named_node():
+    # use_forward_values looks for definitions only where a function, reduction or selection
+    # is: a result without one is returned as it is; one with one is still folded.
+    from eingrad.simplify.forward import ForwardTable, use_forward_values
+
+    program = eg.parse("s_bh = tanh(x_bd W_dh)\nL = sum_{b,h}(s_bh)")
+    table = ForwardTable(program.statements)
+    plain = eg.parse("g_bh = 2 (s_bh - y_bh) + U_hk s_bk").statements[0].expr
+    assert use_forward_values(plain, table) is plain
+    named = eg.parse("g_bh = 1 - tanh(x_bd W_dh)^2").statements[0].expr
+    assert str(use_forward_values(named, table)) == "1 - s_bh^2"

@@ -420,10 +420,13 @@ def user_names(
             classes.union(name_class[name], key)
         name_class[name] = classes.find(key)
 
+    has_sizes = False
     for node in E.walk(e):
         if isinstance(node, Tensor):
             for axis, i in enumerate(node.indices):
                 note(i, classes.of(node.name, axis))
+        elif isinstance(node, Size):
+            has_sizes = True
     for i, (tensor, axis) in sized.items():
         note(i, classes.of(tensor, axis))
     name_class = {i: classes.find(c) for i, c in name_class.items()}
@@ -481,7 +484,10 @@ def user_names(
                 new_indices.append(chosen)
             inner = rename_binders(body, around | set(new_indices), beside)
             # Bound indices in sorted order, as the parser builds them (sum_ sorts them too).
-            return node.rebind(tuple(sorted(new_indices)), inner)
+            indices = tuple(sorted(new_indices))
+            if inner is node.body and indices == node.indices:
+                return node  # nothing renamed (most binders): the node itself, not a copy
+            return node.rebind(indices, inner)
         if not _has_binder(node):
             return node
         if isinstance(node, MatFn):  # its axes are the matrix's inside: never a binder's new name
@@ -497,6 +503,8 @@ def user_names(
 
     out = rename_binders(e, frozenset(), frozenset())
     rename_binders = None  # noqa: F841 - breaks the closure's cycle: refcounting frees it now, not the collector
+    if not has_sizes:  # renaming binders makes no size: none to name (most statements)
+        return out, mapping
     # Sizes of indices no tensor carries: the name of one that carries an axis of that size.
     carried: dict[tuple, list[str]] = {}
     carried_names: set[str] = set()

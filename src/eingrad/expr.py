@@ -613,6 +613,8 @@ _NO_NAMES: frozenset[str] = frozenset()
 
 #: The kinds of node without operands (a test as cheap as isinstance, not a property call).
 LEAVES = (Tensor, Const, Delta, Size, Shift)
+#: The leaves that read no tensor.
+_NO_TENSOR_LEAVES = frozenset({Const, Delta, Size, Shift})
 
 
 #: Linear-algebra functions of a matrix (LANGUAGE.md §9): ``inv`` keeps its axes, the others bind them.
@@ -883,11 +885,21 @@ def _mentions(e: Expr) -> frozenset[str]:
 
 def rename_tensors(e: Expr, mapping: dict[str, str]) -> Expr:
     """Rename tensors by ``mapping`` (indices untouched)."""
-    if not mapping or mapping.keys().isdisjoint(mentions(e)):
+    if not mapping:
         return e
-    if isinstance(e, Tensor):
-        return Tensor(mapping.get(e.name, e.name), e.indices, e.span)
-    children = tuple(rename_tensors(c, mapping) for c in e.children)
+    return _rename_tensors(e, mapping)
+
+
+def _rename_tensors(e: Expr, mapping: dict[str, str]) -> Expr:
+    # Leaves are told apart by their type first: a tensor is looked up directly, other
+    # leaves read no tensor (a loop's gradient renames thousands of small trees, where
+    # asking each leaf for the set of names it mentions cost more than the renaming).
+    kind = type(e)
+    if kind is Tensor:
+        return Tensor(mapping[e.name], e.indices, e.span) if e.name in mapping else e  # type: ignore[attr-defined]
+    if kind in _NO_TENSOR_LEAVES or mapping.keys().isdisjoint(_mentions(e)):
+        return e
+    children = tuple([_rename_tensors(c, mapping) for c in e.children])
     if isinstance(e, Add):
         return Add(children)
     if isinstance(e, Mul):

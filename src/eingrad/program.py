@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from . import expr as E
 from .errors import ProgramError, Span
 from .expr import Expr, Tensor, tensor_refs
+from .names import is_valid_tensor_name
 
 __all__ = ["Statement", "Program", "ProgramBuilder"]
 
@@ -98,6 +100,8 @@ class Program:
         """Inputs read as indices (``y`` of ``Z[n, y[n]]``): integer arrays, never differentiated."""
         from .expr import integer_tensors
 
+        if not self._index.has_picks:
+            return frozenset()
         return frozenset().union(*(integer_tensors(s.expr) for s in self.statements))
 
     # ---- names
@@ -246,6 +250,9 @@ class _NameIndex:
     ranks: dict[str, tuple[int, Span | None]]
     first_use: dict[str, Tensor]
     recurrences: tuple = ()
+    # Whether a statement reads an index from a tensor (a pick, y of Z[n, y[n]]): without
+    # one there are no index inputs to look for (found by the walk that finds the reads).
+    has_picks: bool = True
 
 
 def _check_statements(statements: tuple[Statement, ...], source: str | None) -> _NameIndex:
@@ -268,8 +275,14 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
         ranks.setdefault(name, (rank, span))
 
     refs = []
+    has_picks = False
     for stmt in statements:
-        own = list(tensor_refs(stmt.expr))
+        own = []
+        for node in E.walk(stmt.expr):
+            if isinstance(node, Tensor):
+                own.append(node)
+            elif isinstance(node, E.Pick):
+                has_picks = True
         refs.append(own)
         for ref in own:
             check_rank(ref.name, len(ref.indices), ref.span)
@@ -286,7 +299,7 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
         assigned[stmt.target] = stmt
     order = {stmt.target: k for k, stmt in enumerate(statements)}
     if not any(order.get(ref.name, -1) >= k for k, own in enumerate(refs) for ref in own):
-        return _NameIndex(assigned, ranks, first_use, ())  # every read after its assignment
+        return _NameIndex(assigned, ranks, first_use, (), has_picks)  # every read after its assignment
     from .recurrence import find_recurrences
 
     recurrences = tuple(find_recurrences(statements, source))
@@ -306,7 +319,7 @@ def _check_statements(statements: tuple[Statement, ...], source: str | None) -> 
                 hint="statements run in order: move this statement before its first use",
             )
         done.add(stmt.target)
-    return _NameIndex(assigned, ranks, first_use, recurrences)
+    return _NameIndex(assigned, ranks, first_use, recurrences, has_picks)
 
 
 class ProgramBuilder:
@@ -323,27 +336,49 @@ class ProgramBuilder:
     chunk's statements as ``add`` parsed them, their positions moved to where the
     chunk starts in the program's text: the program parsed from that text, without
     parsing it again (one statement per step of a long loop, parsed twice, was half
-    the time of building it).
+    the time of building it).  A chunk that differs from one added before only in the
+    digits of its numbered tensor names (``s7``, ``x7``, ``s6``: a loop's next step, its
+    step numbers as long) is not parsed at all: that chunk's statements are renamed.
     """
 
     def __init__(self) -> None:
         self._chunks: list[str] = []
-        # Per chunk: its statements as parsed by add, and how many leading newlines
-        # strip("\n") took from the text they were parsed from; None to parse it again.
-        self._parsed: list[tuple[tuple[Statement, ...], int] | None] = []
+        # Per chunk: its statements as parsed by add, how many leading newlines strip("\n")
+        # took from the text they were parsed from, and whether they are placed already
+        # (their positions those of the program's text); None to parse it again.
+        self._parsed: list[tuple[tuple[Statement, ...], int, bool] | None] = []
+        self._length = 0  # where the next chunk starts in the program's text
 
     def add(self, text: str) -> ProgramBuilder:
         """Append one or more statements (text in the language); returns self."""
         from .syntax import parse_program, parser
 
         warned = parser.warnings_issued
-        program = parse_program(text)  # syntax and index rules of the new text alone
-        self._chunks.append(text.strip("\n"))
-        # A chunk that warned is parsed again (its warnings then show the whole program's
-        # positions); a byte-order mark is only skipped at the start of a text.
-        reuse = parser.warnings_issued == warned and "\ufeff" not in text
+        shape = _chunk_shape(text)
         lead = len(text) - len(text.lstrip("\n"))
-        self._parsed.append((program.statements, lead) if reuse else None)
+        placed = _renamed_chunk(shape, self._length - lead) if shape is not None else None
+        if placed is not None:
+            # A chunk parsed before, up to its numbered tensor names: renamed, and placed
+            # where it starts in the program's text.  It passed parsing and the program's
+            # checks, which see names only as equal or not (assigned twice, one rank per
+            # tensor, read before assigned), and its shape fixes which names are equal.
+            entry: tuple | None = (placed, 0, True)
+        else:
+            # The collector paused as in build: a long chunk (a loss summed over 1000 steps)
+            # keeps its tokens and trees alive while it is parsed, and its passes over the
+            # heap, which holds the chunks added so far, cost a fifth of parsing it.
+            with _without_cyclic_gc():
+                program = parse_program(text)  # syntax and index rules of the new text alone
+            if shape is not None and parser.warnings_issued == warned:
+                _remember_chunk(shape, program.statements)
+            # A chunk that warned is parsed again (its warnings then show the whole program's
+            # positions); a byte-order mark is only skipped at the start of a text.
+            reuse = parser.warnings_issued == warned and "\ufeff" not in text
+            entry = (program.statements, lead, False) if reuse else None
+        chunk = text.strip("\n")
+        self._chunks.append(chunk)
+        self._parsed.append(entry)
+        self._length += len(chunk) + 1
         return self
 
     def build(self) -> Program:
@@ -354,7 +389,10 @@ class ProgramBuilder:
         start = 0
         with _without_cyclic_gc():
             for chunk, parsed in zip(self._chunks, self._parsed, strict=True):
-                moved = None if parsed is None else _moved_statements(parsed[0], start - parsed[1])
+                if parsed is None:
+                    moved = None
+                else:
+                    moved = list(parsed[0]) if parsed[2] else _moved_statements(parsed[0], start - parsed[1])
                 if moved is None:
                     break
                 statements.extend(moved)
@@ -366,6 +404,81 @@ class ProgramBuilder:
 
     def __len__(self) -> int:
         return len(self._chunks)
+
+
+#: A tensor name that ends in ASCII digits where a word starts (``s10``, ``x7``; not an
+#: index ``i1`` after ``_``): what changes from one step of a loop's chunk to the next.
+_NUMBERED_NAME = re.compile(r"(?<!\w)([^\W\d_]+)([0-9]+)(?![^\W_])")
+
+
+class _ChunkShapes(dict):
+    """A dict with ``cache_clear``, as functools caches have it (benchmarks clear them all)."""
+
+    def cache_clear(self) -> None:
+        self.clear()
+
+
+#: Chunks ProgramBuilder.add parsed, by shape (see _chunk_shape): their statements, their
+#: numbered names in order, and every index name they use; None where a numbered name is
+#: not a tensor name.  Emptied when full.
+_CHUNK_SHAPES: dict[tuple, tuple[tuple[Statement, ...], tuple[str, ...], frozenset[str]] | None] = _ChunkShapes()
+
+
+@dataclass(frozen=True)
+class _ChunkShape:
+    key: tuple  # the text with each numbered name's digits as '#', and which names are equal
+    names: tuple[str, ...]  # the numbered names, distinct, in order of first appearance
+
+
+def _chunk_shape(text: str) -> _ChunkShape | None:
+    """The shape of a chunk: its text with the digits of each numbered name hidden (each
+    digit a '#', so every position stays where it is) and which of those names are one.
+
+    A loop's chunks (``s7_bh = tanh(x7_bd W_dh + s6_bk U_kh + b_h)``) share a shape while
+    their step numbers have as many digits; parsing one of them parses all, up to the
+    names (ProgramBuilder.add then renames instead of parsing: half the time of
+    building an unrolled RNN went into parsing its 1000 statements one by one)."""
+    if "\ufeff" in text:  # a byte-order mark is skipped only at the start of a text
+        return None
+    matches = list(_NUMBERED_NAME.finditer(text))
+    if not matches:
+        return None
+    order: dict[str, int] = {}
+    pattern = tuple(order.setdefault(m.group(), len(order)) for m in matches)
+    template = _NUMBERED_NAME.sub(lambda m: m.group(1) + "#" * len(m.group(2)), text)
+    return _ChunkShape((template, pattern), tuple(order))
+
+
+def _remember_chunk(shape: _ChunkShape, statements: tuple[Statement, ...]) -> None:
+    """Keep a parsed chunk for the chunks of its shape, if its numbered names are all
+    tensor names (a target, a tensor read) and none is also an index name."""
+    tensors = {stmt.target for stmt in statements}
+    indices: set[str] = set()
+    for stmt in statements:
+        indices.update(stmt.indices)
+        indices |= E.all_indices(stmt.expr)
+        tensors |= E.mentions(stmt.expr)
+    ok = set(shape.names) <= tensors and indices.isdisjoint(shape.names)
+    if len(_CHUNK_SHAPES) >= 4096:
+        _CHUNK_SHAPES.clear()
+    _CHUNK_SHAPES[shape.key] = (statements, shape.names, frozenset(indices)) if ok else None
+
+
+def _renamed_chunk(shape: _ChunkShape, by: int) -> list[Statement] | None:
+    """The statements of a chunk of a known shape: those parsed from the first chunk of
+    that shape, its numbered tensor names replaced by this chunk's, every position moved
+    ``by`` characters.  The two texts differ only in those names' digits, at the same
+    positions: the parser builds the same tree (it reads a name's identity, never its
+    spelling, once it is not a reserved word), so every node and position is the same
+    but for the names.  None if not known."""
+    entry = _CHUNK_SHAPES.get(shape.key)
+    if entry is None:
+        return None
+    statements, names, indices = entry
+    if not indices.isdisjoint(shape.names) or not all(is_valid_tensor_name(n) for n in shape.names):
+        return None
+    mapping = {old: new for old, new in zip(names, shape.names, strict=True) if old != new}
+    return _moved_statements(statements, by, mapping)
 
 
 @contextmanager
@@ -385,16 +498,19 @@ def _without_cyclic_gc():
             gc.enable()
 
 
-def _moved_statements(statements: tuple[Statement, ...], by: int) -> list[Statement] | None:
+def _moved_statements(statements: tuple[Statement, ...], by: int,
+                      names: dict[str, str] | None = None) -> list[Statement] | None:
     """``statements`` with every position (of the statement, its target and each node
-    that has one) moved ``by`` characters; None if a node is of a kind not known here."""
+    that has one) moved ``by`` characters, and tensors renamed by ``names``; None if a
+    node is of a kind not known here."""
     out = []
     memo: dict[int, Expr] = {}
+    names = names or {}
     for stmt in statements:
-        expr = _moved(stmt.expr, by, memo)
+        expr = _moved(stmt.expr, by, memo, names)
         if expr is None:
             return None
-        out.append(Statement(stmt.target, stmt.indices, expr, _moved_span(stmt.span, by),
+        out.append(Statement(names.get(stmt.target, stmt.target), stmt.indices, expr, _moved_span(stmt.span, by),
                              _moved_span(stmt.target_span, by), stmt.like, stmt.sizes_from))
     return out
 
@@ -403,16 +519,17 @@ def _moved_span(span: Span | None, by: int) -> Span | None:
     return None if span is None else Span(span.start + by, span.end + by)
 
 
-def _moved(e: Expr, by: int, memo: dict[int, Expr]) -> Expr | None:
-    """``e`` with its positions moved ``by`` characters, the same tree built as it is
-    (not through the smart constructors); None for a kind of node not known here."""
+def _moved(e: Expr, by: int, memo: dict[int, Expr], names: dict[str, str]) -> Expr | None:
+    """``e`` with its positions moved ``by`` characters and tensors renamed by ``names``,
+    the same tree built as it is (not through the smart constructors); None for a kind of
+    node not known here."""
     hit = memo.get(id(e))
     if hit is not None:
         return hit
     kind = type(e)
     out: Expr | None
     if kind is Tensor:
-        out = Tensor(e.name, e.indices, _moved_span(e.span, by))  # type: ignore[attr-defined]
+        out = Tensor(names.get(e.name, e.name), e.indices, _moved_span(e.span, by))  # type: ignore[attr-defined]
     elif kind is E.Const or kind is E.Size:
         out = e
     elif kind is E.Delta:
@@ -422,7 +539,7 @@ def _moved(e: Expr, by: int, memo: dict[int, Expr]) -> Expr | None:
     else:
         children = []
         for child in e.children:
-            moved = _moved(child, by, memo)
+            moved = _moved(child, by, memo, names)
             if moved is None:
                 return None
             children.append(moved)

@@ -42,7 +42,7 @@ from .names import fresh_index
 from .program import Program, Statement
 from .simplify import rename_bound_apart, simplify
 from .simplify.engine import fold_softmax
-from .simplify.forward import ForwardTable, drop_centred_sums, spread_sign, use_forward_values
+from .simplify.forward import _NAMED, ForwardTable, drop_centred_sums, spread_sign, use_forward_values
 from .simplify.reads import split_shifted_reads
 from .simplify.rules import like_terms_combine
 
@@ -324,21 +324,31 @@ def _folded(stmt: Statement, forward: list[Statement]) -> Statement:
     own values where they recur (``P_nc`` for ``softmax_c(Z_nc)``)."""
     # Only the forward statements the gradient program keeps (those its output needs).
     table = _forward_table(forward)
-    folded = use_forward_values(fold_softmax(drop_centred_sums(stmt.expr, table)), table)
+    folded = drop_centred_sums(stmt.expr, table)
+    # The kinds of node the statement holds, in one walk: most gradient statements (an
+    # unrolled loop's adjoints, 1000 terms of its dLdW) have no log-sum-exp to fold and
+    # no function or reduction to find among the forward values, and skip both passes.
+    kinds = {type(node) for node in E.walk(folded)}
+    if E.LogSumExp in kinds:
+        folded = fold_softmax(folded)
+    if any(issubclass(kind, _NAMED) for kind in kinds):
+        folded = use_forward_values(folded, table)
     folded = spread_sign(folded)
     if table.has_shifts:
         folded = split_shifted_reads(folded)
     return stmt if folded is stmt.expr else replace(stmt, expr=folded)
 
 
-def _sibling_binders(terms: list[Expr], classes: AxisClasses | None) -> frozenset[str]:
+def _sibling_binders(terms: list[Expr], classes: AxisClasses | None,
+                     binders: list[list[str]] | None = None) -> frozenset[str]:
     """Bound names that run over one axis class wherever a term binds them: the terms may
-    all keep them (``n`` in each of the 1000 terms of an unrolled RNN's ``dLdW``)."""
+    all keep them (``n`` in each of the 1000 terms of an unrolled RNN's ``dLdW``).
+    ``binders``: each term's bound names (``_binders_of``), if known."""
     if classes is None or len(terms) < 2:
         return frozenset()
     roots: dict[str, set] = {}
-    for term in terms:
-        bound = {i for node in E.walk(term) for i in node.binds}
+    for k, term in enumerate(terms):
+        bound = set(binders[k] if binders is not None else _binders_of(term))
         if not bound:
             continue
         seen = set()
@@ -351,6 +361,32 @@ def _sibling_binders(terms: list[Expr], classes: AxisClasses | None) -> frozense
         for i in bound - seen:  # bound but read by no tensor (a delta's, a size's): unknown
             roots.setdefault(i, set()).update({None, ()})
     return frozenset(i for i, r in roots.items() if len(r) == 1)
+
+
+def _binders_of(e: Expr) -> list[str]:
+    """The names ``e``'s binders bind, one entry per binder and name (a name bound twice
+    is there twice)."""
+    return [i for node in E.walk(e) for i in node.binds]
+
+
+def _apart_already(total: Expr, binders: list[list[str]], avoid: set[str], siblings: frozenset[str]) -> bool:
+    """Would ``rename_bound_apart(total, avoid=avoid, siblings=siblings)`` rename nothing?
+
+    It renames a binder whose name is free in ``total``, in ``avoid``, bound around it or
+    before it in its term, or (names not in ``siblings``) bound by an earlier term.  Where
+    no binder is (most adjoints: each contribution was renamed apart on its own) the sum
+    is kept without walking it again.  ``binders``: each term's, from ``_binders_of``."""
+    seen = total.free | avoid
+    if not (siblings and isinstance(total, E.Add)):  # one walk over the whole sum
+        names = [i for bound in binders for i in bound]
+        return len(set(names)) == len(names) and seen.isdisjoint(names)
+    earlier: set[str] = set()  # names other than siblings that earlier terms bind
+    for bound in binders:
+        own = set(bound)
+        if len(own) != len(bound) or not seen.isdisjoint(own) or not earlier.isdisjoint(own):
+            return False
+        earlier |= own - siblings
+    return True
 
 
 def _total(contributions: list[Expr], indices: tuple[str, ...],
@@ -367,8 +403,12 @@ def _total(contributions: list[Expr], indices: tuple[str, ...],
     # Nor may a binder of one contribution share its name with a size |n| of another.
     sized_names = {entry[0] for c in contributions for entry in c.sizes_from}
     total = add(*(c.expr for c in contributions))
-    siblings = _sibling_binders(list(total.terms), classes) if isinstance(total, E.Add) else frozenset()
-    total = rename_bound_apart(total, avoid=set(indices) | sized_names, siblings=siblings - sized_names)
+    terms = list(total.terms) if isinstance(total, E.Add) else [total]
+    binders = [_binders_of(term) for term in terms]
+    siblings = _sibling_binders(terms, classes, binders) if isinstance(total, E.Add) else frozenset()
+    avoid = set(indices) | sized_names
+    if not _apart_already(total, binders, avoid, siblings - sized_names):
+        total = rename_bound_apart(total, avoid=avoid, siblings=siblings - sized_names)
     combined = like_terms_combine(total)
     total = combined if combined is not None else total
     if not sized_names:  # no size to keep (most adjoints): no need to look for sizes

@@ -129,6 +129,8 @@ def use_forward_values(e: Expr, statements: Iterable) -> Expr:
     table = _table(statements)
     if not table:
         return e
+    if not any(isinstance(node, _NAMED) for node in walk(e)):
+        return e  # only a node of a named kind is a definition (most results hold none)
     memo: dict[Expr, Expr] = {}
 
     def visit(node: Expr) -> Expr:
