@@ -6,23 +6,17 @@ in-place write of the generated code is checked against the live values."""
 import numpy as np
 import pytest
 
+import test_recurrence
+
 import eingrad as eg
 from eingrad.codegen.compile import CompiledFunction
 
-RNN = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] U_kh + b_h)
-L = sum_{t,n,h}((s[t,n,h] - y[t,n,h])^2)"""
-
-# An initial state: δ[t, 0] h0[n, k] is h0 at the first step.
+# The RNN and the LSTM of tests/test_recurrence.py (LSTM: an initial cell state c0), and an
+# initial state written inside the product: (s[t-1] + δ[t, 0] h0) U is h0 U at the first step.
+RNN = test_recurrence.RNN
+LSTM = test_recurrence.LSTM
 RNN_H0 = """s[t, n, h] = tanh(x[t, n, d] W_dh + (s[t-1, n, k] + δ[t, 0] h0[n, k]) U_kh + b_h)
 L = sum_{t,n,h}((s[t,n,h] - y[t,n,h])^2)"""
-
-LSTM = """f[t,n,h] = sigmoid(x[t,n,d] Wf_dh + h[t-1,n,k] Uf_kh + bf_h)
-i[t,n,h] = sigmoid(x[t,n,d] Wi_dh + h[t-1,n,k] Ui_kh + bi_h)
-g[t,n,h] = tanh(x[t,n,d] Wg_dh + h[t-1,n,k] Ug_kh + bg_h)
-o[t,n,h] = sigmoid(x[t,n,d] Wo_dh + h[t-1,n,k] Uo_kh + bo_h)
-c[t,n,h] = f[t,n,h] c[t-1,n,h] + i[t,n,h] g[t,n,h] + δ[t,0] c0[n,h]
-h[t,n,h] = o[t,n,h] tanh(c[t,n,h])
-L = sum_{t,n,h}(G[t,n,h] h[t,n,h])"""
 
 # Parts the same at every step (h0 V, U + Uᵀ) that the step form keeps in the step.
 RNN_INVARIANT = """s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] (U_kh + U_hk) + δ[t, 0] h0[n, k] V_kh)

@@ -367,7 +367,7 @@ class ProgramBuilder:
             # The collector paused as in build: a long chunk (a loss summed over 1000 steps)
             # keeps its tokens and trees alive while it is parsed, and its passes over the
             # heap, which holds the chunks added so far, cost a fifth of parsing it.
-            with _without_cyclic_gc():
+            with without_cyclic_gc():
                 program = parse_program(text)  # syntax and index rules of the new text alone
             if shape is not None and parser.warnings_issued == warned:
                 _remember_chunk(shape, program.statements)
@@ -387,7 +387,7 @@ class ProgramBuilder:
         text = "\n".join(self._chunks)
         statements: list[Statement] = []
         start = 0
-        with _without_cyclic_gc():
+        with without_cyclic_gc():
             for chunk, parsed in zip(self._chunks, self._parsed, strict=True):
                 if parsed is None:
                     moved = None
@@ -482,7 +482,7 @@ def _renamed_chunk(shape: _ChunkShape, by: int) -> list[Statement] | None:
 
 
 @contextmanager
-def _without_cyclic_gc():
+def without_cyclic_gc():
     """Pause Python's cyclic garbage collector while a program is put together.
 
     Expression trees are immutable and acyclic, so reference counting frees what
