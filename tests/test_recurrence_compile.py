@@ -6,9 +6,8 @@ in-place write of the generated code is checked against the live values."""
 import numpy as np
 import pytest
 
-import test_recurrence
-
 import eingrad as eg
+import test_recurrence
 from eingrad.codegen.compile import CompiledFunction
 
 # The RNN and the LSTM of tests/test_recurrence.py (LSTM: an initial cell state c0), and an
