@@ -722,6 +722,18 @@ def _check_request(program: Program, wrt: str, order: object, output: str | None
     return output
 
 
+def dependents(statements: list[Statement], sources: set[str]) -> set[str]:
+    """The targets that depend on any name in ``sources`` (a forward pass over the statements)."""
+    out: set[str] = set()
+    while True:  # once, unless a recurrence reads targets assigned later (LANGUAGE.md §12)
+        before = len(out)
+        for stmt in statements:
+            if any(ref.name in sources or ref.name in out for ref in E.tensor_refs(stmt.expr)):
+                out.add(stmt.target)
+        if len(out) == before:
+            return out
+
+
 class ThroughRecurrenceError(DiffError):
     """A derivative that runs through a recurrence (LANGUAGE.md §12): only ``grad`` gives it."""
 
@@ -731,14 +743,7 @@ def _check_no_recurrence(program: Program, statements: list[Statement], wrt: str
     gives one expression, so it refuses; ``grad`` derives the reverse recurrence."""
     if not program.recurrences:
         return
-    depends = {wrt}
-    while True:
-        before = len(depends)
-        for stmt in statements:
-            if any(ref.name in depends for ref in E.tensor_refs(stmt.expr)):
-                depends.add(stmt.target)
-        if len(depends) == before:
-            break
+    depends = dependents(statements, {wrt})
     for rec in program.recurrences:
         through = [m for m in rec.members if m in depends]
         if through and output in depends:

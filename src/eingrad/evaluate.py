@@ -42,7 +42,7 @@ from .expr import (
 )
 from .functions import COMPOSITIONS, FUNCTIONS
 from .program import Program
-from .sizes import infer_shapes
+from .sizes import infer_shapes, step_shapes
 
 __all__ = ["evaluate_program", "as_input_array"]
 
@@ -528,27 +528,16 @@ def _run_recurrence(program: Program, rec, env: dict, info, dtype, declared) -> 
     local = dict(env)
     shapes = {k: v.shape for k, v in local.items()}
     shapes.update(info.shapes)
-    if plan.hoisted:
-        pre = Program(plan.hoisted, program.source)
-        pre_info = infer_shapes(pre, {k: shapes[k] for k in pre.inputs}, declared)
-        for stmt, sizes in zip(pre.statements, pre_info.sizes, strict=True):
-            array, labels = _Interpreter(local, sizes, dtype).run(stmt.expr)
-            local[stmt.target] = _result(array, labels, stmt.indices, sizes, dtype, f"part of {stmt.target}")
-            shapes[stmt.target] = local[stmt.target].shape
-    out = {m: np.zeros(info.shapes[m], dtype=dtype) for m in rec.members}
-    for m in rec.members:
+    hoisted, step_info = step_shapes(plan, shapes, declared)
+    for stmt, sizes in zip(plan.hoisted, hoisted.sizes if hoisted else (), strict=True):
+        array, labels = _Interpreter(local, sizes, dtype).run(stmt.expr)
+        local[stmt.target] = _result(array, labels, stmt.indices, sizes, dtype, f"part of {stmt.target}")
+    for m in rec.members:  # refused before any is allocated
         check_allocation(info.shapes[m], np.dtype(dtype).itemsize, f"the recurrence {m!r}")
+    out = {m: np.zeros(info.shapes[m], dtype=dtype) for m in rec.members}
     first, axis = plan.length_of
     steps = info.shapes[first][axis]
-    step_shapes = {}
-    for r in plan.reads:
-        full = shapes[r.tensor]
-        step_shapes[r.name] = full[: r.axis] + full[r.axis + 1:]
-    for name, _ in plan.indicators:
-        step_shapes[name] = ()
     step = plan.step
-    step_shapes.update((k, shapes[k]) for k in step.inputs if k not in step_shapes)
-    step_info = infer_shapes(step, {k: step_shapes[k] for k in step.inputs}, declared)
     source = {**local, **out}
     order = range(steps) if rec.direction > 0 else range(steps - 1, -1, -1)
     for tau in order:
@@ -559,7 +548,7 @@ def _run_recurrence(program: Program, rec, env: dict, info, dtype, declared) -> 
             if 0 <= k < array.shape[r.axis]:
                 values[r.name] = np.take(array, k, axis=r.axis)
             else:
-                values[r.name] = np.zeros(step_shapes[r.name], dtype=array.dtype)
+                values[r.name] = np.zeros(array.shape[:r.axis] + array.shape[r.axis + 1:], dtype=array.dtype)
         for name, c in plan.indicators:
             values[name] = np.asarray(1.0 if tau == c else 0.0, dtype=dtype)
         for stmt, sizes in zip(step.statements, step_info.sizes, strict=True):

@@ -30,6 +30,7 @@ from .diff import (
     AxisClasses,
     DiffError,
     _Context,
+    dependents,
     diff_expr,
     require_input,
     statement_index_sources,
@@ -50,18 +51,6 @@ __all__ = ["GradError", "gradient_program"]
 
 class GradError(DiffError):
     """A gradient that cannot be taken as asked (non-scalar output without a seed, ...)."""
-
-
-def _depends(statements: list[Statement], sources: set[str]) -> set[str]:
-    """Targets that depend on any name in ``sources`` (forward pass)."""
-    out: set[str] = set()
-    while True:  # once, unless a recurrence reads targets assigned later (LANGUAGE.md §12)
-        before = len(out)
-        for stmt in statements:
-            if any(ref.name in sources or ref.name in out for ref in E.tensor_refs(stmt.expr)):
-                out.add(stmt.target)
-        if len(out) == before:
-            return out
 
 
 def _input_indices(program: Program, name: str, taken: set[str]) -> tuple[str, ...]:
@@ -185,7 +174,7 @@ def _gradient_program(
         match = re.fullmatch(rf"d(\w+)d{re.escape(output)}", seed) if seed else None
         prefix = f"d{match.group(1) if match else output}d"
     statements = list(program.needed_for([output]).statements)
-    depends = _depends(statements, set(wrt))
+    depends = dependents(statements, set(wrt))
     names = set(program.targets) | set(program.inputs) | ({seed} if seed else set())
     taken: set[str] = set()
     for stmt in program.statements:

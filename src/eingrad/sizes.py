@@ -16,7 +16,7 @@ from .errors import MissingInputError, RankError, SizeError, Span, UnknownInputE
 from .expr import Delta, Expr, MatFn, Pick, Shift, Size, Sum, Tensor, position_text, walk
 from .program import Program, Statement
 
-__all__ = ["ShapeInfo", "infer_shapes", "statement_sizes"]
+__all__ = ["ShapeInfo", "arithmetic_positions", "infer_shapes", "statement_sizes", "step_shapes", "valid_length"]
 
 
 def _ref_text(ref: Tensor | Delta, source: str | None) -> str:
@@ -134,13 +134,9 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=(), pa
                         size[i] = known[0][1]
                         origin[i] = origin[known[0][0]]
                         changed = True
+    _valid_sizes([n for n in walk(expr) if isinstance(n, Shift)], size, origin, source, strict=not partial)
     if partial:
-        try:
-            _valid_sizes([n for n in walk(expr) if isinstance(n, Shift)], size, origin, source)
-        except SizeError:
-            pass
         return size
-    _valid_sizes([n for n in walk(expr) if isinstance(n, Shift)], size, origin, source)
     for d in deltas:
         missing = [i for i in d.indices if i not in size]
         if missing:
@@ -170,8 +166,9 @@ def _statement_sizes(expr: Expr, shapes, declared, source, target_indices=(), pa
     return size
 
 
-def _valid_sizes(shifts: list[Shift], size: dict, origin: dict, source: str | None) -> None:
-    """The "valid" size of an index that only index arithmetic sizes (LANGUAGE.md §11).
+def _valid_sizes(shifts: list[Shift], size: dict, origin: dict, source: str | None, strict: bool = True) -> None:
+    """The "valid" size of an index that only index arithmetic sizes (LANGUAGE.md §11);
+    ``strict``: an index left unsized is a ``SizeError`` (else it is left out).
 
     In ``δ[j, a·i + Σ b·k + c]`` with every name but ``i`` sized, ``|i|`` is the largest size for
     which no position passes the end of ``j``'s axis: ⌊(|j| − 1 − c − Σ max(b, 0)(|k| − 1)) / a⌋ + 1.
@@ -198,7 +195,7 @@ def _valid_sizes(shifts: list[Shift], size: dict, origin: dict, source: str | No
             origin[i] = origin[s.index]
             changed = True
         for i, s in negative.items():
-            if i not in size and not found:
+            if strict and i not in size and not found:
                 raise SizeError(
                     f"the size of index {i!r} cannot be determined: it occurs only with a negative "
                     f"coefficient in the position {position_text(s.terms, s.offset)}",
@@ -206,6 +203,8 @@ def _valid_sizes(shifts: list[Shift], size: dict, origin: dict, source: str | No
                     spans=[s.span] if s.span else None,
                     hint=f"declare it, e.g. sizes={{{i!r}: 10}}",
                 )
+    if not strict:
+        return
     for s in shifts:
         missing = [n for _, n in s.terms if n not in size]
         if len(missing) > 1:
@@ -225,6 +224,32 @@ def _valid_sizes(shifts: list[Shift], size: dict, origin: dict, source: str | No
                 spans=[s.span] if s.span else None,
                 hint=f"use {s.index!r} in a tensor of the same statement, or declare it, e.g. sizes={{{s.index!r}: 10}}",
             )
+
+
+def arithmetic_positions(expr: Expr) -> list[tuple[Shift, str]]:
+    """The deltas of index arithmetic in one statement whose position has exactly one index
+    that no tensor there carries, with a positive coefficient: ``(δ[j, i+k], "i")`` of
+    ``Y[n,i] = X[n, i+k] K[k]``, where the valid size rule sizes ``i``."""
+    carried = {i for node in walk(expr) if isinstance(node, (Tensor, Delta)) for i in node.indices}
+    out = []
+    for node in walk(expr):
+        if isinstance(node, Shift):
+            loose = [(a, i) for a, i in node.terms if i not in carried]
+            if len(loose) == 1 and loose[0][0] > 0:
+                out.append((node, loose[0][1]))
+    return out
+
+
+def valid_length(shift: Shift, index: str, size_of) -> int | None:
+    """The length of the axis ``shift`` reads for which the valid size rule gives ``index`` the
+    size ``size_of(index)``: the reach of the other terms plus ``a·(|index| − 1) + 1``; None
+    where ``size_of`` (a name -> size or None) does not know a size."""
+    sizes = {n: size_of(n) for _, n in shift.terms}
+    if any(n is None for n in sizes.values()):
+        return None
+    a = next(a for a, n in shift.terms if n == index)
+    reach = shift.offset + sum(b * (sizes[n] - 1) for b, n in shift.terms if n != index and b > 0)
+    return max(1, reach + a * (sizes[index] - 1) + 1)
 
 
 def _square(matrices: list[MatFn], size: dict, origin: dict, source: str | None) -> bool:
@@ -384,5 +409,22 @@ def _recurrence_shapes(program: Program, rec, all_shapes: dict, declared: dict) 
             )
 
 
-def _refs(e: Expr):
-    return (n for n in walk(e) if isinstance(n, Tensor))
+def step_shapes(plan, shapes: Mapping[str, tuple[int, ...]], declared: Mapping[str, int] | None = None
+                ) -> tuple[ShapeInfo | None, ShapeInfo]:
+    """The index sizes of a recurrence's step form (:func:`eingrad.recurrence.step_plan`): of
+    its hoisted statements (None if it has none) and of its step program, from the shapes of
+    the arrays around it (the program's inputs and targets).  A step reads an array without
+    its recurrence axis; an indicator of ``δ[t, c]`` is a scalar."""
+    known = dict(shapes)
+    hoisted = None
+    if plan.hoisted:
+        pre = Program(plan.hoisted, plan.step.source)
+        hoisted = infer_shapes(pre, {k: known[k] for k in pre.inputs}, declared)
+        known.update(hoisted.shapes)
+    given: dict[str, tuple[int, ...]] = {}
+    for read in plan.reads:
+        whole = known[read.tensor]
+        given[read.name] = whole[:read.axis] + whole[read.axis + 1:]
+    given.update((name, ()) for name, _ in plan.indicators)
+    given.update((k, known[k]) for k in plan.step.inputs if k not in given)
+    return hoisted, infer_shapes(plan.step, {k: given[k] for k in plan.step.inputs}, declared)

@@ -11,6 +11,7 @@ import numpy as np
 from .. import expr as E
 from ..errors import EingradError
 from ..program import Program
+from ..sizes import arithmetic_positions, valid_length
 
 __all__ = [
     "CheckError",
@@ -180,20 +181,13 @@ def _fit_shifted_arrays(program: Program, find, size: dict, given_roots: set, va
     an input) sizes too, ``i`` of ``Y[n,i] = X[n, i+k] K[k]`` beside ``G[n,i]``: the array read
     is drawn exactly as long as the valid size rule needs for that size, so that both agree."""
     for k, stmt in enumerate(program.statements):
-        carried = {i for node in E.walk(stmt.expr) if isinstance(node, (E.Tensor, E.Delta)) for i in node.indices}
-        for node in E.walk(stmt.expr):
-            if not isinstance(node, E.Shift):
+        for shift, i in arithmetic_positions(stmt.expr):
+            j = find(("s", k, shift.index))
+            if find(("s", k, i)) in valid or j in given_roots:
                 continue
-            loose = [(a, i) for a, i in node.terms if i not in carried]
-            if len(loose) != 1 or loose[0][0] <= 0 or find(("s", k, loose[0][1])) in valid:
-                continue
-            a, i = loose[0]
-            j = find(("s", k, node.index))
-            if j in given_roots or find(("s", k, i)) not in size:
-                continue
-            reach = node.offset + sum(b * (size.get(find(("s", k, n)), 1) - 1)
-                                      for b, n in node.terms if n != i and b > 0)
-            size[j] = max(1, reach + a * (size[find(("s", k, i))] - 1) + 1)
+            length = valid_length(shift, i, lambda n, k=k: size.get(find(("s", k, n))))
+            if length is not None:
+                size[j] = length
 
 
 def check_sizes(program: Program, sizes: object) -> dict[str, int] | None:

@@ -13,8 +13,9 @@ import numpy as np
 from ..api import evaluate, parse
 from ..diff import DiffError, require_input
 from ..errors import EingradError, check_allocation
-from ..expr import Delta, Pick, Shift, Tensor, all_indices, walk
+from ..expr import Delta, Pick, Tensor, all_indices, walk
 from ..program import Program
+from ..sizes import arithmetic_positions, valid_length
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -216,26 +217,15 @@ def _fitted_to_shifts(program: Program, axes: _Axes, given: dict, default: int |
     """The axes read through index arithmetic (``X`` of ``Y[n,i] = X[n, i+k] K[k]``) whose
     position index that statement sizes by the arithmetic alone: each as long as the valid
     size rule needs for the size ``i`` has elsewhere (``G[n,i]``), so that both agree."""
-    def size(x: tuple) -> int | None:
-        return given.get(axes.find(x), ("", default))[1]
-
     fitted: dict[tuple, int] = {}
     for k, stmt in enumerate(program):
-        carried = {i for node in walk(stmt.expr) if isinstance(node, (Tensor, Delta)) for i in node.indices}
-        for node in walk(stmt.expr):
-            if not isinstance(node, Shift):
+        for shift, i in arithmetic_positions(stmt.expr):
+            j = axes.find((k, shift.index))
+            if j in given:
                 continue
-            loose = [(a, i) for a, i in node.terms if i not in carried]
-            j = axes.find((k, node.index))
-            if len(loose) != 1 or loose[0][0] <= 0 or j in given:
-                continue
-            a, i = loose[0]
-            sizes = [size((k, n)) for _, n in node.terms]
-            if any(n is None for n in sizes):
-                continue
-            reach = node.offset + sum(b * (n - 1) for (b, name), n in zip(node.terms, sizes, strict=True)
-                                      if name != i and b > 0)
-            fitted[j] = max(1, reach + a * (size((k, i)) - 1) + 1)
+            length = valid_length(shift, i, lambda n, k=k: given.get(axes.find((k, n)), ("", default))[1])
+            if length is not None:
+                fitted[j] = length
     return fitted
 
 

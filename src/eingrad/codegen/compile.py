@@ -24,7 +24,7 @@ from ..errors import (
 from ..evaluate import _is_python_number
 from ..program import Program, Statement
 from ..recurrence import step_plan
-from ..sizes import _declared_sizes, infer_shapes
+from ..sizes import _declared_sizes, infer_shapes, step_shapes
 from .emit import Generator, check_names, statement_text
 from .linalg import formed_inverses
 from .recur import HELPERS as RECURRENCE_HELPERS
@@ -407,19 +407,10 @@ class CompiledFunction:
         known = {**shapes, **info.shapes}
         try:
             for r, _, plan in self._plans():
-                hoisted = []
-                if plan.hoisted:
-                    pre = Program(plan.hoisted, self.program.source)
-                    pre_info = infer_shapes(pre, {k: known[k] for k in pre.inputs}, declared)
+                pre_info, step_info = step_shapes(plan, known, declared)
+                if pre_info is not None:
                     known.update(pre_info.shapes)
-                    hoisted = pre_info.sizes
-                step_shapes = {}
-                for read in plan.reads:
-                    whole = known[read.tensor]
-                    step_shapes[read.name] = whole[:read.axis] + whole[read.axis + 1:]
-                step_shapes.update((name, ()) for name, _ in plan.indicators)
-                step_shapes.update((k, known[k]) for k in plan.step.inputs if k not in step_shapes)
-                step_info = infer_shapes(plan.step, {k: step_shapes[k] for k in plan.step.inputs}, declared)
+                hoisted = pre_info.sizes if pre_info is not None else []
                 out[r] = (hoisted, step_info.sizes)
         except EingradError as err:
             if self.program.source is not None:
