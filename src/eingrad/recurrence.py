@@ -108,21 +108,10 @@ def _reads(e: Expr, names: set[str], ties: dict | None = None, in_matfn: bool = 
     return out
 
 
-def _position(read: _Read, axis: int) -> tuple[str, int] | None:
-    """``(t, c)``: the read is at step ``t + c`` along ``axis`` (None: not a constant shift)."""
-    index = read.ref.indices[axis]
-    if index in read.ties:
-        t, c, _ = read.ties[index]
-        return t, c
-    return None
-
-
 def find_recurrences(statements, source: str | None = None) -> list[Recurrence]:
     """The recurrence groups of a list of statements, checked (positioned errors otherwise)."""
+    # (Program skips this search where every read follows its assignment, the common case.)
     order = {s.target: k for k, s in enumerate(statements)}
-    if not any(ref.name in order and order[ref.name] >= k
-               for k, s in enumerate(statements) for ref in E.tensor_refs(s.expr)):
-        return []  # nothing is read before it is assigned: no recurrence (the common case)
     targets = set(order)
     reads = {s.target: _reads(s.expr, targets) for s in statements}
     groups = _components(statements, reads, order)
@@ -362,7 +351,7 @@ def _step_plan(program, rec: Recurrence) -> StepPlan:
     for m in rec.members:
         stmt = program.statement(m)
         t = stmt.indices[rec.axis_of(m)]
-        expr = _hoist(stmt.expr, members, m, hoisted, fresh, program)
+        expr = _hoist(stmt.expr, members, m, hoisted, fresh)
         ctx = _StepContext(rec, members, reads, indicators, fresh, program, stmt)
         body = ctx.transform(expr, {t: 0})
         if t in E.all_indices(body):  # pragma: no cover - every use of t is handled above
@@ -391,7 +380,7 @@ def _carried(e: Expr) -> set[str]:
     return {i for node in E.walk(e) if isinstance(node, Tensor) for i in node.indices}
 
 
-def _hoist(e: Expr, members: set[str], target: str, hoisted: list, fresh, program) -> Expr:
+def _hoist(e: Expr, members: set[str], target: str, hoisted: list, fresh) -> Expr:
     """``e`` with each largest part that reads no member (and is worth computing) replaced by
     a new tensor, computed before the loop over every step."""
     from .program import Statement
@@ -409,11 +398,12 @@ def _hoist(e: Expr, members: set[str], target: str, hoisted: list, fresh, progra
         return e
     if isinstance(e, E.Add):
         # the terms that read no member go before the loop together: x W + b is one array
-        rest = [t for t in e.terms if not (E.mentions(t) & members)]
-        if len(rest) > 1 and _worth_hoisting(E.add(*rest)):
-            reading = [_hoist(t, members, target, hoisted, fresh, program) for t in e.terms if t not in rest]
-            return E.add(_hoist(E.add(*rest), members, target, hoisted, fresh, program), *reading)
-    children = tuple(_hoist(c, members, target, hoisted, fresh, program) for c in e.children)
+        reads = [bool(E.mentions(t) & members) for t in e.terms]
+        rest = E.add(*(t for t, r in zip(e.terms, reads, strict=True) if not r))
+        if reads.count(False) > 1 and _worth_hoisting(rest):
+            reading = [_hoist(t, members, target, hoisted, fresh) for t, r in zip(e.terms, reads, strict=True) if r]
+            return E.add(_hoist(rest, members, target, hoisted, fresh), *reading)
+    children = tuple(_hoist(c, members, target, hoisted, fresh) for c in e.children)
     if all(a is b for a, b in zip(children, e.children, strict=True)):
         return e
     return e.with_children(children)
@@ -426,9 +416,10 @@ def _worth_hoisting(e: Expr) -> bool:
         return False
     if not any(isinstance(n, Tensor) for n in E.walk(e)):
         return False
-    if not e.free <= _carried(e):
+    carried = _carried(e)
+    if not e.free <= carried:
         return False
-    if any(isinstance(n, E.Size) and n.index not in _carried(e) for n in E.walk(e)):
+    if any(isinstance(n, E.Size) and n.index not in carried for n in E.walk(e)):
         return False
     if isinstance(e, E.Sum) and isinstance(e.body, E.Mul) and all(
             isinstance(f, (Tensor, Shift)) for f in e.body.factors) and sum(
