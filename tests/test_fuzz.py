@@ -143,9 +143,21 @@ TOKEN_TEXTS = st.builds(
 ALPHABET = "xyzijkAWb_{}[](),;=+-*/^|#.'0123456789e \n²₂٣\ufeffσΣδ"
 
 
+# Recurrences (LANGUAGE.md §12): the RNN, an initial state, one running backward, a shift of
+# two, and the LSTM's group, mutated like the corpus.
+RECURRENCES = [
+    "s[t, n, h] = tanh(x[t, n, d] W_dh + s[t-1, n, k] U_kh + b_h)\nL = sum_{t,n,h}((s[t,n,h] - y[t,n,h])^2)",
+    "s[t, n, h] = tanh(x[t, n, d] W_dh + (s[t-1, n, k] + δ[t, 0] h0[n, k]) U_kh)\nL = sum_{t,n,h}(s[t,n,h])",
+    "s[t, n] = tanh(x[t, n] + 0.5 s[t+1, n] w_n)\nL = sum_{t,n}(G[t, n] s[t, n])",
+    "s[t, n] = tanh(x[t, n] + 0.8 s[t-2, n] w_n) + 0.3 s[t-1, n]\nL = sum_{t,n}(G[t, n] s[t, n])",
+    "f[t,n,h] = sigmoid(x[t,n,d] Wf_dh + h[t-1,n,k] Uf_kh)\nc[t,n,h] = f[t,n,h] c[t-1,n,h] + x[t,n,h]\n"
+    "h[t,n,h] = tanh(c[t,n,h])\nL = sum_{t,n,h}(G[t,n,h] h[t,n,h])",
+]
+
+
 @st.composite
 def _mutated(draw) -> str:
-    text = draw(st.sampled_from([entry.text for entry in CORPUS]))
+    text = draw(st.sampled_from([entry.text for entry in CORPUS] + RECURRENCES))
     if draw(st.integers(0, 9)) == 0:
         return text  # unmutated now and then: the whole corpus goes through diff and grad
     for _ in range(draw(st.integers(1, 3))):

@@ -62,11 +62,18 @@ def test_a_position_is_a_shifted_delta():
 
 
 @pytest.mark.parametrize("src", [CONV1, STRIDED, CONV2, POOL, LOSS, "y[i] = x[i+1]", "y[i] = x[i-k] w[k]",
-                                 "Y_{n,i} = X_{n,i+k} K_k"])
+                                 "Y_{n,i} = X_{n,i+k} K_k",
+                                 # a lone index with no offset is a position too: it prints as t+0
+                                 "y[t] = x[1t]", "y[t] = x[t-0]"])
 def test_print_and_parse_back(src):
     p = eg.parse(src)
     assert eg.parse(str(p)) == p
     assert "δ[" not in str(p) and "]" in str(p)  # printed as written: X[n, i+k]
+
+
+def test_a_delta_at_a_lone_index_prints_its_zero_offset():
+    p = eg.parse("y[j, t] = δ[j, t+0]")  # a shifted delta, not δ_jt (which ties two sizes)
+    assert str(p) == "y_jt = δ[j, t+0]" and eg.parse(str(p)) == p
 
 
 def test_latex_writes_the_position():

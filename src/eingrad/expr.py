@@ -581,12 +581,14 @@ class Shift(Expr):
 
 
 def position_text(terms: tuple[tuple[int, str], ...], offset: int) -> str:
-    """``2i+k-1``: an affine position as the language writes it."""
+    """``2i+k-1``: an affine position as the language writes it; a lone index keeps its
+    ``+0`` (``t+0``), which the parser reads as this position, where ``t`` alone would be
+    the index itself (``x[t]``, ``δ[j, t]``: no index arithmetic)."""
     out = ""
     for a, n in terms:
         sign = "-" if a < 0 else ("+" if out else "")
         out += sign + ("" if abs(a) == 1 else str(abs(a))) + n
-    if offset or not out:
+    if offset or not out or terms == ((1, terms[0][1]),):
         out += ("-" if offset < 0 else ("+" if out else "")) + str(abs(offset))
     return out
 
